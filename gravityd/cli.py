@@ -1,0 +1,131 @@
+"""The `gravityd` command: serve, build, simulate, snapshot, restore.
+
+Every failure a user can cause (a bad flag, a missing file, a bad setting, a busy port) ends in
+one clear line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from typing import NoReturn
+
+from gravityd import __version__
+from gravityd.config import Config, ConfigError, load_config
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _fail(message: str) -> int:
+    print(f"gravityd: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _add_store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="F", help="TOML config file (default: GRAVITYD_CONFIG, "
+                   "else config/gravityd.toml of the install, else built-in defaults)")
+    p.add_argument("--db", metavar="PATH", help="SQLite event log file")
+    p.add_argument("--snapshot-dir", metavar="DIR", help="folder of msgpack snapshots")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gravityd", description="The gravity layer of the Live Radio.")
+    parser.add_argument("--version", action="version", version=f"gravityd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("serve", help="run the daemon")
+    _add_store_flags(p)
+    p.add_argument("--host", metavar="H", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", metavar="P", type=int, help="port to bind (default 8080)")
+
+    p = sub.add_parser("build", help="one-shot batch build for cron")
+    _add_store_flags(p)
+
+    p = sub.add_parser("simulate", help="post fake but plausible sessions to a running daemon")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--sessions", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("snapshot", help="ask a running daemon for a snapshot now")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+
+    p = sub.add_parser("restore", help="make a snapshot the one the next start loads")
+    p.add_argument("snapshot_file", metavar="SNAPSHOT_FILE")
+    _add_store_flags(p)
+    return parser
+
+
+def _config(args: argparse.Namespace, **flags: object) -> Config:
+    overrides = {"db": args.db, "snapshot_dir": args.snapshot_dir, **flags}
+    return load_config(args.config, overrides=overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gravityd.api import create_app
+    from gravityd.log import LogError
+    from gravityd.logs import setup_logging
+    from gravityd.service import Gravityd
+
+    cfg = _config(args, host=args.host, port=args.port)
+    try:
+        # Bind before anything else starts, so a busy port is one clear line, not a traceback.
+        sock = socket.create_server((cfg.host, cfg.port), reuse_port=False)
+    except OSError as exc:
+        return _fail(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
+    setup_logging(cfg.log_level, cfg.log_format)
+    app = create_app(Gravityd(cfg))
+    host, port = sock.getsockname()[:2]
+
+    async def _listening(app: web.Application) -> None:
+        logging.getLogger("gravityd").info("listening", extra={
+            "host": host, "port": port, "db": cfg.db, "version": __version__})
+
+    app.on_startup.append(_listening)
+    try:
+        web.run_app(app, sock=sock, print=None, access_log=None,
+                    shutdown_timeout=cfg.shutdown_timeout_s, handle_signals=True)
+    except LogError as exc:
+        return _fail(str(exc))
+    finally:
+        sock.close()
+    return 0
+
+
+def _not_yet(name: str, issue: int) -> int:
+    return _fail(f"'{name}' is not available in this version yet (tracked in issue {issue})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command in ("build", "restore"):
+            _config(args)  # still validate the settings the user gave
+            return _not_yet(args.command, 4)
+        if args.command == "snapshot":
+            return _not_yet("snapshot", 4)
+        if args.command == "simulate":
+            return _not_yet("simulate", 6)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+

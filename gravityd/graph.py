@@ -1,0 +1,630 @@
+"""The gravity graph: how listeners move between tracks, folded into a weighted directed graph.
+
+Model (DESIGN.md section 2). Events are grouped by session and applied in log (id) order. Each
+session remembers its recent tracks ("steps", newest last) with the verdicts already given on each.
+An event on a track that is not the session's current track makes it the new current track: the
+session moved from its previous step A to B, which counts one traversal (`n`) on A->B. The events
+on B are the listener's verdict on the transitions *into* B:
+
+- ``play_start`` adds ``weight_play_start`` (0 by default: starting is not liking);
+- ``play_10s`` adds ``weight_play_10s`` (accepted), ``like`` adds ``weight_like`` (loved);
+- ``skip`` at ``elapsed_ms`` subtracts ``skip_penalty * max(0, 1 - elapsed_ms / skip_grade_ms)``
+  from A->B only: the earliest skips cost the most, a skip after the grading window costs nothing,
+  and no single skip ever deletes an edge;
+- ``radio_next`` marks B as the radio's pick and carries no weight: the verdict comes after it.
+
+Each kind of verdict counts at most once per (session, transition), so retried or duplicated events
+do not inflate an edge. A positive verdict on B credits every earlier step within ``credit_window``
+steps (the SR rule of Ludewig & Jannach 2018) with ``weight * distance ** -distance_discount_power``
+(1/d by default); a track repeated within the window is credited once, at its nearest distance, and
+there are never self-loops. A skip only hits the immediate predecessor. A track skipped within
+``skip_through_ms`` is passed through: it becomes invisible to what follows, so after A, B (skipped
+at 2 s), C (kept), the listener went A->C and A->C is credited at distance 1 (A->B still gets the
+skip penalty).
+
+Sessions and odd input:
+
+- A session silent longer than ``session_timeout_s`` starts fresh: no edge crosses the gap.
+- A late event (its timestamp older than its session's latest) is applied in log order with its
+  time clamped to the session's latest time; the log, not the client clock, orders a session.
+- A verdict (``play_10s``, ``like``, ``skip``) on a track the session played earlier and still
+  remembers (its last ``2 * credit_window + 2`` tracks) is a late verdict: it applies to that
+  earlier occurrence's incoming edges, once per kind. Any other event on a track that is not the
+  current one (including ``play_start``/``radio_next`` of a track played before, and a verdict
+  on a track the session never announced) makes that track the new current track.
+
+Decay is forward decay (Cormode et al., ICDE 2009): a contribution at time t is stored multiplied by
+2^((t - t0)/H), H = ``half_life_days`` days, and every read multiplies by 2^(-(now - t0)/H), so
+nothing is touched to age the graph and relative order never changes. When an event's exponent
+exceeds ``rebase_exponent`` every stored value is rescaled once and t0 moves to that event's time.
+
+Memory stays bounded by maintenance at every log id that crosses a multiple of
+``maintenance_every``: edges whose decayed |w| is under ``epsilon`` go, each track keeps its
+``max_edges_per_track`` strongest out-edges by |w| (ties by track id), tracks left without edges go,
+and sessions silent past the timeout are forgotten. The maintenance time is the log clock (the
+latest event time folded so far).
+
+Rebasing and maintenance happen at events the log decides, never on a timer or at batch ends, so
+folding a log in one batch or in any split gives bit-identical state. Pure: no I/O, no asyncio.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import networkx as nx
+
+from gravityd.events import FoldEvent
+
+__all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature"]
+
+STATE_VERSION = 1
+
+# Per-step verdict flags in a session's memory.
+F_START = 1  # play_start seen
+F_P10 = 2  # play_10s seen
+F_LIKE = 4  # like seen
+F_SKIP = 8  # skip seen
+F_THROUGH = 16  # skipped within skip_through_ms: invisible to later steps
+F_RADIO = 32  # radio_next seen: the radio picked this track
+
+_RADIO, _START, _P10, _LIKE, _SKIP = 1, 2, 3, 4, 5
+_CODES = {
+    "radio_next": _RADIO, "play_start": _START, "play_10s": _P10, "like": _LIKE, "skip": _SKIP,
+}
+_DIRECTIONS = ("out", "in", "both")
+_DAY = 86400.0
+
+EdgeRow = tuple[str, str, float, float, float, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FoldParams:
+    """Every knob of the fold; the [graph] section of the config maps onto these names 1:1."""
+
+    # Seconds of silence after which a session starts fresh (no edge across the gap).
+    session_timeout_s: float = 1800.0
+    # Half-life of evidence in days; <= 0 disables decay.
+    half_life_days: float = 30.0
+    # Weight added to A->B when B starts playing (a traversal, usually no verdict).
+    weight_play_start: float = 0.0
+    # Weight added to A->B when B plays for 10 seconds (accepted).
+    weight_play_10s: float = 1.0
+    # Weight added to A->B when B is liked (loved).
+    weight_like: float = 2.0
+    # Penalty subtracted from A->B for a skip of B at 0 ms; graded down to 0 over skip_grade_ms.
+    skip_penalty: float = 1.0
+    # Skip grading window in ms: penalty = skip_penalty * max(0, 1 - elapsed_ms / skip_grade_ms).
+    skip_grade_ms: float = 30000.0
+    # elapsed_ms assumed for a skip that does not report it, in ms (15000 = half the penalty).
+    skip_default_elapsed_ms: float = 15000.0
+    # A skip earlier than this (ms) passes through the track: A, B(skipped), C credits A->C.
+    # 0 turns it off.
+    skip_through_ms: float = 5000.0
+    # Positive verdicts credit this many earlier tracks of the session (steps; 1 = successor only).
+    credit_window: int = 10
+    # Credit at distance d is weight * d ** -distance_discount_power (1.0 gives 1/d; 0 is flat).
+    distance_discount_power: float = 1.0
+    # Out-edges kept per track at maintenance, strongest |weight| first (K).
+    max_edges_per_track: int = 32
+    # At maintenance, edges whose decayed |weight| is below this are dropped (weight units).
+    epsilon: float = 0.01
+    # Maintenance (pruning, session expiry) runs when the log id crosses a multiple of this.
+    maintenance_every: int = 500_000
+    # Forward-decay exponent (in half-lives since t0) past which stored values are rebased.
+    rebase_exponent: float = 32.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                raise ValueError(f"{f.name}: must be a number, not a boolean")
+            if f.type == "int":
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                if not isinstance(value, int):
+                    raise ValueError(f"{f.name}: must be an integer")
+            else:
+                if not isinstance(value, (int, float)):
+                    raise ValueError(f"{f.name}: must be a number")
+                value = float(value)
+                if not math.isfinite(value):
+                    raise ValueError(f"{f.name}: must be finite")
+            object.__setattr__(self, f.name, value)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError("<field>: reason") for the first out-of-range value."""
+        positive = ("session_timeout_s", "skip_grade_ms", "rebase_exponent")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be > 0")
+        non_negative = (
+            "weight_play_start", "weight_play_10s", "weight_like", "skip_penalty",
+            "skip_default_elapsed_ms", "skip_through_ms", "distance_discount_power", "epsilon",
+        )
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must be >= 0")
+        if not 1 <= self.credit_window <= 100:
+            raise ValueError("credit_window: must be between 1 and 100")
+        if self.max_edges_per_track < 1:
+            raise ValueError("max_edges_per_track: must be >= 1")
+        if self.maintenance_every < 1:
+            raise ValueError("maintenance_every: must be >= 1")
+        if self.rebase_exponent > 512:
+            raise ValueError("rebase_exponent: must be <= 512 (2**1024 overflows a float)")
+
+
+class GravityGraph:
+    """The track graph, the sessions' memory and the cursor, which always travel together.
+
+    Edge attributes (all stored forward-scaled except ``n``): ``w`` the net weight, ``pos`` and
+    ``neg`` the positive and negative evidence (both >= 0, w = pos - neg), ``n`` the traversals.
+    A session's state is a list ``[last_ts, steps, flags]``: its latest (clamped) event time, its
+    recent track ids (current last) and a verdict bit set per step.
+    """
+
+    def __init__(self, params: FoldParams | None = None) -> None:
+        self.params = params if params is not None else FoldParams()
+        self.g = nx.DiGraph()
+        self.sessions: dict[str, list[Any]] = {}
+        self.cursor = 0
+        self.t0 = 0.0
+        self.clock = 0.0  # latest event time folded: the log's notion of now
+        self._n_edges = 0
+        p = self.params
+        self._h = p.half_life_days * _DAY if p.half_life_days > 0 else 0.0
+        self._disc = [0.0] + [
+            1.0 if d == 1 else float(d) ** -p.distance_discount_power
+            for d in range(1, p.credit_window + 1)
+        ]
+        self._steps_cap = 2 * p.credit_window + 2
+
+    # ----------------------------------------------------------------------- reading
+
+    @property
+    def node_count(self) -> int:
+        return len(self.g._node)
+
+    @property
+    def edge_count(self) -> int:
+        return self._n_edges
+
+    @property
+    def session_count(self) -> int:
+        return len(self.sessions)
+
+    def decay_factor(self, now: float | None = None) -> float:
+        """Multiply a stored value by this to get its weight at `now` (seconds, default: now)."""
+        if not self._h:
+            return 1.0
+        if now is None:
+            now = time.time()
+        return 2.0 ** min(1000.0, -(now - self.t0) / self._h)
+
+    def edge(self, src: str, dst: str, now: float | None = None) -> dict[str, float] | None:
+        """Decayed w, pos, neg and the traversal count n of src->dst, or None if absent."""
+        nbrs = self.g._succ.get(src)
+        e = nbrs.get(dst) if nbrs is not None else None
+        if e is None:
+            return None
+        f = self.decay_factor(now)
+        return {"w": e["w"] * f, "pos": e["pos"] * f, "neg": e["neg"] * f, "n": e["n"]}
+
+    def neighbors(
+        self,
+        track_id: str,
+        *,
+        limit: int = 10,
+        direction: str = "out",
+        min_score: float = 0.0,
+        now: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Warp lanes of a track, strongest first (ties by track id).
+
+        Only edges with a positive net weight are lanes: a transition listeners reject never shows.
+        ``weight`` is the decayed net weight at `now`; ``normalized_score`` is weight divided by the
+        strongest positive weight of this track in this direction, so the top lane scores 1.0 and
+        scores are in (0, 1] and monotone in weight. ``direction="both"`` merges out- and in-lanes,
+        keeping the stronger lane per track (out on a tie), normalised over the merged set.
+        ``min_score`` filters on normalized_score. Unknown track: [].
+        """
+        if direction not in _DIRECTIONS:
+            raise ValueError("direction: must be out, in or both")
+        if limit <= 0 or track_id not in self.g._succ:
+            return []
+        lanes: dict[str, tuple[float, str, dict[str, Any]]] = {}
+        if direction != "in":
+            for v, e in self.g._succ[track_id].items():
+                if e["w"] > 0.0:
+                    lanes[v] = (e["w"], "out", e)
+        if direction != "out":
+            for u, e in self.g._pred[track_id].items():
+                w = e["w"]
+                if w > 0.0:
+                    have = lanes.get(u)
+                    if have is None or w > have[0]:
+                        lanes[u] = (w, "in", e)
+        if not lanes:
+            return []
+        top = max(item[0] for item in lanes.values())
+        items = [(w, t, d, e) for t, (w, d, e) in lanes.items()]
+        if min_score > 0.0:
+            items = [it for it in items if it[0] / top >= min_score]
+        key = _lane_key
+        if len(items) <= 4 * limit:
+            best = sorted(items, key=key)[:limit]
+        else:
+            best = heapq.nsmallest(limit, items, key=key)
+        f = self.decay_factor(now)
+        out = []
+        for w, t, d, e in best:
+            weight = w * f
+            if weight <= 0.0:  # decayed to nothing (underflow): not a lane any more
+                continue
+            out.append(
+                {
+                    "track_id": t,
+                    "weight": weight,
+                    "normalized_score": min(1.0, w / top),
+                    "evidence": {"pos": e["pos"] * f, "neg": e["neg"] * f, "n": e["n"]},
+                    "direction": d,
+                }
+            )
+        return out
+
+    def to_edge_list(self, now: float | None = None) -> list[EdgeRow]:
+        """Sorted (src, dst, w, pos, neg, n); stored (forward-scaled) values, decayed if `now`."""
+        f = 1.0 if now is None else self.decay_factor(now)
+        return sorted(
+            (u, v, e["w"] * f, e["pos"] * f, e["neg"] * f, e["n"])
+            for u, nbrs in self.g._succ.items()
+            for v, e in nbrs.items()
+        )
+
+    # ----------------------------------------------------------------------- folding
+
+    def fold(self, events: Sequence[FoldEvent]) -> int:
+        """Fold a batch in log order; events at or below the cursor are skipped (replay is a no-op).
+
+        Returns how many events were folded. The result is the same whatever the batch boundaries.
+        """
+        p = self.params
+        sessions = self.sessions
+        succ = self.g._succ
+        cursor = self.cursor
+        clock = self.clock
+        timeout = p.session_timeout_s
+        h = self._h
+        bound = p.rebase_exponent
+        cap = self._steps_cap
+        every = p.maintenance_every
+        w_start, w_p10, w_like = p.weight_play_start, p.weight_play_10s, p.weight_like
+        skip_pen, grade_ms = p.skip_penalty, p.skip_grade_ms
+        default_elapsed, through_ms = p.skip_default_elapsed_ms, p.skip_through_ms
+        codes = _CODES
+        intern = sys.intern
+        credit = self._credit
+        new_edge = self._new_edge
+        count = 0
+        try:
+            for ev in events:
+                eid, sid, tid, etype, t, elapsed = ev
+                if eid <= cursor:
+                    continue
+                count += 1
+                code = codes.get(etype, 0)
+                if not code:  # not a fold signal: nothing to learn, the cursor still moves
+                    if eid // every != cursor // every:
+                        self._maintain(clock)
+                    cursor = eid
+                    continue
+                st = sessions.get(sid)
+                if st is None or t - st[0] > timeout:
+                    st = [t, [], []]
+                    sessions[sid] = st
+                elif t < st[0]:
+                    t = st[0]  # late event: clamp to the session's latest time
+                else:
+                    st[0] = t
+                if t > clock:
+                    clock = t
+                steps = st[1]
+                flags = st[2]
+                if steps and steps[-1] == tid:
+                    j = len(steps) - 1
+                else:
+                    j = -1
+                    if code >= _P10 and tid in steps:  # late verdict on an earlier step
+                        j = len(steps) - 2
+                        while steps[j] != tid:
+                            j -= 1
+                    if j < 0:
+                        # The session moved on to tid: a traversal from its visible predecessor.
+                        tid = intern(tid)
+                        steps.append(tid)
+                        flags.append(0)
+                        if len(steps) > cap:
+                            del steps[0]
+                            del flags[0]
+                        j = len(steps) - 1
+                        i = j - 1
+                        while i >= 0 and flags[i] & F_THROUGH:
+                            i -= 1
+                        if i >= 0 and steps[i] != tid:
+                            a = steps[i]
+                            nbrs = succ.get(a)
+                            e = nbrs.get(tid) if nbrs is not None else None
+                            if e is None:
+                                e = new_edge(a, tid)
+                            e["n"] += 1
+                if code != _RADIO:
+                    fl = flags[j]
+                    if code == _SKIP:
+                        bit, x = F_SKIP, 0.0
+                        if not fl & F_SKIP:
+                            el = default_elapsed if elapsed is None else elapsed
+                            x = skip_pen * max(0.0, 1.0 - el / grade_ms)
+                            if elapsed is not None and elapsed < through_ms:
+                                fl |= F_THROUGH
+                    elif code == _P10:
+                        bit, x = F_P10, w_p10
+                    elif code == _LIKE:
+                        bit, x = F_LIKE, w_like
+                    else:
+                        bit, x = F_START, w_start
+                    if not fl & bit:
+                        flags[j] = fl | bit
+                        if x > 0.0:
+                            if h:
+                                k = (t - self.t0) / h
+                                if k > bound:
+                                    self._rebase(t)
+                                    k = 0.0
+                                s = 2.0**k
+                            else:
+                                s = 1.0
+                            if code == _SKIP:
+                                i = j - 1
+                                while i >= 0 and flags[i] & F_THROUGH:
+                                    i -= 1
+                                if i >= 0 and steps[i] != steps[j]:
+                                    a = steps[i]
+                                    b = steps[j]
+                                    nbrs = succ.get(a)
+                                    e = nbrs.get(b) if nbrs is not None else None
+                                    if e is None:
+                                        e = new_edge(a, b)
+                                    v = x * s
+                                    e["w"] -= v
+                                    e["neg"] += v
+                            else:
+                                credit(steps, flags, j, x * s)
+                else:
+                    flags[j] |= F_RADIO
+                if eid // every != cursor // every:
+                    self.clock = clock
+                    self._maintain(clock)
+                cursor = eid
+        finally:
+            self.cursor = cursor
+            self.clock = clock
+            nx._clear_cache(self.g)
+        return count
+
+    def _credit(self, steps: list[str], flags: list[int], j: int, v: float) -> None:
+        """Credit v * discount(d) to every visible step within the window before step j."""
+        b = steps[j]
+        g = self.g
+        succ = g._succ
+        if b not in succ:
+            self._add_node(b)
+        pred_b = g._pred[b]
+        disc = self._disc
+        window = len(disc) - 1
+        seen: list[str] = []
+        created = 0
+        d = 0
+        i = j - 1
+        while i >= 0:
+            if not flags[i] & F_THROUGH:
+                d += 1
+                if d > window:
+                    break
+                a = steps[i]
+                if a != b and a not in seen:
+                    seen.append(a)
+                    c = v * disc[d]
+                    nbrs = succ.get(a)
+                    if nbrs is None:
+                        nbrs = self._add_node(a)
+                    e = nbrs.get(b)
+                    if e is None:
+                        nbrs[b] = pred_b[a] = {"w": c, "pos": c, "neg": 0.0, "n": 0}
+                        created += 1
+                    else:
+                        e["w"] += c
+                        e["pos"] += c
+            i -= 1
+        self._n_edges += created
+
+    def _add_node(self, node: str) -> dict[str, Any]:
+        g = self.g
+        g._node[node] = {}
+        g._pred[node] = {}
+        nbrs: dict[str, Any] = {}
+        g._succ[node] = nbrs
+        return nbrs
+
+    def _new_edge(self, a: str, b: str) -> dict[str, Any]:
+        g = self.g
+        succ = g._succ
+        nbrs = succ.get(a)
+        if nbrs is None:
+            nbrs = self._add_node(a)
+        if b not in succ:
+            self._add_node(b)
+        e: dict[str, Any] = {"w": 0.0, "pos": 0.0, "neg": 0.0, "n": 0}
+        nbrs[b] = e
+        g._pred[b][a] = e
+        self._n_edges += 1
+        return e
+
+    def _rebase(self, t: float) -> None:
+        """Move the landmark to t, rescaling every stored value so decayed weights are unchanged."""
+        f = 2.0 ** (-(t - self.t0) / self._h)
+        for nbrs in self.g._succ.values():
+            for e in nbrs.values():
+                e["w"] *= f
+                e["pos"] *= f
+                e["neg"] *= f
+        self.t0 = t
+
+    def _maintain(self, now: float) -> None:
+        """Drop faint edges, keep the K strongest per track, forget idle sessions."""
+        p = self.params
+        g = self.g
+        succ, pred = g._succ, g._pred
+        f = self.decay_factor(now)
+        eps = p.epsilon
+        k = p.max_edges_per_track
+        removed = 0
+        for u, nbrs in succ.items():
+            drop = [v for v, e in nbrs.items() if abs(e["w"]) * f < eps]
+            if len(nbrs) - len(drop) > k:
+                dropped = set(drop)
+                keep = sorted(
+                    ((-abs(e["w"]), v) for v, e in nbrs.items() if v not in dropped)
+                )
+                drop.extend(v for _, v in keep[k:])
+            for v in drop:
+                del nbrs[v]
+                del pred[v][u]
+            removed += len(drop)
+        self._n_edges -= removed
+        for node in [n for n, nbrs in succ.items() if not nbrs and not pred[n]]:
+            del succ[node]
+            del pred[node]
+            del g._node[node]
+        timeout = p.session_timeout_s
+        for sid in [s for s, st in self.sessions.items() if now - st[0] > timeout]:
+            del self.sessions[sid]
+
+    # ----------------------------------------------------------------------- state
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything needed to resume folding, as msgpack-friendly lists indexed by a track table.
+
+        ``tracks`` lists graph nodes first (``node_count`` of them) then tracks only sessions
+        reference; edges are parallel arrays of track indices and values; sessions are flattened.
+        """
+        g = self.g
+        tracks = list(g._node)
+        index = {t: i for i, t in enumerate(tracks)}
+        n_nodes = len(tracks)
+        src: list[int] = []
+        dst: list[int] = []
+        w: list[float] = []
+        pos: list[float] = []
+        neg: list[float] = []
+        n: list[int] = []
+        for u, nbrs in g._succ.items():
+            ui = index[u]
+            for v, e in nbrs.items():
+                src.append(ui)
+                dst.append(index[v])
+                w.append(e["w"])
+                pos.append(e["pos"])
+                neg.append(e["neg"])
+                n.append(e["n"])
+        sids: list[str] = []
+        last_ts: list[float] = []
+        lengths: list[int] = []
+        steps: list[int] = []
+        flags: list[int] = []
+        for sid, (ts, st_steps, st_flags) in self.sessions.items():
+            sids.append(sid)
+            last_ts.append(ts)
+            lengths.append(len(st_steps))
+            for t in st_steps:
+                i = index.get(t)
+                if i is None:
+                    i = index[t] = len(tracks)
+                    tracks.append(t)
+                steps.append(i)
+            flags.extend(st_flags)
+        return {
+            "version": STATE_VERSION,
+            "cursor": self.cursor,
+            "t0": self.t0,
+            "clock": self.clock,
+            "tracks": tracks,
+            "node_count": n_nodes,
+            "edges": {"src": src, "dst": dst, "w": w, "pos": pos, "neg": neg, "n": n},
+            "sessions": {
+                "ids": sids, "last_ts": last_ts, "lengths": lengths, "steps": steps, "flags": flags,
+            },
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: FoldParams | None = None) -> GravityGraph:
+        """Rebuild a graph from export_state(); folding continues exactly as if never saved."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r} is not {STATE_VERSION}")
+        gg = cls(params)
+        g = gg.g
+        intern = sys.intern
+        tracks = [intern(t) for t in state["tracks"]]
+        node_count = state["node_count"]
+        if not 0 <= node_count <= len(tracks):
+            raise ValueError("node_count: out of range")
+        node, succ, pred = g._node, g._succ, g._pred
+        for t in tracks[:node_count]:
+            node[t] = {}
+            succ[t] = {}
+            pred[t] = {}
+        ed = state["edges"]
+        cols = (ed["src"], ed["dst"], ed["w"], ed["pos"], ed["neg"], ed["n"])
+        if len({len(c) for c in cols}) != 1:
+            raise ValueError("edges: arrays differ in length")
+        for ui, vi, w, pos, neg, n in zip(*cols, strict=True):
+            if ui >= node_count or vi >= node_count:
+                raise ValueError("edges: index outside the node table")
+            u, v = tracks[ui], tracks[vi]
+            e = {"w": float(w), "pos": float(pos), "neg": float(neg), "n": int(n)}
+            succ[u][v] = e
+            pred[v][u] = e
+        gg._n_edges = len(cols[0])
+        ss = state["sessions"]
+        steps, flags = ss["steps"], ss["flags"]
+        if len(steps) != len(flags) or sum(ss["lengths"]) != len(steps):
+            raise ValueError("sessions: arrays differ in length")
+        at = 0
+        for sid, ts, length in zip(ss["ids"], ss["last_ts"], ss["lengths"], strict=True):
+            gg.sessions[sid] = [
+                float(ts), [tracks[i] for i in steps[at:at + length]], list(flags[at:at + length])
+            ]
+            at += length
+        gg.cursor = int(state["cursor"])
+        gg.t0 = float(state["t0"])
+        gg.clock = float(state["clock"])
+        return gg
+
+
+def _lane_key(item: tuple[float, str, str, dict[str, Any]]) -> tuple[float, str]:
+    return (-item[0], item[1])
+
+
+def graph_signature(gg: GravityGraph) -> tuple[Any, ...]:
+    """Everything that determines future behaviour, in a canonical order, for exact comparison."""
+    sessions = sorted(
+        (sid, st[0], tuple(st[1]), tuple(st[2])) for sid, st in gg.sessions.items()
+    )
+    return (gg.cursor, gg.t0, gg.clock, gg.node_count, gg.edge_count, gg.to_edge_list(), sessions)

@@ -1,0 +1,350 @@
+"""The SQLite event log: the source of truth every graph state is rebuilt from.
+
+One writer task owns every write and commits in groups: requests enqueue validated events and
+wait; the writer takes everything queued, writes it with one executemany and one commit, then
+wakes every waiter. While a commit is in flight new requests pile up, so batches grow with load
+and a 202 always means "committed" without paying one commit per request. Reads (the fold) use
+their own connection; WAL lets them run beside the writer.
+
+The log sits behind a small interface (append a batch, read after a position, the committed
+high-water mark) so a replicated stream can replace it later without touching the fold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import secrets
+import sqlite3
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import aiosqlite
+
+from gravityd.events import FoldEvent, ValidEvent
+
+log = logging.getLogger("gravityd.log")
+
+# Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        track_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        user_id TEXT,
+        ts REAL NOT NULL,
+        received_at REAL NOT NULL,
+        context TEXT,
+        meta TEXT,
+        elapsed_ms INTEGER
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id);
+    CREATE TABLE IF NOT EXISTS gravity_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        cursor INTEGER NOT NULL,
+        snapshot TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS track_edges (
+        src TEXT NOT NULL,
+        dst TEXT NOT NULL,
+        weight REAL NOT NULL,
+        pos REAL NOT NULL,
+        neg REAL NOT NULL,
+        n INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (src, dst)
+    ) WITHOUT ROWID;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_INSERT = (
+    "INSERT INTO events (id, event_id, session_id, track_id, event_type, user_id, ts,"
+    " received_at, context, meta, elapsed_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+)
+_READ_AFTER = (
+    "SELECT id, session_id, track_id, event_type, ts, elapsed_ms FROM events"
+    " WHERE id > ? ORDER BY id LIMIT ?"
+)
+
+
+class LogError(Exception):
+    """The log cannot take writes right now (disk full, locked, closed); retry later."""
+
+
+class LogLocked(LogError):
+    """Another process holds the log's lock file."""
+
+
+class Appended(NamedTuple):
+    """What the log did with one event: its id, its event_id, and whether it was a repeat."""
+
+    id: int
+    event_id: str
+    duplicate: bool
+
+
+@dataclass
+class CommitStats:
+    """Figures of the last commit, for metrics."""
+
+    events: int = 0
+    seconds: float = 0.0
+
+
+def new_event_id() -> str:
+    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(secrets.token_bytes(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def connect_sync(path: str | os.PathLike, synchronous: str = "FULL") -> sqlite3.Connection:
+    """Open (and migrate) the log synchronously: for the CLI tools that run without a loop."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    _prepare(conn, synchronous)
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, synchronous: str) -> None:
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise LogError(
+            f"{version=} of the log is newer than this gravityd knows ({SCHEMA_VERSION}); upgrade"
+        )
+    for target in range(version, SCHEMA_VERSION):
+        conn.executescript("BEGIN;" + MIGRATIONS[target] + f"PRAGMA user_version = {target + 1};COMMIT;")
+        log.info("log migrated", extra={"schema_version": target + 1})
+
+
+class ProcessLock:
+    """An exclusive advisory lock on `<db>.lock`: one process writes a log at a time."""
+
+    def __init__(self, db_path: str | os.PathLike) -> None:
+        self.path = Path(str(db_path) + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise LogLocked(f"another gravityd process is using {self.path.with_suffix('')}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class EventLog:
+    """Append-only event log with a single group-committing writer."""
+
+    def __init__(self, path: str | os.PathLike, *, synchronous: str = "FULL",
+                 max_commit_events: int = 20000) -> None:
+        self.path = str(path)
+        self.synchronous = synchronous
+        self.max_commit_events = max_commit_events
+        self.last_id = 0  # highest committed id
+        self.last_commit = CommitStats()
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+        self._lock = ProcessLock(self.path)
+        self._queue: deque[tuple[list[ValidEvent], float, asyncio.Future]] = deque()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self._closing = False
+        self._next_id = 1
+        # (last id, commit time) per commit not yet folded: fold lag in seconds.
+        self._commits: deque[tuple[int, float]] = deque()
+        self.committed = asyncio.Event()  # set after every commit; the fold task waits on it
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            self._w = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._w.execute("PRAGMA busy_timeout = 5000")
+            conn_sync = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                _prepare(conn_sync, self.synchronous)
+            finally:
+                conn_sync.close()
+            await self._w.execute(f"PRAGMA synchronous = {self.synchronous}")
+            async with self._w.execute("SELECT COALESCE(MAX(id), 0) FROM events") as cur:
+                row = await cur.fetchone()
+            self.last_id = row[0]
+            self._next_id = self.last_id + 1
+            self._r = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._r.execute("PRAGMA query_only = ON")
+        except sqlite3.DatabaseError as exc:
+            await self._close_conns()
+            self._lock.release()
+            raise LogError(f"cannot open the log {self.path}: {exc}") from None
+        except BaseException:
+            await self._close_conns()
+            self._lock.release()
+            raise
+        self._writer = asyncio.create_task(self._write_loop(), name="gravityd-log-writer")
+
+    async def append(self, events: list[ValidEvent], received_at: float | None = None) -> list[Appended]:
+        """Queue events for the next group commit; return once they are durable."""
+        if self._closing or self._writer is None:
+            raise LogError("the log is closed")
+        if not events:
+            return []
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queue.append((events, received_at or time.time(), fut))
+        self._wake.set()
+        return await fut
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch: list[tuple[list[ValidEvent], float, asyncio.Future]] = []
+                count = 0
+                while self._queue and count < self.max_commit_events:
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    count += len(item[0])
+                await self._commit(batch)
+            if self._closing:
+                return
+
+    async def _commit(self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]) -> None:
+        assert self._w is not None
+        started = time.perf_counter()
+        client_ids = [e.event_id for events, _, _ in batch for e in events if e.event_id]
+        existing: dict[str, int] = {}
+        try:
+            if client_ids:
+                existing = await self._existing(client_ids)
+            rows = []
+            results: list[list[Appended]] = []
+            next_id = self._next_id
+            for events, received_at, _ in batch:
+                out = []
+                for e in events:
+                    eid = e.event_id
+                    if eid is not None and eid in existing:
+                        out.append(Appended(existing[eid], eid, True))
+                        continue
+                    if eid is None:
+                        eid = new_event_id()
+                    else:
+                        existing[eid] = next_id
+                    rows.append((next_id, eid, e.session_id, e.track_id, e.event_type, e.user_id,
+                                 e.ts, received_at, e.context, e.meta, e.elapsed_ms))
+                    out.append(Appended(next_id, eid, False))
+                    next_id += 1
+                results.append(out)
+            if rows:
+                await self._w.execute("BEGIN")
+                try:
+                    await self._w.executemany(_INSERT, rows)
+                    await self._w.execute("COMMIT")
+                except BaseException:
+                    await self._rollback()
+                    raise
+        except Exception as exc:  # noqa: BLE001 - every waiter must get an answer
+            log.error("log commit failed", extra={"error": str(exc), "events": len(client_ids)})
+            err = LogError(f"the event log cannot take writes: {exc}")
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(err)
+            return
+        self._next_id = next_id
+        if rows:
+            self.last_id = next_id - 1
+            self._commits.append((self.last_id, time.time()))
+            self.committed.set()
+        self.last_commit = CommitStats(len(rows), time.perf_counter() - started)
+        for (_, _, fut), out in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(out)
+
+    async def _rollback(self) -> None:
+        try:
+            await self._w.execute("ROLLBACK")  # type: ignore[union-attr]
+        except sqlite3.Error:
+            pass
+
+    async def _existing(self, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(ids))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT event_id, id FROM events WHERE event_id IN ({marks})"
+            async with self._w.execute(sql, chunk) as cur:  # type: ignore[union-attr]
+                for eid, rid in await cur.fetchall():
+                    found[eid] = rid
+        return found
+
+    async def read_after(self, cursor: int, limit: int) -> list[FoldEvent]:
+        """Committed events with id > cursor, in id order: what the fold consumes."""
+        assert self._r is not None
+        async with self._r.execute(_READ_AFTER, (cursor, limit)) as cur:
+            rows = await cur.fetchall()
+        return [FoldEvent(*r) for r in rows]
+
+    def lag_seconds(self, cursor: int, now: float | None = None) -> float:
+        """Age of the oldest commit the fold has not reached yet (0 when caught up)."""
+        commits = self._commits
+        while commits and commits[0][0] <= cursor:
+            commits.popleft()
+        if not commits:
+            return 0.0
+        return max(0.0, (now or time.time()) - commits[0][1])
+
+    async def count(self) -> int:
+        assert self._r is not None
+        async with self._r.execute("SELECT COUNT(*) FROM events") as cur:
+            row = await cur.fetchone()
+        return row[0]
+
+    @property
+    def pending(self) -> int:
+        return sum(len(events) for events, _, _ in self._queue)
+
+    async def close(self) -> None:
+        """Drain every queued event into the log, then close."""
+        self._closing = True
+        if self._writer is not None:
+            self._wake.set()
+            try:
+                await self._writer
+            finally:
+                self._writer = None
+        await self._close_conns()
+        self._lock.release()
+
+    async def _close_conns(self) -> None:
+        for conn in (self._w, self._r):
+            if conn is not None:
+                try:
+                    await conn.close()
+                except Exception:  # noqa: BLE001 - closing after a failure must not mask it
+                    pass
+        self._w = self._r = None
