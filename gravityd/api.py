@@ -255,7 +255,7 @@ def make_middleware(svc: Gravityd) -> Any:
                 code = {404: "not_found", 405: "method_not_allowed",
                         413: "payload_too_large"}.get(exc.status, "http_error")
                 response = ApiError(exc.status, code, exc.reason).response()
-            except Exception:  # noqa: BLE001 - never leak a traceback to a client
+            except Exception:
                 log.exception("request failed", extra={"path": path, "method": method})
                 response = ApiError(500, "internal_error", "internal error").response()
             if origin:

@@ -38,11 +38,16 @@ Decay is forward decay (Cormode et al., ICDE 2009): a contribution at time t is 
 nothing is touched to age the graph and relative order never changes. When an event's exponent
 exceeds ``rebase_exponent`` every stored value is rescaled once and t0 moves to that event's time.
 
-Memory stays bounded by maintenance at every log id that crosses a multiple of
-``maintenance_every``: edges whose decayed |w| is under ``epsilon`` go, each track keeps its
-``max_edges_per_track`` strongest out-edges by |w| (ties by track id), tracks left without edges go,
-and sessions silent past the timeout are forgotten. The maintenance time is the log clock (the
-latest event time folded so far).
+Memory stays bounded two ways. A track never holds more than 2K out-edges (K =
+``max_edges_per_track``): when a new edge would exceed that, the track is first trimmed to its K
+strongest by decayed |w| (ties by track id), dropping any under ``epsilon``. And at every log id
+that crosses a multiple of ``maintenance_every`` an incremental sweep examines the next
+``maintenance_sweep`` tracks and sessions (in insertion order, wrapping around): edges whose decayed
+|w| is under ``epsilon`` go, tracks without edges go, and sessions silent past the timeout are
+forgotten. Sweeping in small steps keeps each one to a few milliseconds, so reads interleaved
+with the fold never stall behind a full pass. The sweep's time is the log clock (the latest event
+time folded so far). ``maintain_all`` (never called by the fold) does a full pass and also trims
+every track to K, e.g. before a snapshot.
 
 Rebasing and maintenance happen at events the log decides, never on a timer or at batch ends, so
 folding a log in one batch or in any split gives bit-identical state. Pure: no I/O, no asyncio.
@@ -56,6 +61,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from itertools import islice
 from typing import Any
 
 import networkx as nx
@@ -71,8 +77,8 @@ F_START = 1  # play_start seen
 F_P10 = 2  # play_10s seen
 F_LIKE = 4  # like seen
 F_SKIP = 8  # skip seen
-F_THROUGH = 16  # skipped within skip_through_ms: invisible to later steps
-F_RADIO = 32  # radio_next seen: the radio picked this track
+F_RADIO = 16  # radio_next seen: the radio picked this track
+F_THROUGH = 64  # skipped within skip_through_ms: invisible to later steps (the highest bit)
 
 _RADIO, _START, _P10, _LIKE, _SKIP = 1, 2, 3, 4, 5
 _CODES = {
@@ -111,12 +117,15 @@ class FoldParams:
     credit_window: int = 10
     # Credit at distance d is weight * d ** -distance_discount_power (1.0 gives 1/d; 0 is flat).
     distance_discount_power: float = 1.0
-    # Out-edges kept per track at maintenance, strongest |weight| first (K).
+    # Out-edges kept per track, strongest decayed |weight| first (K); a track is trimmed back to K
+    # when it would exceed 2K, and by the maintenance sweep.
     max_edges_per_track: int = 32
-    # At maintenance, edges whose decayed |weight| is below this are dropped (weight units).
+    # Edges whose decayed |weight| is below this are dropped when trimmed or swept (weight units).
     epsilon: float = 0.01
-    # Maintenance (pruning, session expiry) runs when the log id crosses a multiple of this.
-    maintenance_every: int = 500_000
+    # A maintenance step runs when the log id crosses a multiple of this (events).
+    maintenance_every: int = 5000
+    # Tracks and sessions examined per maintenance step (a full sweep takes nodes / this steps).
+    maintenance_sweep: int = 200
     # Forward-decay exponent (in half-lives since t0) past which stored values are rebased.
     rebase_exponent: float = 32.0
 
@@ -158,6 +167,8 @@ class FoldParams:
             raise ValueError("max_edges_per_track: must be >= 1")
         if self.maintenance_every < 1:
             raise ValueError("maintenance_every: must be >= 1")
+        if self.maintenance_sweep < 1:
+            raise ValueError("maintenance_sweep: must be >= 1")
         if self.rebase_exponent > 512:
             raise ValueError("rebase_exponent: must be <= 512 (2**1024 overflows a float)")
 
@@ -181,10 +192,13 @@ class GravityGraph:
         self._n_edges = 0
         p = self.params
         self._h = p.half_life_days * _DAY if p.half_life_days > 0 else 0.0
-        self._disc = [0.0] + [
+        # _disc[d - 1] is the credit multiplier at distance d.
+        self._disc = [
             1.0 if d == 1 else float(d) ** -p.distance_discount_power
             for d in range(1, p.credit_window + 1)
         ]
+        self._sweep_node = 0  # maintenance sweep positions, in insertion order
+        self._sweep_session = 0
         self._steps_cap = 2 * p.credit_window + 2
 
     # ----------------------------------------------------------------------- reading
@@ -323,6 +337,7 @@ class GravityGraph:
                 code = codes.get(etype, 0)
                 if not code:  # not a fold signal: nothing to learn, the cursor still moves
                     if eid // every != cursor // every:
+                        self.clock = clock
                         self._maintain(clock)
                     cursor = eid
                     continue
@@ -363,7 +378,7 @@ class GravityGraph:
                             nbrs = succ.get(a)
                             e = nbrs.get(tid) if nbrs is not None else None
                             if e is None:
-                                e = new_edge(a, tid)
+                                e = new_edge(a, tid, t)
                             e["n"] += 1
                 if code != _RADIO:
                     fl = flags[j]
@@ -401,12 +416,12 @@ class GravityGraph:
                                     nbrs = succ.get(a)
                                     e = nbrs.get(b) if nbrs is not None else None
                                     if e is None:
-                                        e = new_edge(a, b)
+                                        e = new_edge(a, b, t)
                                     v = x * s
                                     e["w"] -= v
                                     e["neg"] += v
                             else:
-                                credit(steps, flags, j, x * s)
+                                credit(steps, flags, j, x * s, t)
                 else:
                     flags[j] |= F_RADIO
                 if eid // every != cursor // every:
@@ -419,7 +434,7 @@ class GravityGraph:
             nx._clear_cache(self.g)
         return count
 
-    def _credit(self, steps: list[str], flags: list[int], j: int, v: float) -> None:
+    def _credit(self, steps: list[str], flags: list[int], j: int, v: float, t: float) -> None:
         """Credit v * discount(d) to every visible step within the window before step j."""
         b = steps[j]
         g = self.g
@@ -428,31 +443,40 @@ class GravityGraph:
             self._add_node(b)
         pred_b = g._pred[b]
         disc = self._disc
-        window = len(disc) - 1
-        seen: list[str] = []
+        window = len(disc)
+        lo = j - window if j > window else 0
+        if j == lo:
+            return
+        if max(flags[lo:j]) >= F_THROUGH:  # passed-through steps are invisible: look further back
+            cand = []
+            i = j - 1
+            while i >= 0 and len(cand) < window:
+                if not flags[i] & F_THROUGH:
+                    cand.append(steps[i])
+                i -= 1
+        else:
+            cand = steps[lo:j]
+            cand.reverse()
+        pairs: Any = zip(cand, disc, strict=False)
+        if b in cand or len(set(cand)) != len(cand):  # rare: credit each track once, nearest
+            seen = {b}
+            pairs = [(a, dd) for a, dd in pairs if a not in seen and not seen.add(a)]
+        cap = 2 * self.params.max_edges_per_track
         created = 0
-        d = 0
-        i = j - 1
-        while i >= 0:
-            if not flags[i] & F_THROUGH:
-                d += 1
-                if d > window:
-                    break
-                a = steps[i]
-                if a != b and a not in seen:
-                    seen.append(a)
-                    c = v * disc[d]
-                    nbrs = succ.get(a)
-                    if nbrs is None:
-                        nbrs = self._add_node(a)
-                    e = nbrs.get(b)
-                    if e is None:
-                        nbrs[b] = pred_b[a] = {"w": c, "pos": c, "neg": 0.0, "n": 0}
-                        created += 1
-                    else:
-                        e["w"] += c
-                        e["pos"] += c
-            i -= 1
+        for a, dd in pairs:
+            c = v * dd
+            nbrs = succ.get(a)
+            if nbrs is None:
+                nbrs = self._add_node(a)
+            e = nbrs.get(b)
+            if e is None:
+                if len(nbrs) >= cap:
+                    self._trim(a, nbrs, self.decay_factor(t), cap // 2)
+                nbrs[b] = pred_b[a] = {"w": c, "pos": c, "neg": 0.0, "n": 0}
+                created += 1
+            else:
+                e["w"] += c
+                e["pos"] += c
         self._n_edges += created
 
     def _add_node(self, node: str) -> dict[str, Any]:
@@ -463,12 +487,14 @@ class GravityGraph:
         g._succ[node] = nbrs
         return nbrs
 
-    def _new_edge(self, a: str, b: str) -> dict[str, Any]:
+    def _new_edge(self, a: str, b: str, t: float) -> dict[str, Any]:
         g = self.g
         succ = g._succ
         nbrs = succ.get(a)
         if nbrs is None:
             nbrs = self._add_node(a)
+        elif len(nbrs) >= 2 * self.params.max_edges_per_track:
+            self._trim(a, nbrs, self.decay_factor(t), self.params.max_edges_per_track)
         if b not in succ:
             self._add_node(b)
         e: dict[str, Any] = {"w": 0.0, "pos": 0.0, "neg": 0.0, "n": 0}
@@ -476,6 +502,21 @@ class GravityGraph:
         g._pred[b][a] = e
         self._n_edges += 1
         return e
+
+    def _trim(self, u: str, nbrs: dict[str, Any], f: float, k: int) -> None:
+        """Drop u's edges under epsilon at decay factor f, then all but the k strongest by |w|."""
+        eps = self.params.epsilon
+        drop = [v for v, e in nbrs.items() if abs(e["w"]) * f < eps]
+        if len(nbrs) - len(drop) > k:
+            dropped = set(drop)
+            ranked = sorted((-abs(e["w"]), v) for v, e in nbrs.items() if v not in dropped)
+            drop.extend(v for _, v in ranked[k:])
+        if drop:
+            pred = self.g._pred
+            for v in drop:
+                del nbrs[v]
+                del pred[v][u]
+            self._n_edges -= len(drop)
 
     def _rebase(self, t: float) -> None:
         """Move the landmark to t, rescaling every stored value so decayed weights are unchanged."""
@@ -488,34 +529,54 @@ class GravityGraph:
         self.t0 = t
 
     def _maintain(self, now: float) -> None:
-        """Drop faint edges, keep the K strongest per track, forget idle sessions."""
+        """One sweep step: the next maintenance_sweep tracks and sessions, in insertion order."""
         p = self.params
         g = self.g
         succ, pred = g._succ, g._pred
+        size = p.maintenance_sweep
+        if succ:
+            start = self._sweep_node if self._sweep_node < len(succ) else 0
+            chunk = list(islice(succ.items(), start, start + size))
+            f = self.decay_factor(now)
+            no_cap = len(succ)  # the sweep only drops faint edges; the 2K rule bounds the rest
+            for u, nbrs in chunk:
+                self._trim(u, nbrs, f, no_cap)
+            isolated = [u for u, nbrs in chunk if not nbrs and not pred[u]]
+            for u in isolated:
+                del succ[u]
+                del pred[u]
+                del g._node[u]
+            self._sweep_node = start + len(chunk) - len(isolated)
+        sessions = self.sessions
+        if sessions:
+            start = self._sweep_session if self._sweep_session < len(sessions) else 0
+            timeout = p.session_timeout_s
+            idle = [
+                sid
+                for sid, st in islice(sessions.items(), start, start + size)
+                if now - st[0] > timeout
+            ]
+            for sid in idle:
+                del sessions[sid]
+            self._sweep_session = start + size - len(idle)
+
+    def maintain_all(self, now: float | None = None) -> None:
+        """A full maintenance pass at `now` (default: the log clock), e.g. before a snapshot.
+
+        Not called by fold (which sweeps incrementally at log-decided points); calling it between
+        folds changes the state, so equal logs give equal graphs only if both call it alike.
+        """
+        if now is None:
+            now = self.clock
         f = self.decay_factor(now)
-        eps = p.epsilon
-        k = p.max_edges_per_track
-        removed = 0
-        for u, nbrs in succ.items():
-            drop = [v for v, e in nbrs.items() if abs(e["w"]) * f < eps]
-            if len(nbrs) - len(drop) > k:
-                dropped = set(drop)
-                keep = sorted(
-                    ((-abs(e["w"]), v) for v, e in nbrs.items() if v not in dropped)
-                )
-                drop.extend(v for _, v in keep[k:])
-            for v in drop:
-                del nbrs[v]
-                del pred[v][u]
-            removed += len(drop)
-        self._n_edges -= removed
-        for node in [n for n, nbrs in succ.items() if not nbrs and not pred[n]]:
-            del succ[node]
-            del pred[node]
-            del g._node[node]
-        timeout = p.session_timeout_s
-        for sid in [s for s, st in self.sessions.items() if now - st[0] > timeout]:
-            del self.sessions[sid]
+        k = self.params.max_edges_per_track
+        for u, nbrs in self.g._succ.items():
+            self._trim(u, nbrs, f, k)
+        steps = max(len(self.g._succ), len(self.sessions)) // self.params.maintenance_sweep + 1
+        self._sweep_node = self._sweep_session = 0
+        for _ in range(steps):
+            self._maintain(now)
+        self._sweep_node = self._sweep_session = 0
 
     # ----------------------------------------------------------------------- state
 
@@ -565,6 +626,7 @@ class GravityGraph:
             "cursor": self.cursor,
             "t0": self.t0,
             "clock": self.clock,
+            "sweep": [self._sweep_node, self._sweep_session],
             "tracks": tracks,
             "node_count": n_nodes,
             "edges": {"src": src, "dst": dst, "w": w, "pos": pos, "neg": neg, "n": n},
@@ -615,6 +677,7 @@ class GravityGraph:
         gg.cursor = int(state["cursor"])
         gg.t0 = float(state["t0"])
         gg.clock = float(state["clock"])
+        gg._sweep_node, gg._sweep_session = (int(x) for x in state["sweep"])
         return gg
 
 

@@ -20,7 +20,7 @@ import secrets
 import sqlite3
 import time
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -93,14 +93,6 @@ class Appended(NamedTuple):
     duplicate: bool
 
 
-@dataclass
-class CommitStats:
-    """Figures of the last commit, for metrics."""
-
-    events: int = 0
-    seconds: float = 0.0
-
-
 def new_event_id() -> str:
     """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index."""
     ms = time.time_ns() // 1_000_000
@@ -109,6 +101,50 @@ def new_event_id() -> str:
     value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _write_batch(conn: sqlite3.Connection, work: list[tuple[list[ValidEvent], float]],
+                 next_id: int) -> tuple[list[list[Appended]], int]:
+    """Assign ids, drop repeats of known event_ids, insert the rest in one transaction.
+
+    Runs on the writer connection's thread. Ids are assigned here, by the only writer, so the
+    answer carries them without a RETURNING round trip.
+    """
+    client_ids = list(dict.fromkeys(e.event_id for events, _ in work for e in events
+                                    if e.event_id))
+    existing: dict[str, int] = {}
+    for i in range(0, len(client_ids), 500):
+        chunk = client_ids[i:i + 500]
+        sql = f"SELECT event_id, id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
+        existing.update(conn.execute(sql, chunk).fetchall())
+    rows = []
+    results: list[list[Appended]] = []
+    for events, received_at in work:
+        out = []
+        for e in events:
+            eid = e.event_id
+            if eid is not None and eid in existing:
+                out.append(Appended(existing[eid], eid, True))
+                continue
+            if eid is None:
+                eid = new_event_id()
+            else:
+                existing[eid] = next_id
+            rows.append((next_id, eid, e.session_id, e.track_id, e.event_type, e.user_id, e.ts,
+                         received_at, e.context, e.meta, e.elapsed_ms))
+            out.append(Appended(next_id, eid, False))
+            next_id += 1
+        results.append(out)
+    if rows:
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(_INSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return results, next_id
 
 
 def connect_sync(path: str | os.PathLike, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -165,7 +201,9 @@ class EventLog:
         self.synchronous = synchronous
         self.max_commit_events = max_commit_events
         self.last_id = 0  # highest committed id
-        self.last_commit = CommitStats()
+        # Called after each commit with (new events, seconds), and after a failed one.
+        self.on_commit: Callable[[int, float], None] | None = None
+        self.on_commit_error: Callable[[], None] | None = None
         self._w: aiosqlite.Connection | None = None
         self._r: aiosqlite.Connection | None = None
         self._lock = ProcessLock(self.path)
@@ -233,74 +271,36 @@ class EventLog:
                 return
 
     async def _commit(self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]) -> None:
+        """One group commit: a single hop to aiosqlite's thread runs the whole transaction."""
         assert self._w is not None
         started = time.perf_counter()
-        client_ids = [e.event_id for events, _, _ in batch for e in events if e.event_id]
-        existing: dict[str, int] = {}
+        work = [(events, received_at) for events, received_at, _ in batch]
         try:
-            if client_ids:
-                existing = await self._existing(client_ids)
-            rows = []
-            results: list[list[Appended]] = []
-            next_id = self._next_id
-            for events, received_at, _ in batch:
-                out = []
-                for e in events:
-                    eid = e.event_id
-                    if eid is not None and eid in existing:
-                        out.append(Appended(existing[eid], eid, True))
-                        continue
-                    if eid is None:
-                        eid = new_event_id()
-                    else:
-                        existing[eid] = next_id
-                    rows.append((next_id, eid, e.session_id, e.track_id, e.event_type, e.user_id,
-                                 e.ts, received_at, e.context, e.meta, e.elapsed_ms))
-                    out.append(Appended(next_id, eid, False))
-                    next_id += 1
-                results.append(out)
-            if rows:
-                await self._w.execute("BEGIN")
-                try:
-                    await self._w.executemany(_INSERT, rows)
-                    await self._w.execute("COMMIT")
-                except BaseException:
-                    await self._rollback()
-                    raise
+            # aiosqlite's public calls cost one thread hop each (BEGIN, executemany, COMMIT,
+            # the duplicate check); under load each hop waits for a busy event loop, so the
+            # transaction runs as one function on the connection's own thread.
+            results, next_id = await self._w._execute(
+                _write_batch, self._w._conn, work, self._next_id)
         except Exception as exc:  # noqa: BLE001 - every waiter must get an answer
-            log.error("log commit failed", extra={"error": str(exc), "events": len(client_ids)})
+            log.error("log commit failed", extra={"error": str(exc)})
+            if self.on_commit_error is not None:
+                self.on_commit_error()
             err = LogError(f"the event log cannot take writes: {exc}")
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(err)
             return
+        new = next_id - self._next_id
         self._next_id = next_id
-        if rows:
+        if new:
             self.last_id = next_id - 1
             self._commits.append((self.last_id, time.time()))
             self.committed.set()
-        self.last_commit = CommitStats(len(rows), time.perf_counter() - started)
+        if self.on_commit is not None:
+            self.on_commit(new, time.perf_counter() - started)
         for (_, _, fut), out in zip(batch, results, strict=True):
             if not fut.done():
                 fut.set_result(out)
-
-    async def _rollback(self) -> None:
-        try:
-            await self._w.execute("ROLLBACK")  # type: ignore[union-attr]
-        except sqlite3.Error:
-            pass
-
-    async def _existing(self, ids: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        unique = list(dict.fromkeys(ids))
-        for i in range(0, len(unique), 500):
-            chunk = unique[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT event_id, id FROM events WHERE event_id IN ({marks})"
-            async with self._w.execute(sql, chunk) as cur:  # type: ignore[union-attr]
-                for eid, rid in await cur.fetchall():
-                    found[eid] = rid
-        return found
 
     async def read_after(self, cursor: int, limit: int) -> list[FoldEvent]:
         """Committed events with id > cursor, in id order: what the fold consumes."""
@@ -345,6 +345,6 @@ class EventLog:
             if conn is not None:
                 try:
                     await conn.close()
-                except Exception:  # noqa: BLE001 - closing after a failure must not mask it
+                except Exception:
                     pass
         self._w = self._r = None

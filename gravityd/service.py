@@ -13,7 +13,7 @@ from typing import Any
 from gravityd.config import Config
 from gravityd.events import ValidEvent
 from gravityd.graph import GravityGraph
-from gravityd.log import Appended, EventLog, LogError
+from gravityd.log import Appended, EventLog
 from gravityd.metrics import Metrics
 
 log = logging.getLogger("gravityd.service")
@@ -34,6 +34,8 @@ class Gravityd:
         self._fold_task: asyncio.Task | None = None
         self._closing = False
         self.started_at = time.time()
+        self.log.on_commit = self._on_commit
+        self.log.on_commit_error = self.metrics.commit_errors.inc
         m = self.metrics
         m.fold_lag_events.set_function(lambda: max(0, self.log.last_id - self.graph.cursor))
         m.fold_lag_seconds.set_function(lambda: self.log.lag_seconds(self.graph.cursor))
@@ -53,21 +55,18 @@ class Gravityd:
 
     async def ingest(self, events: list[ValidEvent], received_at: float) -> list[Appended]:
         """Make events durable; raise LogError when the log cannot take them."""
-        try:
-            out = await self.log.append(events, received_at)
-        except LogError:
-            self.metrics.commit_errors.inc()
-            raise
-        stats = self.log.last_commit
-        new = sum(1 for a in out if not a.duplicate)
-        if new:
-            self.metrics.events_accepted.inc(new)
-        if len(out) - new:
-            self.metrics.events_duplicate.inc(len(out) - new)
-        if stats.events:
-            self.metrics.commit_batch.observe(stats.events)
-            self.metrics.commit_seconds.observe(stats.seconds)
+        out = await self.log.append(events, received_at)
+        dups = sum(1 for a in out if a.duplicate)
+        if dups:
+            self.metrics.events_duplicate.inc(dups)
         return out
+
+    def _on_commit(self, new: int, seconds: float) -> None:
+        m = self.metrics
+        if new:
+            m.events_accepted.inc(new)
+            m.commit_batch.observe(new)
+        m.commit_seconds.observe(seconds)
 
     def reject(self, reason: str, count: int = 1) -> None:
         self.metrics.events_rejected.labels(reason).inc(count)
@@ -86,7 +85,7 @@ class Gravityd:
                 return 0
             try:
                 n = self.graph.fold(events)
-            except Exception:  # noqa: BLE001 - a bad row must not kill the fold task
+            except Exception:
                 self.metrics.fold_errors.inc()
                 log.exception("fold failed", extra={"first_id": events[0].id})
                 n = self._fold_one_by_one(events)
@@ -102,7 +101,7 @@ class Gravityd:
                 continue
             try:
                 n += self.graph.fold([ev])
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.metrics.fold_errors.inc()
                 log.error("event skipped by the fold", extra={"event_id": ev.id})
                 self.graph.cursor = ev.id
@@ -127,7 +126,7 @@ class Gravityd:
                 await self.fold_pending()
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("fold task died")
             raise
 
@@ -151,7 +150,7 @@ class Gravityd:
             self._fold_task.cancel()
             try:
                 await self._fold_task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+            except (asyncio.CancelledError, Exception):
                 pass
         await self.log.close()
         log.info("stopped", extra={"last_id": self.log.last_id})
