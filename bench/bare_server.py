@@ -10,8 +10,11 @@ from aiohttp import web
 
 async def bare_event(request: web.Request) -> web.Response:
     obj = orjson.loads(await request.read())
-    return web.Response(body=orjson.dumps({"accepted": 1 if obj else 0}), status=202,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps({"accepted": 1 if obj else 0}),
+        status=202,
+        content_type="application/json",
+    )
 
 
 async def bare_get(request: web.Request) -> web.Response:

@@ -11,8 +11,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,15 +37,29 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 
 
 @contextmanager
-def gravityd(workdir: Path, *extra: str, env: dict[str, str] | None = None,
-             ready_path: str = "/readyz") -> Iterator[str]:
+def gravityd(
+    workdir: Path, *extra: str, env: dict[str, str] | None = None, ready_path: str = "/readyz"
+) -> Iterator[str]:
     """A real `gravityd serve` on a free loopback port; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gravityd", "serve", "--port", str(port),
-         "--db", str(workdir / "bench.db"), "--snapshot-dir", str(workdir / "snapshots"), *extra],
-        cwd=REPO, env={**os.environ, "GRAVITYD_LOG_LEVEL": "WARNING", **(env or {})},
-        stdout=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "gravityd",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(workdir / "bench.db"),
+            "--snapshot-dir",
+            str(workdir / "snapshots"),
+            *extra,
+        ],
+        cwd=REPO,
+        env={**os.environ, "GRAVITYD_LOG_LEVEL": "WARNING", **(env or {})},
+        stdout=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}{ready_path}")
         yield f"http://127.0.0.1:{port}"
@@ -57,8 +71,10 @@ def gravityd(workdir: Path, *extra: str, env: dict[str, str] | None = None,
 @contextmanager
 def bare_server() -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "bare_server.py"), str(port)],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "bare_server.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/tracks/x/gravity_neighbors")
         yield f"http://127.0.0.1:{port}"
@@ -71,8 +87,9 @@ def tempdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="gravityd-bench-")
 
 
-def wrk(url: str, *, duration: int, connections: int, threads: int = 1,
-        script: str | None = None) -> dict[str, float]:
+def wrk(
+    url: str, *, duration: int, connections: int, threads: int = 1, script: str | None = None
+) -> dict[str, float]:
     """Run wrk; return requests/s and latency percentiles in ms."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -81,8 +98,22 @@ def wrk(url: str, *, duration: int, connections: int, threads: int = 1,
         lua = f.name
     try:
         out = subprocess.run(
-            ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
-             "-s", lua, url], capture_output=True, text=True, check=True).stdout
+            [
+                "wrk",
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{duration}s",
+                "-s",
+                lua,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     finally:
         os.unlink(lua)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -105,5 +136,7 @@ end
 
 def post_script(body: bytes, content_type: str = "application/json") -> str:
     text = body.decode().replace("\\", "\\\\").replace('"', '\\"')
-    return (f'wrk.method = "POST"\nwrk.body = "{text}"\n'
-            f'wrk.headers["Content-Type"] = "{content_type}"\n')
+    return (
+        f'wrk.method = "POST"\nwrk.body = "{text}"\n'
+        f'wrk.headers["Content-Type"] = "{content_type}"\n'
+    )

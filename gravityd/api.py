@@ -20,8 +20,9 @@ from gravityd.service import Gravityd
 log = logging.getLogger("gravityd.api")
 
 SERVICE: web.AppKey[Gravityd] = web.AppKey("service", Gravityd)
-JSON_TYPES = frozenset({"application/json", "application/x-ndjson", "text/plain",
-                        "application/octet-stream", ""})
+JSON_TYPES = frozenset(
+    {"application/json", "application/x-ndjson", "text/plain", "application/octet-stream", ""}
+)
 CORS_EXACT = frozenset({"/event", "/events", "/rank"})
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
@@ -31,8 +32,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ApiError(Exception):
     """A client error with the contract's error shape."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers
@@ -45,7 +53,9 @@ class ApiError(Exception):
         return json_response({"error": err, **self.extra}, self.status, self.headers)
 
 
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    obj: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     hdrs = _JSON_HEADERS if headers is None else {**_JSON_HEADERS, **headers}
     return web.Response(body=orjson.dumps(obj), status=status, headers=hdrs)
 
@@ -57,8 +67,11 @@ def _event_error(exc: EventError, status: int = 400) -> ApiError:
 async def _read_json_body(request: web.Request, limit: int) -> bytes:
     """The raw body, with the content-type and size rules every ingest route shares."""
     if request.content_type not in JSON_TYPES:
-        raise ApiError(415, "unsupported_media_type",
-                       "send application/json, application/x-ndjson or text/plain")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send application/json, application/x-ndjson or text/plain",
+        )
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
@@ -89,8 +102,9 @@ async def post_event(request: web.Request) -> web.Response:
         (done,) = await svc.ingest([event], received)
     except LogError as exc:
         raise ApiError(503, "log_unavailable", str(exc), headers={"Retry-After": "1"}) from None
-    return json_response({"accepted": 1, "id": done.id, "event_id": done.event_id,
-                          "duplicate": done.duplicate}, 202)
+    return json_response(
+        {"accepted": 1, "id": done.id, "event_id": done.event_id, "duplicate": done.duplicate}, 202
+    )
 
 
 async def post_events(request: web.Request) -> web.Response:
@@ -105,8 +119,11 @@ async def post_events(request: web.Request) -> web.Response:
     if not items:
         raise ApiError(400, "empty_batch", "the batch holds no events")
     if len(items) > cfg.max_batch_events:
-        raise ApiError(413, "too_many_events",
-                       f"a batch holds at most {cfg.max_batch_events} events, got {len(items)}")
+        raise ApiError(
+            413,
+            "too_many_events",
+            f"a batch holds at most {cfg.max_batch_events} events, got {len(items)}",
+        )
     rejected = [{"index": i, "error": e.to_dict()} for i, e in bad]
     bad_index = {i for i, _ in bad}
     valid = []
@@ -124,16 +141,24 @@ async def post_events(request: web.Request) -> web.Response:
         for r in rejected:
             svc.reject(r["error"]["code"])
     if not valid:
-        raise ApiError(400, "no_valid_events", "no event in the batch is valid",
-                       accepted=0, rejected=rejected)
+        raise ApiError(
+            400, "no_valid_events", "no event in the batch is valid", accepted=0, rejected=rejected
+        )
     try:
         done = await svc.ingest(valid, received)
     except LogError as exc:
         raise ApiError(503, "log_unavailable", str(exc), headers={"Retry-After": "1"}) from None
     duplicates = sum(1 for d in done if d.duplicate)
-    return json_response({"accepted": len(done), "duplicates": duplicates,
-                          "rejected": rejected, "first_id": done[0].id,
-                          "last_id": max(d.id for d in done)}, 202)
+    return json_response(
+        {
+            "accepted": len(done),
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "first_id": done[0].id,
+            "last_id": max(d.id for d in done),
+        },
+        202,
+    )
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -164,8 +189,9 @@ async def get_neighbors(request: web.Request) -> web.Response:
     except ValueError:
         min_score = -1.0
     if not 0.0 <= min_score <= 1.0:
-        raise ApiError(400, "invalid_min_score", "min_score must be a number in [0, 1]",
-                       "min_score")
+        raise ApiError(
+            400, "invalid_min_score", "min_score must be a number in [0, 1]", "min_score"
+        )
     out = svc.neighbors(track_id, limit=limit, direction=direction, min_score=min_score)
     return json_response(out)
 
@@ -201,13 +227,21 @@ def _require_admin(request: web.Request) -> None:
     if token:
         auth = request.headers.get("Authorization", "")
         scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
-                                                                 token.encode()):
-            raise ApiError(401, "unauthorized", "a valid bearer token is required",
-                           headers={"WWW-Authenticate": 'Bearer realm="gravityd"'})
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid bearer token is required",
+                headers={"WWW-Authenticate": 'Bearer realm="gravityd"'},
+            )
     elif not _is_loopback(request.remote):
-        raise ApiError(403, "forbidden",
-                       "admin endpoints answer only loopback clients when no admin_token is set")
+        raise ApiError(
+            403,
+            "forbidden",
+            "admin endpoints answer only loopback clients when no admin_token is set",
+        )
 
 
 async def admin_fold(request: web.Request) -> web.Response:
@@ -215,8 +249,30 @@ async def admin_fold(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     started = time.perf_counter()
     cursor = await svc.fold_pending()
-    return json_response({"cursor": cursor, "seconds": round(time.perf_counter() - started, 6),
-                          **{k: v for k, v in svc.status().items() if k != "cursor"}})
+    return json_response(
+        {
+            "cursor": cursor,
+            "seconds": round(time.perf_counter() - started, 6),
+            **{k: v for k, v in svc.status().items() if k != "cursor"},
+        }
+    )
+
+
+async def admin_snapshot(request: web.Request) -> web.Response:
+    _require_admin(request)
+    svc = request.app[SERVICE]
+    if not svc.ready:
+        raise ApiError(503, "not_ready", "the graph is still loading", headers={"Retry-After": "1"})
+    try:
+        result = await svc.snapshot_now()
+    except OSError as exc:
+        raise ApiError(
+            503,
+            "snapshot_failed",
+            f"the snapshot could not be written: {exc}",
+            headers={"Retry-After": "5"},
+        ) from None
+    return json_response(result)
 
 
 def _cors_allowed(origins: list[str], origin: str) -> str | None:
@@ -226,8 +282,9 @@ def _cors_allowed(origins: list[str], origin: str) -> str | None:
 
 
 def _wants_cors(path: str) -> bool:
-    return path in CORS_EXACT or (path.startswith("/tracks/") and
-                                  path.endswith("/gravity_neighbors"))
+    return path in CORS_EXACT or (
+        path.startswith("/tracks/") and path.endswith("/gravity_neighbors")
+    )
 
 
 def make_middleware(svc: Gravityd) -> Any:
@@ -252,8 +309,9 @@ def make_middleware(svc: Gravityd) -> Any:
             except ApiError as exc:
                 response = exc.response()
             except web.HTTPException as exc:
-                code = {404: "not_found", 405: "method_not_allowed",
-                        413: "payload_too_large"}.get(exc.status, "http_error")
+                code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+                    exc.status, "http_error"
+                )
                 response = ApiError(exc.status, code, exc.reason).response()
             except Exception:
                 log.exception("request failed", extra={"path": path, "method": method})
@@ -284,7 +342,9 @@ def make_middleware(svc: Gravityd) -> Any:
 def _preflight(origins: list[str], origin: str | None) -> web.Response:
     allowed = _cors_allowed(origins, origin) if origin else None
     if not allowed:
-        return ApiError(403, "cors_origin_not_allowed", "this origin may not call gravityd").response()
+        return ApiError(
+            403, "cors_origin_not_allowed", "this origin may not call gravityd"
+        ).response()
     headers = {
         "Access-Control-Allow-Origin": allowed,
         "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -311,7 +371,9 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/fold", admin_fold)
+    app.router.add_post("/admin/snapshot", admin_snapshot)
     if manage_service:
+
         async def _start(app: web.Application) -> None:
             await svc.start()
 

@@ -31,8 +31,12 @@ def _fail(message: str) -> int:
 
 
 def _add_store_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="F", help="TOML config file (default: GRAVITYD_CONFIG, "
-                   "else config/gravityd.toml of the install, else built-in defaults)")
+    p.add_argument(
+        "--config",
+        metavar="F",
+        help="TOML config file (default: GRAVITYD_CONFIG, "
+        "else config/gravityd.toml of the install, else built-in defaults)",
+    )
     p.add_argument("--db", metavar="PATH", help="SQLite event log file")
     p.add_argument("--snapshot-dir", metavar="DIR", help="folder of msgpack snapshots")
 
@@ -55,8 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("snapshot", help="ask a running daemon for a snapshot now")
+    p = sub.add_parser(
+        "snapshot",
+        help="ask a running daemon for a snapshot now",
+        description="POST /admin/snapshot; sends GRAVITYD_ADMIN_TOKEN if set.",
+    )
     p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
 
     p = sub.add_parser("restore", help="make a snapshot the one the next start loads")
     p.add_argument("snapshot_file", metavar="SNAPSHOT_FILE")
@@ -88,17 +97,91 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
 
     async def _listening(app: web.Application) -> None:
-        logging.getLogger("gravityd").info("listening", extra={
-            "host": host, "port": port, "db": cfg.db, "version": __version__})
+        logging.getLogger("gravityd").info(
+            "listening", extra={"host": host, "port": port, "db": cfg.db, "version": __version__}
+        )
 
     app.on_startup.append(_listening)
     try:
-        web.run_app(app, sock=sock, print=None, access_log=None,
-                    shutdown_timeout=cfg.shutdown_timeout_s, handle_signals=True)
+        web.run_app(
+            app,
+            sock=sock,
+            print=None,
+            access_log=None,
+            shutdown_timeout=cfg.shutdown_timeout_s,
+            handle_signals=True,
+        )
     except LogError as exc:
         return _fail(str(exc))
     finally:
         sock.close()
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from gravityd.build import build
+    from gravityd.log import LogError
+    from gravityd.logs import setup_logging
+    from gravityd.snapshot import SnapshotError
+
+    cfg = _config(args)
+    setup_logging("WARNING", cfg.log_format)
+    try:
+        res = build(cfg)
+    except (LogError, SnapshotError, OSError) as exc:
+        return _fail(str(exc))
+    if res.path is None:
+        print(f"up to date: cursor {res.cursor}, {res.edges} edges, nothing new to fold")
+    else:
+        print(
+            f"{res.path} cursor {res.cursor} folded {res.folded} edges {res.edges} "
+            f"in {res.seconds:.2f} s"
+        )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from gravityd.build import restore
+    from gravityd.log import LogError
+    from gravityd.logs import setup_logging
+    from gravityd.snapshot import SnapshotError
+
+    cfg = _config(args)
+    setup_logging("WARNING", cfg.log_format)
+    try:
+        path = restore(cfg, args.snapshot_file)
+    except (LogError, SnapshotError, OSError) as exc:
+        return _fail(f"cannot restore: {exc}")
+    print(path)
+    return 0
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    import os
+    import urllib.error
+    import urllib.request
+
+    import orjson
+
+    token = os.environ.get("GRAVITYD_ADMIN_TOKEN", "")
+    req = urllib.request.Request(args.url.rstrip("/") + "/admin/snapshot", method="POST", data=b"")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+            body = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = orjson.loads(exc.read())["error"]["message"]
+        except Exception:
+            detail = exc.reason
+        print(f"gravityd: error: snapshot refused ({exc.code}): {detail}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"gravityd: error: cannot reach {args.url}: {reason}", file=sys.stderr)
+        return 1
+    print(body["path"])
     return 0
 
 
@@ -115,11 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
-        if args.command in ("build", "restore"):
-            _config(args)  # still validate the settings the user gave
-            return _not_yet(args.command, 4)
+        if args.command == "build":
+            return cmd_build(args)
+        if args.command == "restore":
+            return cmd_restore(args)
         if args.command == "snapshot":
-            return _not_yet("snapshot", 4)
+            return cmd_snapshot(args)
         if args.command == "simulate":
             return _not_yet("simulate", 6)
     except ConfigError as exc:
@@ -127,5 +211,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return EXIT_USAGE
-
-

@@ -49,7 +49,7 @@ class Config:
     # [server]
     host: str = _s("server", "127.0.0.1")
     port: int = _s("server", 8080, 0)
-    cors_origins: list[str] = _s("server", ["*"])
+    cors_origins: list[str] = _s("server", ["*"])  # noqa: RUF009 - a fresh list per instance
     admin_token: str = _s("server", "")
     max_event_bytes: int = _s("server", 65536, 1024)
     max_batch_bytes: int = _s("server", 4 * 1024 * 1024, FLOORS["max_batch_bytes"])
@@ -70,6 +70,14 @@ class Config:
     # [fold]
     fold_batch_events: int = _s("fold", 2000, 1)
     fold_interval_ms: float = _s("fold", 20.0, 0)
+    # [snapshot]
+    snapshot_interval_s: float = _s("snapshot", 300.0, 1)
+    snapshot_min_events: int = _s("snapshot", 1, 1)
+    snapshot_keep: int = _s("snapshot", 3, 1)
+    snapshot_chunk: int = _s("snapshot", 10000, 100)
+    snapshot_track_edges: bool = _s("snapshot", True)
+    snapshot_on_shutdown: bool = _s("snapshot", True)
+    log_retention_days: float = _s("snapshot", 0.0, 0)
     # [log]
     log_level: str = _s("log", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _s("log", "json", choices=("json", "text"))

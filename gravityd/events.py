@@ -98,13 +98,13 @@ def _opt_str(obj: dict, key: str, max_len: int, code: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > max_len:
-        raise EventError(code, f"{key} must be a non-empty string of at most {max_len} characters", key)
+        raise EventError(
+            code, f"{key} must be a non-empty string of at most {max_len} characters", key
+        )
     return value
 
 
-def validate_event(
-    obj: Any, limits: ValidationLimits, now: float | None = None
-) -> ValidEvent:
+def validate_event(obj: Any, limits: ValidationLimits, now: float | None = None) -> ValidEvent:
     """Check one decoded event; raise EventError naming the first field at fault.
 
     Unknown extra fields are ignored so that newer clients never break ingestion.
@@ -116,7 +116,9 @@ def validate_event(
     if session_id is None:
         raise EventError("missing_field", "session_id is required", "session_id")
     if not isinstance(session_id, str) or not session_id.strip():
-        raise EventError("invalid_session_id", "session_id must be a non-empty string", "session_id")
+        raise EventError(
+            "invalid_session_id", "session_id must be a non-empty string", "session_id"
+        )
     if len(session_id) > limits.max_session_id_len:
         raise EventError(
             "invalid_session_id",
@@ -155,7 +157,9 @@ def validate_event(
         ts = now
     else:
         if not isinstance(raw_ts, str):
-            raise EventError("invalid_timestamp", "timestamp must be an ISO 8601 string", "timestamp")
+            raise EventError(
+                "invalid_timestamp", "timestamp must be an ISO 8601 string", "timestamp"
+            )
         try:
             ts = parse_timestamp(raw_ts)
         except (ValueError, OverflowError):
@@ -222,6 +226,8 @@ def parse_batch(body: bytes, ndjson: bool) -> tuple[list[Any], list[tuple[int, E
         try:
             items.append(orjson.loads(line))
         except orjson.JSONDecodeError:
-            bad.append((len(items) + len(bad), EventError("invalid_json", "line is not valid JSON")))
+            bad.append(
+                (len(items) + len(bad), EventError("invalid_json", "line is not valid JSON"))
+            )
             items.append(None)
     return items, bad

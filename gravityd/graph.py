@@ -41,13 +41,13 @@ exceeds ``rebase_exponent`` every stored value is rescaled once and t0 moves to 
 Memory stays bounded two ways. A track never holds more than 2K out-edges (K =
 ``max_edges_per_track``): when a new edge would exceed that, the track is first trimmed to its K
 strongest by decayed |w| (ties by track id), dropping any under ``epsilon``. And at every log id
-that crosses a multiple of ``maintenance_every`` an incremental sweep examines the next
-``maintenance_sweep`` tracks and sessions (in insertion order, wrapping around): edges whose decayed
-|w| is under ``epsilon`` go, tracks without edges go, and sessions silent past the timeout are
-forgotten. Sweeping in small steps keeps each one to a few milliseconds, so reads interleaved
-with the fold never stall behind a full pass. The sweep's time is the log clock (the latest event
-time folded so far). ``maintain_all`` (never called by the fold) does a full pass and also trims
-every track to K, e.g. before a snapshot.
+that crosses a multiple of ``maintenance_every`` an incremental sweep examines the next of
+``maintenance_parts`` slices of the tracks and sessions (by a stable hash, CRC-32 of the id, so
+the slices survive a restart): edges whose decayed |w| is under ``epsilon`` go, tracks without
+edges go, and sessions silent past the timeout are forgotten. Sweeping in small steps keeps each
+one to a few milliseconds, so reads interleaved with the fold never stall behind a full pass. The
+sweep's time is the log clock (the latest event time folded so far). ``maintain_all`` (never
+called by the fold) does a full pass and also trims every track to K, e.g. before a snapshot.
 
 Rebasing and maintenance happen at events the log decides, never on a timer or at batch ends, so
 folding a log in one batch or in any split gives bit-identical state. Pure: no I/O, no asyncio.
@@ -59,16 +59,16 @@ import heapq
 import math
 import sys
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from itertools import islice
 from typing import Any
 
 import networkx as nx
 
 from gravityd.events import FoldEvent
 
-__all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature"]
+__all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature", "state_from_records"]
 
 STATE_VERSION = 1
 
@@ -119,13 +119,14 @@ class FoldParams:
     distance_discount_power: float = 1.0
     # Out-edges kept per track, strongest decayed |weight| first (K); a track is trimmed back to K
     # when it would exceed 2K, and by the maintenance sweep.
-    max_edges_per_track: int = 32
+    max_edges_per_track: int = 100
     # Edges whose decayed |weight| is below this are dropped when trimmed or swept (weight units).
     epsilon: float = 0.01
     # A maintenance step runs when the log id crosses a multiple of this (events).
     maintenance_every: int = 5000
-    # Tracks and sessions examined per maintenance step (a full sweep takes nodes / this steps).
-    maintenance_sweep: int = 200
+    # Slices of tracks and sessions: each maintenance step sweeps the next one, so a full pass
+    # takes maintenance_every * maintenance_parts events.
+    maintenance_parts: int = 128
     # Forward-decay exponent (in half-lives since t0) past which stored values are rebased.
     rebase_exponent: float = 32.0
 
@@ -167,8 +168,8 @@ class FoldParams:
             raise ValueError("max_edges_per_track: must be >= 1")
         if self.maintenance_every < 1:
             raise ValueError("maintenance_every: must be >= 1")
-        if self.maintenance_sweep < 1:
-            raise ValueError("maintenance_sweep: must be >= 1")
+        if not 1 <= self.maintenance_parts <= 65536:
+            raise ValueError("maintenance_parts: must be between 1 and 65536")
         if self.rebase_exponent > 512:
             raise ValueError("rebase_exponent: must be <= 512 (2**1024 overflows a float)")
 
@@ -197,8 +198,10 @@ class GravityGraph:
             1.0 if d == 1 else float(d) ** -p.distance_discount_power
             for d in range(1, p.credit_window + 1)
         ]
-        self._sweep_node = 0  # maintenance sweep positions, in insertion order
-        self._sweep_session = 0
+        # Maintenance slices: node and session ids by CRC-32 modulo parts; the next slice to sweep.
+        self._node_parts: list[set[str]] = [set() for _ in range(p.maintenance_parts)]
+        self._session_parts: list[set[str]] = [set() for _ in range(p.maintenance_parts)]
+        self._sweep = 0
         self._steps_cap = 2 * p.credit_window + 2
 
     # ----------------------------------------------------------------------- reading
@@ -320,6 +323,7 @@ class GravityGraph:
         bound = p.rebase_exponent
         cap = self._steps_cap
         every = p.maintenance_every
+        every_part = p.maintenance_parts
         w_start, w_p10, w_like = p.weight_play_start, p.weight_play_10s, p.weight_like
         skip_pen, grade_ms = p.skip_penalty, p.skip_grade_ms
         default_elapsed, through_ms = p.skip_default_elapsed_ms, p.skip_through_ms
@@ -343,6 +347,8 @@ class GravityGraph:
                     continue
                 st = sessions.get(sid)
                 if st is None or t - st[0] > timeout:
+                    if st is None:
+                        self._session_parts[_part(sid, every_part)].add(sid)
                     st = [t, [], []]
                     sessions[sid] = st
                 elif t < st[0]:
@@ -481,6 +487,7 @@ class GravityGraph:
 
     def _add_node(self, node: str) -> dict[str, Any]:
         g = self.g
+        self._node_parts[_part(node, len(self._node_parts))].add(node)
         g._node[node] = {}
         g._pred[node] = {}
         nbrs: dict[str, Any] = {}
@@ -503,7 +510,7 @@ class GravityGraph:
         self._n_edges += 1
         return e
 
-    def _trim(self, u: str, nbrs: dict[str, Any], f: float, k: int) -> None:
+    def _trim(self, u: str, nbrs: dict[str, Any], f: float, k: int) -> list[str]:
         """Drop u's edges under epsilon at decay factor f, then all but the k strongest by |w|."""
         eps = self.params.epsilon
         drop = [v for v, e in nbrs.items() if abs(e["w"]) * f < eps]
@@ -517,6 +524,7 @@ class GravityGraph:
                 del nbrs[v]
                 del pred[v][u]
             self._n_edges -= len(drop)
+        return drop
 
     def _rebase(self, t: float) -> None:
         """Move the landmark to t, rescaling every stored value so decayed weights are unchanged."""
@@ -529,42 +537,39 @@ class GravityGraph:
         self.t0 = t
 
     def _maintain(self, now: float) -> None:
-        """One sweep step: the next maintenance_sweep tracks and sessions, in insertion order."""
-        p = self.params
+        """One sweep step over the next slice: faint edges, edgeless tracks, idle sessions."""
+        part = self._sweep
+        self._sweep = (part + 1) % len(self._node_parts)
         g = self.g
         succ, pred = g._succ, g._pred
-        size = p.maintenance_sweep
-        if succ:
-            start = self._sweep_node if self._sweep_node < len(succ) else 0
-            chunk = list(islice(succ.items(), start, start + size))
-            f = self.decay_factor(now)
-            no_cap = len(succ)  # the sweep only drops faint edges; the 2K rule bounds the rest
-            for u, nbrs in chunk:
-                self._trim(u, nbrs, f, no_cap)
-            isolated = [u for u, nbrs in chunk if not nbrs and not pred[u]]
-            for u in isolated:
+        nodes = self._node_parts[part]
+        f = self.decay_factor(now)
+        no_cap = len(succ) + 1  # the sweep only drops faint edges; the 2K rule bounds the rest
+        check = list(nodes)
+        for u in nodes:
+            nbrs = succ[u]
+            if nbrs:
+                check.extend(self._trim(u, nbrs, f, no_cap))
+        for u in check:
+            if u in succ and not succ[u] and not pred[u]:
+                self._node_parts[_part(u, len(self._node_parts))].discard(u)
                 del succ[u]
                 del pred[u]
                 del g._node[u]
-            self._sweep_node = start + len(chunk) - len(isolated)
         sessions = self.sessions
-        if sessions:
-            start = self._sweep_session if self._sweep_session < len(sessions) else 0
-            timeout = p.session_timeout_s
-            idle = [
-                sid
-                for sid, st in islice(sessions.items(), start, start + size)
-                if now - st[0] > timeout
-            ]
-            for sid in idle:
-                del sessions[sid]
-            self._sweep_session = start + size - len(idle)
+        sids = self._session_parts[part]
+        timeout = self.params.session_timeout_s
+        idle = [sid for sid in sids if now - sessions[sid][0] > timeout]
+        for sid in idle:
+            sids.discard(sid)
+            del sessions[sid]
 
     def maintain_all(self, now: float | None = None) -> None:
         """A full maintenance pass at `now` (default: the log clock), e.g. before a snapshot.
 
-        Not called by fold (which sweeps incrementally at log-decided points); calling it between
-        folds changes the state, so equal logs give equal graphs only if both call it alike.
+        Also trims every track to its K strongest edges. Never called by fold (which sweeps one
+        slice at a time at log-decided points); calling it changes the state, so two graphs fed
+        the same log stay equal only if both call it at the same points.
         """
         if now is None:
             now = self.clock
@@ -572,11 +577,10 @@ class GravityGraph:
         k = self.params.max_edges_per_track
         for u, nbrs in self.g._succ.items():
             self._trim(u, nbrs, f, k)
-        steps = max(len(self.g._succ), len(self.sessions)) // self.params.maintenance_sweep + 1
-        self._sweep_node = self._sweep_session = 0
-        for _ in range(steps):
+        sweep = self._sweep
+        for _ in range(len(self._node_parts)):
             self._maintain(now)
-        self._sweep_node = self._sweep_session = 0
+        self._sweep = sweep
 
     # ----------------------------------------------------------------------- state
 
@@ -586,18 +590,25 @@ class GravityGraph:
         ``tracks`` lists graph nodes first (``node_count`` of them) then tracks only sessions
         reference; edges are parallel arrays of track indices and values; sessions are flattened.
         """
+        return state_from_records(self.iter_state(chunk=1 << 62))
+
+    def iter_state(self, chunk: int = 50_000) -> Iterator[tuple[str, Any]]:
+        """export_state() as a stream of records: ("meta", scalars) first, then ("tracks", list),
+        ("edges", arrays) and ("sessions", arrays) pieces of at most `chunk` items that
+        concatenate in order. A snapshot writer packs them one by one, so a large graph never
+        needs a second full copy in memory. The graph must not change while this runs.
+        """
         g = self.g
         tracks = list(g._node)
         index = {t: i for i, t in enumerate(tracks)}
-        n_nodes = len(tracks)
-        src: list[int] = []
-        dst: list[int] = []
-        w: list[float] = []
-        pos: list[float] = []
-        neg: list[float] = []
-        n: list[int] = []
+        yield "meta", {"version": STATE_VERSION, "cursor": self.cursor, "t0": self.t0,
+                       "clock": self.clock, "sweep": self._sweep, "node_count": len(tracks)}
+        for i in range(0, len(tracks), chunk):
+            yield "tracks", tracks[i:i + chunk]
+        cols: tuple[list, ...] = ([], [], [], [], [], [])
         for u, nbrs in g._succ.items():
             ui = index[u]
+            src, dst, w, pos, neg, n = cols
             for v, e in nbrs.items():
                 src.append(ui)
                 dst.append(index[v])
@@ -605,35 +616,49 @@ class GravityGraph:
                 pos.append(e["pos"])
                 neg.append(e["neg"])
                 n.append(e["n"])
-        sids: list[str] = []
-        last_ts: list[float] = []
-        lengths: list[int] = []
-        steps: list[int] = []
-        flags: list[int] = []
+            if len(src) >= chunk:
+                yield "edges", dict(zip(_EDGE_KEYS, cols, strict=True))
+                cols = ([], [], [], [], [], [])
+        if cols[0]:
+            yield "edges", dict(zip(_EDGE_KEYS, cols, strict=True))
+        extra: list[str] = []
+        scols: tuple[list, ...] = ([], [], [], [], [])
         for sid, (ts, st_steps, st_flags) in self.sessions.items():
+            sids, last_ts, lengths, steps, flags = scols
             sids.append(sid)
             last_ts.append(ts)
             lengths.append(len(st_steps))
             for t in st_steps:
                 i = index.get(t)
                 if i is None:
-                    i = index[t] = len(tracks)
-                    tracks.append(t)
+                    i = index[t] = len(index)
+                    extra.append(t)
                 steps.append(i)
             flags.extend(st_flags)
-        return {
-            "version": STATE_VERSION,
-            "cursor": self.cursor,
-            "t0": self.t0,
-            "clock": self.clock,
-            "sweep": [self._sweep_node, self._sweep_session],
-            "tracks": tracks,
-            "node_count": n_nodes,
-            "edges": {"src": src, "dst": dst, "w": w, "pos": pos, "neg": neg, "n": n},
-            "sessions": {
-                "ids": sids, "last_ts": last_ts, "lengths": lengths, "steps": steps, "flags": flags,
-            },
-        }
+            if len(sids) >= chunk:
+                if extra:
+                    yield "tracks", extra
+                    extra = []
+                yield "sessions", dict(zip(_SESSION_KEYS, scols, strict=True))
+                scols = ([], [], [], [], [])
+        if extra:
+            yield "tracks", extra
+        if scols[0]:
+            yield "sessions", dict(zip(_SESSION_KEYS, scols, strict=True))
+
+    def edge_rows(self, now: float | None = None,
+                  chunk: int = 50_000) -> Iterator[list[tuple[str, str, float, float, float, int]]]:
+        """Edges as (src, dst, w, pos, neg, n) decayed to `now`, in lists of `chunk` rows."""
+        f = self.decay_factor(now)
+        rows: list[tuple[str, str, float, float, float, int]] = []
+        for u, nbrs in self.g._succ.items():
+            for v, e in nbrs.items():
+                rows.append((u, v, e["w"] * f, e["pos"] * f, e["neg"] * f, e["n"]))
+            if len(rows) >= chunk:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
 
     @classmethod
     def from_state(cls, state: dict[str, Any], params: FoldParams | None = None) -> GravityGraph:
@@ -648,7 +673,9 @@ class GravityGraph:
         if not 0 <= node_count <= len(tracks):
             raise ValueError("node_count: out of range")
         node, succ, pred = g._node, g._succ, g._pred
+        parts = len(gg._node_parts)
         for t in tracks[:node_count]:
+            gg._node_parts[_part(t, parts)].add(t)
             node[t] = {}
             succ[t] = {}
             pred[t] = {}
@@ -670,6 +697,7 @@ class GravityGraph:
             raise ValueError("sessions: arrays differ in length")
         at = 0
         for sid, ts, length in zip(ss["ids"], ss["last_ts"], ss["lengths"], strict=True):
+            gg._session_parts[_part(sid, parts)].add(sid)
             gg.sessions[sid] = [
                 float(ts), [tracks[i] for i in steps[at:at + length]], list(flags[at:at + length])
             ]
@@ -677,8 +705,35 @@ class GravityGraph:
         gg.cursor = int(state["cursor"])
         gg.t0 = float(state["t0"])
         gg.clock = float(state["clock"])
-        gg._sweep_node, gg._sweep_session = (int(x) for x in state["sweep"])
+        gg._sweep = int(state["sweep"]) % len(gg._node_parts)
         return gg
+
+
+def _part(key: str, parts: int) -> int:
+    """The maintenance slice of a track or session id: stable across processes and restarts."""
+    return zlib.crc32(key.encode()) % parts
+
+
+_EDGE_KEYS = ("src", "dst", "w", "pos", "neg", "n")
+_SESSION_KEYS = ("ids", "last_ts", "lengths", "steps", "flags")
+
+
+def state_from_records(records: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Join the records of iter_state() back into one export_state() dict."""
+    state: dict[str, Any] = {"tracks": [], "edges": {k: [] for k in _EDGE_KEYS},
+                             "sessions": {k: [] for k in _SESSION_KEYS}}
+    for part, payload in records:
+        if part == "meta":
+            state.update(payload)
+        elif part == "tracks":
+            state["tracks"].extend(payload)
+        elif part in ("edges", "sessions"):
+            target = state[part]
+            for key, values in payload.items():
+                target[key].extend(values)
+        else:
+            raise ValueError(f"unknown state record {part!r}")
+    return state
 
 
 def _lane_key(item: tuple[float, str, str, dict[str, Any]]) -> tuple[float, str]:

@@ -13,15 +13,16 @@ high-water mark) so a replicated stream can replace it later without touching th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
-import secrets
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from random import getrandbits as _getrandbits
 from typing import NamedTuple
 
 import aiosqlite
@@ -94,27 +95,31 @@ class Appended(NamedTuple):
 
 
 def new_event_id() -> str:
-    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(secrets.token_bytes(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
-    value |= 0b10 << 62 | (rand & ((1 << 62) - 1))
+    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index.
+
+    The 74 random bits come from `random`, not `secrets`: they only need to be unique, and this
+    runs once per ingested event.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | _getrandbits(74)
+    # version 7 in bits 76..79, variant 0b10 in bits 62..63
+    value = (value & ~(0xF << 76)) | (0x7 << 76)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _write_batch(conn: sqlite3.Connection, work: list[tuple[list[ValidEvent], float]],
-                 next_id: int) -> tuple[list[list[Appended]], int]:
+def _write_batch(
+    conn: sqlite3.Connection, work: list[tuple[list[ValidEvent], float]], next_id: int
+) -> tuple[list[list[Appended]], int]:
     """Assign ids, drop repeats of known event_ids, insert the rest in one transaction.
 
     Runs on the writer connection's thread. Ids are assigned here, by the only writer, so the
     answer carries them without a RETURNING round trip.
     """
-    client_ids = list(dict.fromkeys(e.event_id for events, _ in work for e in events
-                                    if e.event_id))
+    client_ids = list(dict.fromkeys(e.event_id for events, _ in work for e in events if e.event_id))
     existing: dict[str, int] = {}
     for i in range(0, len(client_ids), 500):
-        chunk = client_ids[i:i + 500]
+        chunk = client_ids[i : i + 500]
         sql = f"SELECT event_id, id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
         existing.update(conn.execute(sql, chunk).fetchall())
     rows = []
@@ -130,8 +135,21 @@ def _write_batch(conn: sqlite3.Connection, work: list[tuple[list[ValidEvent], fl
                 eid = new_event_id()
             else:
                 existing[eid] = next_id
-            rows.append((next_id, eid, e.session_id, e.track_id, e.event_type, e.user_id, e.ts,
-                         received_at, e.context, e.meta, e.elapsed_ms))
+            rows.append(
+                (
+                    next_id,
+                    eid,
+                    e.session_id,
+                    e.track_id,
+                    e.event_type,
+                    e.user_id,
+                    e.ts,
+                    received_at,
+                    e.context,
+                    e.meta,
+                    e.elapsed_ms,
+                )
+            )
             out.append(Appended(next_id, eid, False))
             next_id += 1
         results.append(out)
@@ -164,7 +182,9 @@ def _prepare(conn: sqlite3.Connection, synchronous: str) -> None:
             f"{version=} of the log is newer than this gravityd knows ({SCHEMA_VERSION}); upgrade"
         )
     for target in range(version, SCHEMA_VERSION):
-        conn.executescript("BEGIN;" + MIGRATIONS[target] + f"PRAGMA user_version = {target + 1};COMMIT;")
+        conn.executescript(
+            "BEGIN;" + MIGRATIONS[target] + f"PRAGMA user_version = {target + 1};COMMIT;"
+        )
         log.info("log migrated", extra={"schema_version": target + 1})
 
 
@@ -181,7 +201,9 @@ class ProcessLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise LogLocked(f"another gravityd process is using {self.path.with_suffix('')}") from None
+            raise LogLocked(
+                f"another gravityd process is using {self.path.with_suffix('')}"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -195,8 +217,9 @@ class ProcessLock:
 class EventLog:
     """Append-only event log with a single group-committing writer."""
 
-    def __init__(self, path: str | os.PathLike, *, synchronous: str = "FULL",
-                 max_commit_events: int = 20000) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, synchronous: str = "FULL", max_commit_events: int = 20000
+    ) -> None:
         self.path = str(path)
         self.synchronous = synchronous
         self.max_commit_events = max_commit_events
@@ -212,6 +235,7 @@ class EventLog:
         self._writer: asyncio.Task | None = None
         self._closing = False
         self._next_id = 1
+        self.reserved = 0  # ids up to here were reserved, not written: the fold skips them
         # (last id, commit time) per commit not yet folded: fold lag in seconds.
         self._commits: deque[tuple[int, float]] = deque()
         self.committed = asyncio.Event()  # set after every commit; the fold task waits on it
@@ -228,7 +252,12 @@ class EventLog:
             finally:
                 conn_sync.close()
             await self._w.execute(f"PRAGMA synchronous = {self.synchronous}")
-            async with self._w.execute("SELECT COALESCE(MAX(id), 0) FROM events") as cur:
+            # Ids never go back, even when retention deleted every folded event.
+            sql = (
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
+                " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0))"
+            )
+            async with self._w.execute(sql) as cur:
                 row = await cur.fetchone()
             self.last_id = row[0]
             self._next_id = self.last_id + 1
@@ -244,7 +273,9 @@ class EventLog:
             raise
         self._writer = asyncio.create_task(self._write_loop(), name="gravityd-log-writer")
 
-    async def append(self, events: list[ValidEvent], received_at: float | None = None) -> list[Appended]:
+    async def append(
+        self, events: list[ValidEvent], received_at: float | None = None
+    ) -> list[Appended]:
         """Queue events for the next group commit; return once they are durable."""
         if self._closing or self._writer is None:
             raise LogError("the log is closed")
@@ -280,8 +311,9 @@ class EventLog:
             # the duplicate check); under load each hop waits for a busy event loop, so the
             # transaction runs as one function on the connection's own thread.
             results, next_id = await self._w._execute(
-                _write_batch, self._w._conn, work, self._next_id)
-        except Exception as exc:  # noqa: BLE001 - every waiter must get an answer
+                _write_batch, self._w._conn, work, self._next_id
+            )
+        except Exception as exc:
             log.error("log commit failed", extra={"error": str(exc)})
             if self.on_commit_error is not None:
                 self.on_commit_error()
@@ -318,6 +350,13 @@ class EventLog:
             return 0.0
         return max(0.0, (now or time.time()) - commits[0][1])
 
+    def reserve_after(self, cursor: int) -> None:
+        """New ids must come after a loaded snapshot's cursor, or the fold would skip them."""
+        if cursor >= self._next_id:
+            self._next_id = cursor + 1
+            self.last_id = cursor
+            self.reserved = cursor
+
     async def count(self) -> int:
         assert self._r is not None
         async with self._r.execute("SELECT COUNT(*) FROM events") as cur:
@@ -327,6 +366,13 @@ class EventLog:
     @property
     def pending(self) -> int:
         return sum(len(events) for events, _, _ in self._queue)
+
+    async def drain(self) -> None:
+        """Stop taking events and wait until every queued one is committed."""
+        self._closing = True
+        if self._writer is not None:
+            self._wake.set()
+            await asyncio.shield(self._writer)
 
     async def close(self) -> None:
         """Drain every queued event into the log, then close."""
@@ -343,8 +389,79 @@ class EventLog:
     async def _close_conns(self) -> None:
         for conn in (self._w, self._r):
             if conn is not None:
-                try:
+                # closing after a failure must not mask it
+                with contextlib.suppress(Exception):
                     await conn.close()
-                except Exception:
-                    pass
         self._w = self._r = None
+
+
+# --------------------------------------------------------------------------- graph tables
+# The daemon (from a worker thread, with its own connection) and `gravityd build` share these.
+
+EdgeRow = tuple[str, str, float, float, float, int]
+
+
+def write_track_edges(
+    conn: sqlite3.Connection, chunks: Iterator[list[EdgeRow]], stamp: float
+) -> int:
+    """Upsert the graph's edges into track_edges chunk by chunk, then drop the ones gone.
+
+    Short transactions per chunk keep the log's writer from waiting behind one long one. With
+    decay on, every weight moves between two snapshots, so every row is rewritten; the delete
+    of rows not stamped this time removes edges that were pruned.
+    """
+    total = 0
+    for rows in chunks:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO track_edges (src, dst, weight, pos, neg, n, updated_at)"
+            " VALUES (?,?,?,?,?,?,?) ON CONFLICT(src, dst) DO UPDATE SET weight=excluded.weight,"
+            " pos=excluded.pos, neg=excluded.neg, n=excluded.n, updated_at=excluded.updated_at",
+            [(*r, stamp) for r in rows],
+        )
+        conn.execute("COMMIT")
+        total += len(rows)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM track_edges WHERE updated_at < ?", (stamp,))
+    conn.execute("COMMIT")
+    return total
+
+
+def set_cursor(conn: sqlite3.Connection, cursor: int, snapshot: str) -> None:
+    """Record the cursor of the newest durable snapshot (what a cron build resumes from)."""
+    conn.execute(
+        "INSERT INTO gravity_cursor (id, cursor, snapshot, updated_at) VALUES (1, ?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET cursor=excluded.cursor, snapshot=excluded.snapshot,"
+        " updated_at=excluded.updated_at",
+        (cursor, snapshot, time.time()),
+    )
+
+
+def get_cursor(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT cursor FROM gravity_cursor WHERE id = 1").fetchone()
+    return row[0] if row else 0
+
+
+def read_after_sync(conn: sqlite3.Connection, cursor: int, limit: int) -> list[FoldEvent]:
+    return [FoldEvent(*r) for r in conn.execute(_READ_AFTER, (cursor, limit))]
+
+
+def delete_folded_before(
+    conn: sqlite3.Connection, cursor: int, older_than: float, chunk: int = 10_000
+) -> int:
+    """Log retention: delete events already inside every retained snapshot and older than a
+    cut-off, in short transactions. The newest id always stays so ids never go back."""
+    deleted = 0
+    top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+    limit_id = min(cursor, top - 1)
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ? AND"
+            " received_at < ? ORDER BY id LIMIT ?)",
+            (limit_id, older_than, chunk),
+        )
+        conn.execute("COMMIT")
+        deleted += cur.rowcount
+        if cur.rowcount < chunk:
+            return deleted

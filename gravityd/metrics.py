@@ -17,50 +17,83 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.events_accepted = Counter(
-            "gravityd_events_accepted", "Events newly committed to the log.", registry=r)
+            "gravityd_events_accepted", "Events newly committed to the log.", registry=r
+        )
         self.events_duplicate = Counter(
-            "gravityd_events_duplicate", "Events whose event_id was already in the log.", registry=r)
+            "gravityd_events_duplicate", "Events whose event_id was already in the log.", registry=r
+        )
         self.events_rejected = Counter(
-            "gravityd_events_rejected", "Events refused at validation, by reason.", ["reason"],
-            registry=r)
+            "gravityd_events_rejected",
+            "Events refused at validation, by reason.",
+            ["reason"],
+            registry=r,
+        )
         self.commit_batch = Histogram(
-            "gravityd_commit_batch_events", "Events per group commit.", buckets=_BATCH_BUCKETS,
-            registry=r)
+            "gravityd_commit_batch_events",
+            "Events per group commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
         self.commit_seconds = Histogram(
-            "gravityd_commit_seconds", "Duration of one group commit.", buckets=_LATENCY_BUCKETS,
-            registry=r)
+            "gravityd_commit_seconds",
+            "Duration of one group commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.commit_errors = Counter(
-            "gravityd_commit_errors", "Group commits that failed (disk full, locked...).", registry=r)
+            "gravityd_commit_errors",
+            "Group commits that failed (disk full, locked...).",
+            registry=r,
+        )
         self.request_seconds = Histogram(
-            "gravityd_request_seconds", "Request latency by route.", ["route", "method"],
-            buckets=_LATENCY_BUCKETS, registry=r)
+            "gravityd_request_seconds",
+            "Request latency by route.",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.requests = Counter(
-            "gravityd_requests", "Requests by route and status.", ["route", "method", "status"],
-            registry=r)
+            "gravityd_requests",
+            "Requests by route and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
         self.fold_events = Counter(
-            "gravityd_fold_events", "Events folded into the graph.", registry=r)
-        self.fold_errors = Counter(
-            "gravityd_fold_errors", "Fold batches that raised.", registry=r)
+            "gravityd_fold_events", "Events folded into the graph.", registry=r
+        )
+        self.fold_errors = Counter("gravityd_fold_errors", "Fold batches that raised.", registry=r)
         self.fold_lag_events = Gauge(
-            "gravityd_fold_lag_events", "Committed events not yet folded.", registry=r)
+            "gravityd_fold_lag_events", "Committed events not yet folded.", registry=r
+        )
         self.fold_lag_seconds = Gauge(
-            "gravityd_fold_lag_seconds", "Age of the oldest committed event not yet folded.",
-            registry=r)
+            "gravityd_fold_lag_seconds",
+            "Age of the oldest committed event not yet folded.",
+            registry=r,
+        )
         self.graph_nodes = Gauge("gravityd_graph_nodes", "Tracks in the graph.", registry=r)
         self.graph_edges = Gauge("gravityd_graph_edges", "Edges in the graph.", registry=r)
         self.graph_sessions = Gauge(
-            "gravityd_graph_sessions", "Open listening sessions held by the fold.", registry=r)
+            "gravityd_graph_sessions", "Open listening sessions held by the fold.", registry=r
+        )
         self.cursor = Gauge("gravityd_cursor", "Id of the last event folded.", registry=r)
-        self.log_last_id = Gauge("gravityd_log_last_id", "Id of the last committed event.", registry=r)
+        self.log_last_id = Gauge(
+            "gravityd_log_last_id", "Id of the last committed event.", registry=r
+        )
         self.ready = Gauge("gravityd_ready", "1 once the graph has caught up at start.", registry=r)
         self.snapshot_age = Gauge(
-            "gravityd_snapshot_age_seconds", "Seconds since the newest snapshot was written.",
-            registry=r)
+            "gravityd_snapshot_age_seconds",
+            "Seconds since the newest snapshot was written.",
+            registry=r,
+        )
         self.snapshot_seconds = Histogram(
-            "gravityd_snapshot_seconds", "Duration of a snapshot write.",
-            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60), registry=r)
+            "gravityd_snapshot_seconds",
+            "Duration of a snapshot write.",
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         self.snapshot_errors = Counter(
-            "gravityd_snapshot_errors", "Snapshot writes that failed.", registry=r)
+            "gravityd_snapshot_errors", "Snapshot writes that failed.", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

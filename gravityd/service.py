@@ -6,15 +6,25 @@ Nothing here knows about HTTP; the API layer parses requests and calls these met
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 from gravityd.config import Config
 from gravityd.events import ValidEvent
 from gravityd.graph import GravityGraph
-from gravityd.log import Appended, EventLog
+from gravityd.log import (
+    Appended,
+    EventLog,
+    connect_sync,
+    delete_folded_before,
+    set_cursor,
+    write_track_edges,
+)
 from gravityd.metrics import Metrics
+from gravityd.snapshot import SnapshotWriter, list_snapshots, load_newest, prune
 
 log = logging.getLogger("gravityd.service")
 
@@ -25,13 +35,17 @@ class Gravityd:
     def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
-        self.log = EventLog(config.db, synchronous=config.synchronous,
-                            max_commit_events=config.commit_max_events)
+        self.log = EventLog(
+            config.db, synchronous=config.synchronous, max_commit_events=config.commit_max_events
+        )
         self.graph = GravityGraph(config.graph)
         self.ready = False
         self._ready_target = 0
         self._fold_lock = asyncio.Lock()
         self._fold_task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._snapshot_lock = asyncio.Lock()
+        self._last_snapshot: tuple[float, int] = (0.0, 0)  # (written at, cursor)
         self._closing = False
         self.started_at = time.time()
         self.log.on_commit = self._on_commit
@@ -45,13 +59,43 @@ class Gravityd:
         m.cursor.set_function(lambda: self.graph.cursor)
         m.log_last_id.set_function(lambda: self.log.last_id)
         m.ready.set_function(lambda: 1 if self.ready else 0)
+        m.snapshot_age.set_function(self.snapshot_age)
 
     async def start(self) -> None:
-        """Open the log (ingest works from here on), then catch the graph up in the background."""
+        """Open the log (ingest works from here on), then load and catch up in the background."""
         await self.log.open()
+        snaps = list_snapshots(self.config.snapshot_dir)
+        if snaps:  # ids must continue after any snapshot's cursor, even a restored one
+            self.log.reserve_after(max(s.cursor for s in snaps))
         self._ready_target = self.log.last_id
         log.info("log opened", extra={"db": self.config.db, "last_id": self.log.last_id})
-        self._fold_task = asyncio.create_task(self._fold_loop(), name="gravityd-fold")
+        self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
+
+    async def _run(self) -> None:
+        await self._load_snapshot()
+        tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
+        self._tasks.extend(tasks)
+        await self._fold_loop()
+
+    async def _load_snapshot(self) -> None:
+        """Newest valid snapshot, loaded off the event loop so ingest goes on meanwhile."""
+        started = time.perf_counter()
+        found = await asyncio.to_thread(load_newest, self.config.snapshot_dir, self.config.graph)
+        if found is None:
+            log.info("no snapshot: replaying the whole log")
+            return
+        info, header, graph = found
+        self.graph = graph
+        self._last_snapshot = (header["created_at"], graph.cursor)
+        log.info(
+            "snapshot loaded",
+            extra={
+                "path": str(info.path),
+                "cursor": graph.cursor,
+                "edges": graph.edge_count,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
 
     async def ingest(self, events: list[ValidEvent], received_at: float) -> list[Appended]:
         """Make events durable; raise LogError when the log cannot take them."""
@@ -75,13 +119,15 @@ class Gravityd:
         """Fold every event committed before this call; return the cursor reached."""
         target = self.log.last_id
         while self.graph.cursor < target:
-            await self._fold_batch()
+            if not await self._fold_batch():
+                break  # nothing left to read (ids reserved past the end of the log)
         return self.graph.cursor
 
     async def _fold_batch(self) -> int:
         async with self._fold_lock:
             events = await self.log.read_after(self.graph.cursor, self.config.fold_batch_events)
             if not events:
+                self.graph.cursor = max(self.graph.cursor, self.log.reserved)
                 return 0
             try:
                 n = self.graph.fold(events)
@@ -91,7 +137,7 @@ class Gravityd:
                 n = self._fold_one_by_one(events)
             self.metrics.fold_events.inc(n)
         await asyncio.sleep(0)  # let reads in between batches
-        return n
+        return len(events)
 
     def _fold_one_by_one(self, events: list) -> int:
         """Fold a failed batch event by event, skipping (and reporting) the ones that raise."""
@@ -114,9 +160,14 @@ class Gravityd:
             while self.graph.cursor < self._ready_target:
                 await self.fold_pending()
             self.ready = True
-            log.info("graph ready", extra={
-                "cursor": self.graph.cursor, "edges": self.graph.edge_count,
-                "seconds": round(time.perf_counter() - started, 3)})
+            log.info(
+                "graph ready",
+                extra={
+                    "cursor": self.graph.cursor,
+                    "edges": self.graph.edge_count,
+                    "seconds": round(time.perf_counter() - started, 3),
+                },
+            )
             interval = self.config.fold_interval_ms / 1000
             while not self._closing:
                 await self.log.committed.wait()
@@ -130,8 +181,9 @@ class Gravityd:
             log.exception("fold task died")
             raise
 
-    def neighbors(self, track_id: str, *, limit: int, direction: str,
-                  min_score: float) -> list[dict[str, Any]]:
+    def neighbors(
+        self, track_id: str, *, limit: int, direction: str, min_score: float
+    ) -> list[dict[str, Any]]:
         return self.graph.neighbors(track_id, limit=limit, direction=direction, min_score=min_score)
 
     def status(self) -> dict[str, Any]:
@@ -143,14 +195,127 @@ class Gravityd:
             "edges": self.graph.edge_count,
         }
 
+    # ------------------------------------------------------------------ snapshots
+
+    async def snapshot_now(self) -> dict[str, Any]:
+        """Write a snapshot of the live graph without stalling requests.
+
+        Folding pauses while records are packed (so the file is consistent at its cursor);
+        ingest and reads go on between records. The fsync and the SQL tables run in threads.
+        """
+        async with self._snapshot_lock:
+            cfg = self.config
+            started = time.perf_counter()
+            try:
+                async with self._fold_lock:
+                    writer = SnapshotWriter(self.graph, cfg.snapshot_dir, cfg.snapshot_chunk)
+                    try:
+                        while writer.step():
+                            await asyncio.sleep(0)
+                        await asyncio.to_thread(writer.seal)
+                        path = await asyncio.to_thread(writer.publish)
+                    except BaseException:
+                        writer.abort()
+                        raise
+                    cursor = writer.cursor
+                    rows = (
+                        self.graph.edge_rows(time.time(), cfg.snapshot_chunk)
+                        if cfg.snapshot_track_edges
+                        else None
+                    )
+                    # track_edges reads the graph, so it finishes before folding resumes.
+                    await asyncio.to_thread(self._write_tables, cursor, path, rows)
+            except Exception as exc:
+                self.metrics.snapshot_errors.inc()
+                log.error("snapshot failed", extra={"error": str(exc)})
+                raise
+            seconds = time.perf_counter() - started
+            self._last_snapshot = (time.time(), cursor)
+            self.metrics.snapshot_seconds.observe(seconds)
+            removed = await asyncio.to_thread(prune, cfg.snapshot_dir, cfg.snapshot_keep)
+            await self._retain_log()
+            log.info(
+                "snapshot written",
+                extra={
+                    "path": str(path),
+                    "cursor": cursor,
+                    "bytes": writer.bytes,
+                    "edges": self.graph.edge_count,
+                    "seconds": round(seconds, 3),
+                    "pruned": len(removed),
+                },
+            )
+            return {
+                "path": str(path),
+                "cursor": cursor,
+                "bytes": writer.bytes,
+                "seconds": round(seconds, 6),
+            }
+
+    def _write_tables(self, cursor: int, path: Path, rows: Any) -> None:
+        conn = connect_sync(self.config.db, self.config.synchronous)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            set_cursor(conn, cursor, path.name)
+            conn.execute("COMMIT")
+            if rows is not None:
+                write_track_edges(conn, rows, time.time())
+        finally:
+            conn.close()
+
+    async def _retain_log(self) -> None:
+        """Delete events older than the retention age that every kept snapshot already holds."""
+        days = self.config.log_retention_days
+        snaps = list_snapshots(self.config.snapshot_dir)
+        if days <= 0 or not snaps:
+            return
+        oldest_cursor = min(s.cursor for s in snaps)
+        cutoff = time.time() - days * 86400
+
+        def run() -> int:
+            conn = connect_sync(self.config.db, self.config.synchronous)
+            try:
+                return delete_folded_before(conn, oldest_cursor, cutoff)
+            finally:
+                conn.close()
+
+        deleted = await asyncio.to_thread(run)
+        if deleted:
+            log.info("log retention", extra={"deleted": deleted, "upto": oldest_cursor})
+
+    async def _snapshot_loop(self) -> None:
+        cfg = self.config
+        while not self._closing:
+            await asyncio.sleep(cfg.snapshot_interval_s)
+            if self.graph.cursor - self._last_snapshot[1] >= cfg.snapshot_min_events:
+                # A failure is reported (log, metric) in snapshot_now and retried next time.
+                with contextlib.suppress(Exception):
+                    await self.snapshot_now()
+
+    def snapshot_age(self) -> float:
+        at = self._last_snapshot[0]
+        return time.time() - at if at else float("nan")
+
     async def close(self) -> None:
-        """Stop folding, drain every queued event into the log, close it."""
+        """Stop taking work, drain every queued event into the log, snapshot, close."""
         self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.log.drain()
+        if self.ready and self.config.snapshot_on_shutdown:
+            try:
+                await self.fold_pending()
+                if self.graph.cursor > self._last_snapshot[1]:
+                    await self.snapshot_now()
+            except Exception:
+                # The log holds everything: the next start replays what the snapshot missed.
+                log.exception("shutdown snapshot failed")
         if self._fold_task is not None:
             self._fold_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._fold_task
-            except (asyncio.CancelledError, Exception):
-                pass
         await self.log.close()
-        log.info("stopped", extra={"last_id": self.log.last_id})
+        log.info("stopped", extra={"last_id": self.log.last_id, "cursor": self.graph.cursor})

@@ -38,10 +38,10 @@ def tid(n: int | str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"track:{n}"))
 
 
-def event(session: str = "s1", track: int | str = 1, event_type: str = "play_10s",
-          **extra: Any) -> dict[str, Any]:
+def event(
+    session: str = "s1", track: int | str = 1, event_type: str = "play_10s", **extra: Any
+) -> dict[str, Any]:
     return {"session_id": session, "track_id": tid(track), "event_type": event_type, **extra}
-
 
 
 @pytest.fixture
@@ -77,10 +77,24 @@ class Daemon:
     def start(self, wait_ready: bool = True) -> Daemon:
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gravityd", "serve", "--port", str(self.port),
-                 "--db", str(self.db), "--snapshot-dir", str(self.db.parent / "snapshots"),
-                 *self.args],
-                cwd=REPO, env=self.env, stdout=subprocess.DEVNULL, stderr=err)
+                [
+                    sys.executable,
+                    "-m",
+                    "gravityd",
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--db",
+                    str(self.db),
+                    "--snapshot-dir",
+                    str(self.db.parent / "snapshots"),
+                    *self.args,
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         self.wait("/readyz" if wait_ready else "/healthz")
         return self
 

@@ -42,8 +42,11 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     f.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[graph]\nhalf_life_days = 7.0\n')
     cfg = load_config(f, env={})
     assert (cfg.port, cfg.host, cfg.graph.half_life_days) == (9000, "0.0.0.0", 7.0)
-    env = {"GRAVITYD_PORT": "9100", "GRAVITYD_HALF_LIFE_DAYS": "3",
-           "GRAVITYD_CORS_ORIGINS": "https://a.example, https://b.example"}
+    env = {
+        "GRAVITYD_PORT": "9100",
+        "GRAVITYD_HALF_LIFE_DAYS": "3",
+        "GRAVITYD_CORS_ORIGINS": "https://a.example, https://b.example",
+    }
     cfg = load_config(f, env=env)
     assert cfg.port == 9100 and cfg.graph.half_life_days == 3.0
     assert cfg.cors_origins == ["https://a.example", "https://b.example"]
@@ -53,17 +56,20 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     assert cfg.port == 9000
 
 
-@pytest.mark.parametrize(("text", "env", "needle"), [
-    ('[server]\nport = "x"\n', {}, "port"),
-    ("[server]\nmax_batch_events = 10\n", {}, "max_batch_events"),
-    ("[server]\nmax_neighbors_limit = 5\n", {}, "max_neighbors_limit"),
-    ('[storage]\nsynchronous = "OFF"\n', {}, "synchronous"),
-    ("[server]\nnope = 1\n", {}, "nope"),
-    ("[graph]\nhalf_life_dayz = 1\n", {}, "half_life_dayz"),
-    ("[graph]\nsession_timeout_s = -1\n", {}, "session_timeout_s"),
-    ("", {"GRAVITYD_PORT": "eighty"}, "GRAVITYD_PORT"),
-    ("port = [", {}, "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "env", "needle"),
+    [
+        ('[server]\nport = "x"\n', {}, "port"),
+        ("[server]\nmax_batch_events = 10\n", {}, "max_batch_events"),
+        ("[server]\nmax_neighbors_limit = 5\n", {}, "max_neighbors_limit"),
+        ('[storage]\nsynchronous = "OFF"\n', {}, "synchronous"),
+        ("[server]\nnope = 1\n", {}, "nope"),
+        ("[graph]\nhalf_life_dayz = 1\n", {}, "half_life_dayz"),
+        ("[graph]\nsession_timeout_s = -1\n", {}, "session_timeout_s"),
+        ("", {"GRAVITYD_PORT": "eighty"}, "GRAVITYD_PORT"),
+        ("port = [", {}, "not valid TOML"),
+    ],
+)
 def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict, needle: str) -> None:
     f = tmp_path / "c.toml"
     f.write_text(text)
@@ -74,24 +80,41 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict, needle: s
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gravityd", *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "gravityd", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        env=env,
+    )
 
 
-@pytest.mark.parametrize("args", [["--help"], ["serve", "--help"], ["build", "--help"],
-                                  ["simulate", "--help"], ["snapshot", "--help"],
-                                  ["restore", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["serve", "--help"],
+        ["build", "--help"],
+        ["simulate", "--help"],
+        ["snapshot", "--help"],
+        ["restore", "--help"],
+    ],
+)
 def test_help_works(args: list[str]) -> None:
     out = run_cli(*args)
     assert out.returncode == 0 and "usage: gravityd" in out.stdout
 
 
-@pytest.mark.parametrize("args", [
-    ["serve", "--bogus"],
-    ["serve", "--port", "x"],
-    ["serve", "--config", "/nonexistent/gravityd.toml"],
-    ["nosuchcommand"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--bogus"],
+        ["serve", "--port", "x"],
+        ["serve", "--config", "/nonexistent/gravityd.toml"],
+        ["nosuchcommand"],
+    ],
+)
 def test_cli_errors_are_one_line_exit_2(args: list[str]) -> None:
     out = run_cli(*args)
     assert out.returncode == 2

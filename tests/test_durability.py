@@ -24,6 +24,7 @@ async def post_many(url: str, n: int, prefix: str, concurrency: int = 32) -> lis
     acked: list[str] = []
     sem = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession() as http:
+
         async def one(i: int) -> None:
             async with sem:
                 ev = event(session=f"s{i % 50}", track=i % 97, event_id=f"{prefix}-{i}")
@@ -33,8 +34,10 @@ async def post_many(url: str, n: int, prefix: str, concurrency: int = 32) -> lis
 
         async def batch(i: int) -> None:
             async with sem:
-                evs = [event(session=f"b{i}", track=j, event_id=f"{prefix}-b{i}-{j}")
-                       for j in range(20)]
+                evs = [
+                    event(session=f"b{i}", track=j, event_id=f"{prefix}-b{i}-{j}")
+                    for j in range(20)
+                ]
                 async with http.post(url + "/events", json=evs) as r:
                     if r.status == 202:
                         acked.extend(e["event_id"] for e in evs)

@@ -20,44 +20,55 @@ def check(obj: object, code: str, field: str | None) -> None:
 
 
 def test_minimal_event_gets_server_time_and_canonical_ids() -> None:
-    ev = validate_event({"session_id": "s", "track_id": tid(1).upper(), "event_type": "like",
-                         "user_id": tid("u").upper()}, LIMITS, NOW)
+    ev = validate_event(
+        {
+            "session_id": "s",
+            "track_id": tid(1).upper(),
+            "event_type": "like",
+            "user_id": tid("u").upper(),
+        },
+        LIMITS,
+        NOW,
+    )
     assert ev.track_id == tid(1)
     assert ev.user_id == tid("u")
     assert ev.ts == NOW
     assert ev.event_id is None and ev.meta is None and ev.elapsed_ms is None
 
 
-@pytest.mark.parametrize(("patch", "code", "field"), [
-    ({"session_id": None}, "missing_field", "session_id"),
-    ({"session_id": ""}, "invalid_session_id", "session_id"),
-    ({"session_id": "   "}, "invalid_session_id", "session_id"),
-    ({"session_id": 12}, "invalid_session_id", "session_id"),
-    ({"session_id": "x" * 129}, "invalid_session_id", "session_id"),
-    ({"track_id": None}, "missing_field", "track_id"),
-    ({"track_id": "not-a-uuid"}, "invalid_track_id", "track_id"),
-    ({"track_id": tid(1).replace("-", "")}, "invalid_track_id", "track_id"),
-    ({"track_id": 5}, "invalid_track_id", "track_id"),
-    ({"user_id": "bob"}, "invalid_user_id", "user_id"),
-    ({"event_type": None}, "missing_field", "event_type"),
-    ({"event_type": "pause"}, "invalid_event_type", "event_type"),
-    ({"event_type": ["like"]}, "invalid_event_type", "event_type"),
-    ({"timestamp": "yesterday"}, "invalid_timestamp", "timestamp"),
-    ({"timestamp": "2024"}, "invalid_timestamp", "timestamp"),
-    ({"timestamp": "2024-13-01T00:00:00Z"}, "invalid_timestamp", "timestamp"),
-    ({"timestamp": 1700000000}, "invalid_timestamp", "timestamp"),
-    ({"timestamp": "2100-01-01T00:00:00Z"}, "timestamp_in_future", "timestamp"),
-    ({"meta": [1]}, "invalid_meta", "meta"),
-    ({"meta": "x"}, "invalid_meta", "meta"),
-    ({"meta": {"elapsed_ms": -1}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
-    ({"meta": {"elapsed_ms": 1.5}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
-    ({"meta": {"elapsed_ms": "12"}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
-    ({"meta": {"elapsed_ms": True}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
-    ({"context": 3}, "invalid_context", "context"),
-    ({"context": "c" * 65}, "invalid_context", "context"),
-    ({"event_id": ""}, "invalid_event_id", "event_id"),
-    ({"event_id": 7}, "invalid_event_id", "event_id"),
-])
+@pytest.mark.parametrize(
+    ("patch", "code", "field"),
+    [
+        ({"session_id": None}, "missing_field", "session_id"),
+        ({"session_id": ""}, "invalid_session_id", "session_id"),
+        ({"session_id": "   "}, "invalid_session_id", "session_id"),
+        ({"session_id": 12}, "invalid_session_id", "session_id"),
+        ({"session_id": "x" * 129}, "invalid_session_id", "session_id"),
+        ({"track_id": None}, "missing_field", "track_id"),
+        ({"track_id": "not-a-uuid"}, "invalid_track_id", "track_id"),
+        ({"track_id": tid(1).replace("-", "")}, "invalid_track_id", "track_id"),
+        ({"track_id": 5}, "invalid_track_id", "track_id"),
+        ({"user_id": "bob"}, "invalid_user_id", "user_id"),
+        ({"event_type": None}, "missing_field", "event_type"),
+        ({"event_type": "pause"}, "invalid_event_type", "event_type"),
+        ({"event_type": ["like"]}, "invalid_event_type", "event_type"),
+        ({"timestamp": "yesterday"}, "invalid_timestamp", "timestamp"),
+        ({"timestamp": "2024"}, "invalid_timestamp", "timestamp"),
+        ({"timestamp": "2024-13-01T00:00:00Z"}, "invalid_timestamp", "timestamp"),
+        ({"timestamp": 1700000000}, "invalid_timestamp", "timestamp"),
+        ({"timestamp": "2100-01-01T00:00:00Z"}, "timestamp_in_future", "timestamp"),
+        ({"meta": [1]}, "invalid_meta", "meta"),
+        ({"meta": "x"}, "invalid_meta", "meta"),
+        ({"meta": {"elapsed_ms": -1}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
+        ({"meta": {"elapsed_ms": 1.5}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
+        ({"meta": {"elapsed_ms": "12"}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
+        ({"meta": {"elapsed_ms": True}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
+        ({"context": 3}, "invalid_context", "context"),
+        ({"context": "c" * 65}, "invalid_context", "context"),
+        ({"event_id": ""}, "invalid_event_id", "event_id"),
+        ({"event_id": 7}, "invalid_event_id", "event_id"),
+    ],
+)
 def test_each_rule_has_its_code_and_field(patch: dict, code: str, field: str) -> None:
     obj = event()
     for k, v in patch.items():
@@ -83,14 +94,23 @@ def test_timestamps_past_naive_offset_and_near_future() -> None:
     frac = validate_event(event(timestamp="2020-01-01T00:00:00.250Z"), LIMITS, NOW)
     assert frac.ts == naive.ts + 0.25
     from datetime import UTC, datetime
+
     soon = datetime.fromtimestamp(NOW + 200, UTC).isoformat()
     assert validate_event(event(timestamp=soon), LIMITS, NOW).ts == NOW + 200
 
 
 def test_unknown_fields_are_ignored_and_meta_kept() -> None:
-    ev = validate_event(event(event_type="skip", meta={"elapsed_ms": 2000.0, "x": [1]},
-                              brand_new_field={"a": 1}, context="radio", event_id="e-1"),
-                        LIMITS, NOW)
+    ev = validate_event(
+        event(
+            event_type="skip",
+            meta={"elapsed_ms": 2000.0, "x": [1]},
+            brand_new_field={"a": 1},
+            context="radio",
+            event_id="e-1",
+        ),
+        LIMITS,
+        NOW,
+    )
     assert ev.elapsed_ms == 2000
     assert ev.meta is not None and '"x":[1]' in ev.meta
     assert ev.context == "radio" and ev.event_id == "e-1"

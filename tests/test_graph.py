@@ -303,7 +303,8 @@ def test_no_decay_when_half_life_is_zero() -> None:
 
 def test_maintenance_drops_faint_edges_and_idle_sessions() -> None:
     params = FoldParams(
-        half_life_days=1.0, epsilon=0.1, maintenance_every=1000, session_timeout_s=60
+        half_life_days=1.0, epsilon=0.1, maintenance_every=1000, session_timeout_s=60,
+        maintenance_parts=1,
     )
     log = Log().kept(A).kept(B)  # A->B = 1.0 at T0
     # Filler in another session, 5 days later, up to id 1000 where maintenance runs.
@@ -320,6 +321,26 @@ def test_maintenance_drops_faint_edges_and_idle_sessions() -> None:
     assert "s1" not in gg.sessions and "late" in gg.sessions
     assert gg.edge(C, D, now=gg.clock)["w"] == pytest.approx(1.0)
     assert gg.edge_count == 1 and gg.node_count == 2
+
+
+def test_sweep_covers_everything_after_parts_steps() -> None:
+    params = FoldParams(half_life_days=1.0, epsilon=0.1, maintenance_every=10, maintenance_parts=4)
+    log = Log()
+    tracks = [str(uuid.UUID(int=300 + i)) for i in range(20)]
+    for i in range(10):
+        log.kept(tracks[2 * i], session=f"a{i}").kept(tracks[2 * i + 1], session=f"a{i}")
+    log.add(C, "play_start", session="late", ts=T0 + 10 * DAY)
+    gg = GravityGraph(params)
+    gg.fold(log.events)
+    assert gg.edge_count == 10
+    for _ in range(4 * 10 - 1):
+        log.add(C, "play_10s", session="late")
+    gg.fold(log.events)
+    assert gg.edge_count < 10  # some slices swept already
+    log.add(C, "play_10s", session="late")
+    gg.fold(log.events)
+    assert gg.edge_count == 0 and gg.node_count == 0  # four steps: every slice swept
+    assert list(gg.sessions) == ["late"]
 
 
 def test_out_edges_bounded_by_2k_keeping_the_strongest() -> None:
@@ -459,7 +480,7 @@ def random_log(seed: int, n: int = 400) -> list[FoldEvent]:
 
 
 SMALL = FoldParams(
-    half_life_days=2.0, rebase_exponent=3.0, maintenance_every=7, maintenance_sweep=3,
+    half_life_days=2.0, rebase_exponent=3.0, maintenance_every=7, maintenance_parts=3,
     max_edges_per_track=3, epsilon=0.05, credit_window=4, session_timeout_s=1800,
 )
 

@@ -24,9 +24,17 @@ def rows(config: Any, sql: str = "SELECT * FROM events ORDER BY id") -> list[sql
 
 
 async def test_post_event_is_committed_before_202(client: Any, config: Any) -> None:
-    resp = await client.post("/event", json=event(
-        track_id=tid(1).upper(), user_id=tid("u").upper(), event_type="skip",
-        meta={"elapsed_ms": 1500}, context="radio", timestamp="2024-05-01T12:00:00Z"))
+    resp = await client.post(
+        "/event",
+        json=event(
+            track_id=tid(1).upper(),
+            user_id=tid("u").upper(),
+            event_type="skip",
+            meta={"elapsed_ms": 1500},
+            context="radio",
+            timestamp="2024-05-01T12:00:00Z",
+        ),
+    )
     assert resp.status == 202
     body = await resp.json()
     assert body["accepted"] == 1 and body["duplicate"] is False
@@ -40,18 +48,25 @@ async def test_post_event_is_committed_before_202(client: Any, config: Any) -> N
     assert row["context"] == "radio"
 
 
-@pytest.mark.parametrize(("body", "ctype", "code"), [
-    (b"", "application/json", "empty_body"),
-    (b"   ", "application/json", "empty_body"),
-    (b"{not json", "application/json", "invalid_json"),
-    (b"[1, 2]", "application/json", "not_an_object"),
-    (b'"hello"', "application/json", "not_an_object"),
-    (orjson.dumps(event(track="zzz")), "application/json", "invalid_track_id"),
-    (orjson.dumps({"track_id": tid(1), "event_type": "like"}), "application/json",
-     "missing_field"),
-])
-async def test_post_event_rejects_with_contract_error(client: Any, config: Any, body: bytes,
-                                                      ctype: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "ctype", "code"),
+    [
+        (b"", "application/json", "empty_body"),
+        (b"   ", "application/json", "empty_body"),
+        (b"{not json", "application/json", "invalid_json"),
+        (b"[1, 2]", "application/json", "not_an_object"),
+        (b'"hello"', "application/json", "not_an_object"),
+        (orjson.dumps(event(track="zzz")), "application/json", "invalid_track_id"),
+        (
+            orjson.dumps({"track_id": tid(1), "event_type": "like"}),
+            "application/json",
+            "missing_field",
+        ),
+    ],
+)
+async def test_post_event_rejects_with_contract_error(
+    client: Any, config: Any, body: bytes, ctype: str, code: str
+) -> None:
     if code == "invalid_track_id":
         body = orjson.dumps({**event(), "track_id": "zzz"})
     resp = await client.post("/event", data=body, headers={"Content-Type": ctype})
@@ -65,36 +80,54 @@ async def test_field_is_named_in_error(client: Any) -> None:
     resp = await client.post("/event", json={**event(), "meta": {"elapsed_ms": -3}})
     assert resp.status == 400
     assert (await resp.json())["error"] == {
-        "code": "invalid_elapsed_ms", "message": "meta.elapsed_ms must be a non-negative integer",
-        "field": "meta.elapsed_ms"}
+        "code": "invalid_elapsed_ms",
+        "message": "meta.elapsed_ms must be a non-negative integer",
+        "field": "meta.elapsed_ms",
+    }
 
 
 async def test_unsupported_media_type(client: Any, config: Any) -> None:
-    resp = await client.post("/event", data=orjson.dumps(event()),
-                             headers={"Content-Type": "application/xml"})
+    resp = await client.post(
+        "/event", data=orjson.dumps(event()), headers={"Content-Type": "application/xml"}
+    )
     assert resp.status == 415
     assert (await resp.json())["error"]["code"] == "unsupported_media_type"
 
 
 async def test_send_beacon_text_plain_bodies(client: Any, config: Any) -> None:
-    one = await client.post("/event", data=orjson.dumps(event(track=1)),
-                            headers={"Content-Type": "text/plain;charset=UTF-8"})
+    one = await client.post(
+        "/event",
+        data=orjson.dumps(event(track=1)),
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
     assert one.status == 202
-    many = await client.post("/events", data=orjson.dumps([event(track=2), event(track=3)]),
-                             headers={"Content-Type": "text/plain;charset=UTF-8"})
+    many = await client.post(
+        "/events",
+        data=orjson.dumps([event(track=2), event(track=3)]),
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
     assert many.status == 202 and (await many.json())["accepted"] == 2
     assert [r["track_id"] for r in rows(config)] == [tid(1), tid(2), tid(3)]
 
 
 async def test_batch_keeps_good_events_and_reports_bad_ones(client: Any, config: Any) -> None:
-    batch = [event(track=1), {**event(), "event_type": "nope"}, event(track=2),
-             "not an object", {**event(), "track_id": "bad"}, event(track=3, extra_field=1)]
+    batch = [
+        event(track=1),
+        {**event(), "event_type": "nope"},
+        event(track=2),
+        "not an object",
+        {**event(), "track_id": "bad"},
+        event(track=3, extra_field=1),
+    ]
     resp = await client.post("/events", json=batch)
     assert resp.status == 202
     body = await resp.json()
     assert body["accepted"] == 3
     assert [(r["index"], r["error"]["code"]) for r in body["rejected"]] == [
-        (1, "invalid_event_type"), (3, "not_an_object"), (4, "invalid_track_id")]
+        (1, "invalid_event_type"),
+        (3, "not_an_object"),
+        (4, "invalid_track_id"),
+    ]
     assert [r["track_id"] for r in rows(config)] == [tid(1), tid(2), tid(3)]
 
 
@@ -107,8 +140,10 @@ async def test_batch_all_bad_is_400_with_details(client: Any, config: Any) -> No
     assert rows(config) == []
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    (b"[]", "empty_batch"), (b'{"a": 1}', "not_an_array"), (b"[", "invalid_json")])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [(b"[]", "empty_batch"), (b'{"a": 1}', "not_an_array"), (b"[", "invalid_json")],
+)
 async def test_batch_shape_errors(client: Any, body: bytes, code: str) -> None:
     resp = await client.post("/events", data=body, headers={"Content-Type": "application/json"})
     assert resp.status == 400
@@ -117,8 +152,9 @@ async def test_batch_shape_errors(client: Any, body: bytes, code: str) -> None:
 
 async def test_ndjson_batch(client: Any, config: Any) -> None:
     lines = [orjson.dumps(event(track=1)), b"{broken", b"", orjson.dumps(event(track=2))]
-    resp = await client.post("/events", data=b"\n".join(lines) + b"\n",
-                             headers={"Content-Type": "application/x-ndjson"})
+    resp = await client.post(
+        "/events", data=b"\n".join(lines) + b"\n", headers={"Content-Type": "application/x-ndjson"}
+    )
     assert resp.status == 202
     body = await resp.json()
     assert body["accepted"] == 2
@@ -133,8 +169,10 @@ async def test_event_id_makes_retries_idempotent(client: Any, config: Any) -> No
     a, b = await first.json(), await second.json()
     assert a["duplicate"] is False and b["duplicate"] is True and a["id"] == b["id"]
     # within one batch and across batches
-    resp = await client.post("/events", json=[event(event_id="retry-1"), event(event_id="b-2"),
-                                              event(event_id="b-2"), event()])
+    resp = await client.post(
+        "/events",
+        json=[event(event_id="retry-1"), event(event_id="b-2"), event(event_id="b-2"), event()],
+    )
     body = await resp.json()
     assert body["accepted"] == 4 and body["duplicates"] == 2
     assert [r["event_id"] for r in rows(config)][:3] == ["retry-1", "b-2", rows(config)[2][1]]
@@ -144,16 +182,19 @@ async def test_event_id_makes_retries_idempotent(client: Any, config: Any) -> No
 
 async def test_concurrent_duplicates_store_once(client: Any, config: Any) -> None:
     import asyncio
-    resps = await asyncio.gather(*[client.post("/event", json=event(event_id="same"))
-                                   for _ in range(20)])
+
+    resps = await asyncio.gather(
+        *[client.post("/event", json=event(event_id="same")) for _ in range(20)]
+    )
     bodies = [await r.json() for r in resps]
     assert sum(1 for b in bodies if not b["duplicate"]) == 1
     assert len(rows(config)) == 1
 
 
 async def test_size_limits(aiohttp_client: Any, tmp_path: Any) -> None:
-    cfg = make_config(tmp_path, max_event_bytes=2048, max_batch_events=5000,
-                      max_batch_bytes=4 * 1024 * 1024)
+    cfg = make_config(
+        tmp_path, max_event_bytes=2048, max_batch_events=5000, max_batch_bytes=4 * 1024 * 1024
+    )
     client = await aiohttp_client(create_app(Gravityd(cfg)))
     big = event(meta={"pad": "x" * 3000})
     resp = await client.post("/event", json=big)
@@ -162,8 +203,11 @@ async def test_size_limits(aiohttp_client: Any, tmp_path: Any) -> None:
     resp = await client.post("/events", json=[event()] * 5001)
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "too_many_events"
-    resp = await client.post("/events", data=b"[" + b" " * (4 * 1024 * 1024) + b"]",
-                             headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/events",
+        data=b"[" + b" " * (4 * 1024 * 1024) + b"]",
+        headers={"Content-Type": "application/json"},
+    )
     assert resp.status == 413
     assert (await resp.json())["error"]["code"] == "payload_too_large"
     resp = await client.post("/events", json=[event()] * 5000)
@@ -172,23 +216,31 @@ async def test_size_limits(aiohttp_client: Any, tmp_path: Any) -> None:
 
 
 async def test_cors_preflight_and_headers(client: Any) -> None:
-    pre = await client.options("/events", headers={
-        "Origin": "https://player.example", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "content-type"})
+    pre = await client.options(
+        "/events",
+        headers={
+            "Origin": "https://player.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
     assert pre.status == 204
     assert pre.headers["Access-Control-Allow-Origin"] == "*"
     assert "POST" in pre.headers["Access-Control-Allow-Methods"]
     assert "Content-Type" in pre.headers["Access-Control-Allow-Headers"]
     resp = await client.post("/event", json=event(), headers={"Origin": "https://player.example"})
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
-    nb = await client.get(f"/tracks/{tid(1)}/gravity_neighbors",
-                          headers={"Origin": "https://map.example"})
+    nb = await client.get(
+        f"/tracks/{tid(1)}/gravity_neighbors", headers={"Origin": "https://map.example"}
+    )
     assert nb.headers["Access-Control-Allow-Origin"] == "*"
     # bad input still carries CORS headers so the browser can read the error
     bad = await client.post("/event", json={}, headers={"Origin": "https://player.example"})
     assert bad.status == 400 and bad.headers["Access-Control-Allow-Origin"] == "*"
-    admin = await client.options("/admin/fold", headers={
-        "Origin": "https://player.example", "Access-Control-Request-Method": "POST"})
+    admin = await client.options(
+        "/admin/fold",
+        headers={"Origin": "https://player.example", "Access-Control-Request-Method": "POST"},
+    )
     assert "Access-Control-Allow-Origin" not in admin.headers
     assert admin.status == 405
 
@@ -196,13 +248,17 @@ async def test_cors_preflight_and_headers(client: Any) -> None:
 async def test_cors_allow_list(aiohttp_client: Any, tmp_path: Any) -> None:
     cfg = make_config(tmp_path, cors_origins=["https://player.example"])
     client = await aiohttp_client(create_app(Gravityd(cfg)))
-    ok = await client.options("/event", headers={
-        "Origin": "https://player.example", "Access-Control-Request-Method": "POST"})
+    ok = await client.options(
+        "/event",
+        headers={"Origin": "https://player.example", "Access-Control-Request-Method": "POST"},
+    )
     assert ok.status == 204
     assert ok.headers["Access-Control-Allow-Origin"] == "https://player.example"
     assert ok.headers["Vary"] == "Origin"
-    no = await client.options("/event", headers={
-        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    no = await client.options(
+        "/event",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
     assert no.status == 403 and "Access-Control-Allow-Origin" not in no.headers
     post = await client.post("/event", json=event(), headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in post.headers
@@ -221,6 +277,7 @@ async def test_admin_token(aiohttp_client: Any, tmp_path: Any) -> None:
 
 async def test_admin_without_token_answers_loopback_only(client: Any) -> None:
     from gravityd.api import _is_loopback
+
     assert (await client.post("/admin/fold")).status == 200  # the test client is loopback
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("::ffff:127.0.0.1")
     assert not _is_loopback("10.0.0.1") and not _is_loopback(None) and not _is_loopback("x")
