@@ -15,6 +15,7 @@ from aiohttp import web
 from gravityd.events import EventError, canonical_uuid, parse_batch, validate_event
 from gravityd.log import LogError
 from gravityd.metrics import CONTENT_TYPE_LATEST
+from gravityd.ranking import validate_rank_request
 from gravityd.service import Gravityd
 
 log = logging.getLogger("gravityd.api")
@@ -196,6 +197,21 @@ async def get_neighbors(request: web.Request) -> web.Response:
     return json_response(out)
 
 
+async def post_rank(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    body = await _read_json_body(request, svc.config.max_batch_bytes)
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    try:
+        req = validate_rank_request(obj, svc.config.max_rank_pool)
+    except EventError as exc:
+        status = 413 if exc.code == "pool_too_large" else 400
+        raise _event_error(exc, status) from None
+    return json_response({"ranked": svc.rank(req)})
+
+
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
@@ -367,6 +383,7 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app.router.add_post("/event", post_event)
     app.router.add_post("/events", post_events)
     app.router.add_get("/tracks/{id}/gravity_neighbors", get_neighbors)
+    app.router.add_post("/rank", post_rank)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

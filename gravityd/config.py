@@ -18,6 +18,7 @@ from typing import Any
 
 from gravityd.events import ValidationLimits
 from gravityd.graph import FoldParams
+from gravityd.ranking import RankParams
 
 ENV_PREFIX = "GRAVITYD_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gravityd.toml"
@@ -83,6 +84,8 @@ class Config:
     log_format: str = _s("log", "json", choices=("json", "text"))
     # [graph]: the fold's model, see gravityd/graph.py
     graph: FoldParams = field(default_factory=FoldParams, metadata={"section": "graph"})
+    # [rank]: the blend of embedding and graph, see gravityd/ranking.py
+    rank: RankParams = field(default_factory=RankParams, metadata={"section": "rank"})
 
     @property
     def limits(self) -> ValidationLimits:
@@ -94,7 +97,7 @@ class Config:
         )
 
 
-_NESTED = {"graph": FoldParams}
+_NESTED: dict[str, type] = {"graph": FoldParams, "rank": RankParams}
 
 
 def _base_type(tp: Any) -> Any:

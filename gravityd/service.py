@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from gravityd.log import (
     write_track_edges,
 )
 from gravityd.metrics import Metrics
+from gravityd.ranking import RankRequest, rank_candidates
 from gravityd.snapshot import SnapshotWriter, list_snapshots, load_newest, prune
 
 log = logging.getLogger("gravityd.service")
@@ -85,6 +87,7 @@ class Gravityd:
             log.info("no snapshot: replaying the whole log")
             return
         info, header, graph = found
+        gc.freeze()  # keep full collections off the loaded graph: they stall requests
         self.graph = graph
         self._last_snapshot = (header["created_at"], graph.cursor)
         log.info(
@@ -186,6 +189,10 @@ class Gravityd:
     ) -> list[dict[str, Any]]:
         return self.graph.neighbors(track_id, limit=limit, direction=direction, min_score=min_score)
 
+    def rank(self, req: RankRequest) -> list[dict[str, Any]]:
+        """POST /rank: the same function the radio runs in-process, on the live graph."""
+        return rank_candidates(**req._asdict(), graph=self.graph, params=self.config.rank)
+
     def status(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
@@ -232,6 +239,7 @@ class Gravityd:
             seconds = time.perf_counter() - started
             self._last_snapshot = (time.time(), cursor)
             self.metrics.snapshot_seconds.observe(seconds)
+            gc.freeze()  # what the snapshot saw is long-lived: keep full collections off it
             removed = await asyncio.to_thread(prune, cfg.snapshot_dir, cfg.snapshot_keep)
             await self._retain_log()
             log.info(

@@ -1,0 +1,125 @@
+"""The radio service's entry point: `from gravityd.gravity import rank_candidates`.
+
+Without `graph=`, ranking uses the graph of the newest snapshot in the configured snapshot
+folder (GRAVITYD_SNAPSHOT_DIR, else the config file). The folder is looked at no more than once
+a second; a newer snapshot is loaded by one caller while the others keep ranking on the graph
+they have, so a reload never stalls the radio. Safe to call from many threads: a loaded graph
+is only ever read.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gravityd import ranking
+from gravityd.config import Config, load_config
+from gravityd.events import canonical_uuid
+from gravityd.graph import GravityGraph
+from gravityd.snapshot import list_snapshots, load_newest
+
+log = logging.getLogger("gravityd.gravity")
+
+__all__ = ["SnapshotGraph", "rank_candidates"]
+
+CHECK_INTERVAL_S = 1.0
+
+
+class SnapshotGraph:
+    """The newest snapshot's graph of one folder, swapped for a newer one when it appears."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.folder = config.snapshot_dir
+        self.graph: GravityGraph | None = None
+        self.path: str | None = None
+        self._checked = 0.0
+        self._reload = threading.Lock()
+
+    def get(self) -> GravityGraph | None:
+        now = time.monotonic()
+        if self.graph is not None and now - self._checked < CHECK_INTERVAL_S:
+            return self.graph
+        # One caller reloads; the others go on with the graph they have (first load: they wait).
+        if self._reload.acquire(blocking=self.graph is None):
+            try:
+                if self.graph is None or time.monotonic() - self._checked >= CHECK_INTERVAL_S:
+                    self._refresh()
+            finally:
+                self._reload.release()
+        return self.graph
+
+    def _refresh(self) -> None:
+        self._checked = time.monotonic()
+        snaps = list_snapshots(self.folder)
+        if not snaps or str(snaps[0].path) == self.path:
+            return
+        found = load_newest(self.folder, self.config.graph)
+        if found is None:
+            return
+        info, _, graph = found
+        if str(info.path) == self.path:
+            return
+        gc.freeze()  # a full collection over a big graph would stall callers for 100+ ms
+        self.graph, self.path = graph, str(info.path)
+        log.info("ranking graph loaded", extra={"path": self.path, "edges": graph.edge_count})
+
+
+_sources: dict[str, SnapshotGraph] = {}
+_sources_lock = threading.Lock()
+
+
+def _default_source() -> SnapshotGraph:
+    config = load_config()
+    with _sources_lock:
+        src = _sources.get(config.snapshot_dir)
+        if src is None:
+            src = _sources[config.snapshot_dir] = SnapshotGraph(config)
+        return src
+
+
+def rank_candidates(
+    current_track_id: str,
+    candidate_track_ids: Iterable[str],
+    embeddings_scores: Mapping[str, Any] | None,
+    session_history: Iterable[str] | None = None,
+    *,
+    graph: GravityGraph | None = None,
+    limit: int | None = None,
+    params: ranking.RankParams | None = None,
+    now: float | None = None,
+) -> list[dict[str, Any]]:
+    """Rank the radio's candidates best first (see gravityd.ranking for the formula).
+
+    Ids may be given in any case; they are compared in canonical lower-case form, as the graph
+    stores them (ids that are not UUIDs are compared as given). Tracks of session_history and
+    the current track are never returned.
+    """
+    source = None
+    if graph is None or params is None:
+        source = _default_source()
+        if graph is None:
+            graph = source.get()
+        if params is None:
+            params = source.config.rank
+
+    def canon(t: str) -> str:
+        return canonical_uuid(t) or t
+
+    scores = None
+    if embeddings_scores is not None:
+        scores = {canon(k): v for k, v in embeddings_scores.items()}
+    return ranking.rank_candidates(
+        canon(current_track_id),
+        [canon(c) for c in candidate_track_ids],
+        scores,
+        None if session_history is None else [canon(h) for h in session_history],
+        graph=graph,
+        limit=limit,
+        params=params,
+        now=now,
+    )
