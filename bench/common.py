@@ -194,8 +194,7 @@ def gen_events(
     ]
     half = fanout // 2
     neigh = [
-        near[i * half : (i + 1) * half] + popular[i * half : (i + 1) * half]
-        for i in range(tracks)
+        near[i * half : (i + 1) * half] + popular[i * half : (i + 1) * half] for i in range(tracks)
     ]
     pool = rng.choices(range(tracks), cum_weights=cum, k=1 << 16)
     dt = 200.0 / (concurrent * 3.2)  # ~200 s between two tracks of one session

@@ -41,6 +41,16 @@ def _add_store_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snapshot-dir", metavar="DIR", help="folder of msgpack snapshots")
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gravityd", description="The gravity layer of the Live Radio.")
     parser.add_argument("--version", action="version", version=f"gravityd {__version__}")
@@ -54,10 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="one-shot batch build for cron")
     _add_store_flags(p)
 
-    p = sub.add_parser("simulate", help="post fake but plausible sessions to a running daemon")
+    p = sub.add_parser(
+        "simulate",
+        help="post fake but plausible sessions to a running daemon",
+        description="Open loop: post embedding-radio sessions of a simulated world. "
+        "--closed-loop: three radios (embedding only, the gravity blend over POST /rank, an "
+        "oracle) over the same listeners; prints the skip rate per block. Sends "
+        "GRAVITYD_ADMIN_TOKEN to /admin/fold if set.",
+    )
     p.add_argument("--url", default="http://127.0.0.1:8080")
-    p.add_argument("--sessions", type=int, default=100)
+    p.add_argument("--sessions", type=_positive, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--concurrency", type=_positive, default=8, help="sessions posted at once")
+    p.add_argument("--tracks", type=_positive, default=200, help="tracks in the catalogue")
+    p.add_argument("--closed-loop", action="store_true", help="compare three radios")
+    p.add_argument("--block", type=_positive, default=50, help="sessions per block (closed loop)")
+    p.add_argument("--plot", metavar="PNG", help="write the learning curve (needs matplotlib)")
 
     p = sub.add_parser(
         "snapshot",
@@ -185,6 +207,16 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gravityd import simulate
+
+    try:
+        return simulate.run(args)
+    except (RuntimeError, OSError) as exc:
+        print(f"gravityd: error: {exc}", file=sys.stderr)
+        return 1
+
+
 def _not_yet(name: str, issue: int) -> int:
     return _fail(f"'{name}' is not available in this version yet (tracked in issue {issue})")
 
@@ -205,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "snapshot":
             return cmd_snapshot(args)
         if args.command == "simulate":
-            return _not_yet("simulate", 6)
+            return cmd_simulate(args)
     except ConfigError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -113,12 +113,22 @@ def test_help_works(args: list[str]) -> None:
         ["serve", "--port", "x"],
         ["serve", "--config", "/nonexistent/gravityd.toml"],
         ["nosuchcommand"],
+        ["simulate", "--sessions", "0"],
+        ["build", "--db"],
+        ["restore"],
     ],
 )
 def test_cli_errors_are_one_line_exit_2(args: list[str]) -> None:
     out = run_cli(*args)
     assert out.returncode == 2
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_simulate_without_a_daemon_is_one_line() -> None:
+    out = run_cli("simulate", "--url", "http://127.0.0.1:9", "--sessions", "1")
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("gravityd: error:")
     assert "Traceback" not in out.stderr
 
 
