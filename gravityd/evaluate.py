@@ -1,0 +1,789 @@
+"""Offline evaluation on real radio playlists (Yes.com, Chen et al., KDD 2012): does the graph
+predict what a station plays next?
+
+The recipe (DESIGN.md section 3, issue 6):
+
+1. **Load** a Yes.com folder: ``train.txt`` (line 1 the song ids, line 2 play counts, then one
+   playlist per line as 0-based song indices), ``tags.txt`` (line i: tag indices of song i, ``#``
+   for none) and, if present, ``song_hash.txt`` (only checked for its song count).
+2. **Split by whole playlists**: a playlist is held out when a seeded stable hash (BLAKE2b) of its
+   line number falls under ``test_fraction``; ``max_playlists`` keeps a seeded subsample first.
+3. **Replay** the training playlists through the real fold (`GravityGraph.fold`) as sessions:
+   song i is the track ``uuid5(YES_NAMESPACE, str(i))``, each playlist is one session, and each
+   song is a ``play_start`` then a ``play_10s`` (10 s later); songs start 200 s apart (so no
+   session timeout fires) and playlists an hour apart, with increasing log ids. Decay is off by
+   default (``half_life_days = 0``): the playlists carry no real dates, so an offline replay must
+   not let its made-up clock weigh early playlists less than late ones.
+4. **Score every held-out transition** a -> b (b != a) of the test playlists (a seeded sample of at
+   most ``max_transitions``), in two settings:
+
+   - *full catalogue*: a next-track list of 20 for a, no candidates given. ``gravity neighbors``
+     is ``GravityGraph.neighbors(a, limit=20, direction="out")``; the baselines are
+     ``popularity`` (the most played training songs), ``tag cosine`` (the 20 songs with the
+     highest tag cosine to a), ``bigram`` (a's first-order successor counts in training) and
+     ``SR`` (sequential rules, Ludewig & Jannach 2018: every later track within 10 steps of a is
+     credited 1/distance, top 20 per track kept). The rule-based lists are not padded, like the
+     graph's.
+   - *candidate pool*: the true next track plus ``pool_size - 1`` others drawn by training
+     popularity without replacement (seeded; never a, nor a song of the session history, so
+     every method ranks exactly the same pool). ``gravity blend`` is the real
+     ``rank_candidates`` with the tag cosine as the embedding score and the previous (up to) 10
+     songs of the test playlist as ``session_history``; ``gravity only`` ranks the pool by the
+     graph's edge weight a->c alone; ``SR`` and ``bigram`` by their scores; ``tag cosine`` and
+     ``popularity`` by theirs.
+
+   Tag cosine treats tags as sparse sets: |A n B| / sqrt(|A| |B|), 0 when either song has no tags.
+   Ties break deterministically: by tag cosine (pool settings of the transition methods), then
+   training popularity, then song index; the graph's own lists break ties by track id.
+   Hit rate HR@k is the share of transitions whose true next track is in the top k; MRR@k the mean
+   of 1/rank over them (0 past k).
+
+Pure Python, no server: ``evaluate(...)`` returns a dict, ``format_table`` renders it, and the CLI
+(``gravityd eval``) reaches ``add_arguments`` / ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import hashlib
+import heapq
+import itertools
+import json
+import math
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from gravityd.events import FoldEvent
+from gravityd.graph import FoldParams, GravityGraph
+from gravityd.ranking import RankParams, rank_candidates
+
+__all__ = [
+    "FULL_METHODS",
+    "POOL_METHODS",
+    "YES_NAMESPACE",
+    "Dataset",
+    "Metrics",
+    "Split",
+    "add_arguments",
+    "evaluate",
+    "format_table",
+    "load_yes",
+    "metrics_from_ranks",
+    "params_from_args",
+    "replay",
+    "run",
+    "sequential_rules",
+    "split_playlists",
+    "successor_counts",
+    "tag_cosine",
+    "track_uuid",
+]
+
+YES_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/gravityd/eval/yes.com")
+CUTOFFS = (10, 20)
+FULL_METHODS = ("gravity neighbors", "SR", "bigram", "tag cosine", "popularity")
+POOL_METHODS = ("gravity blend", "gravity only", "SR", "bigram", "tag cosine", "popularity")
+SR_STEPS = 10  # the SR baseline's window (steps)
+SR_KEEP = 20  # successors kept per track by SR
+HISTORY = 10  # songs of the test playlist passed as session_history
+SONG_GAP_S = 200.0  # seconds between two songs of a replayed playlist
+PLAYLIST_GAP_S = 3600.0  # seconds between two replayed playlists
+BASE_TS = 1_600_000_000.0  # the replay's made-up clock starts here (2020-09-13)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A Yes.com folder: playlists as (line number, song indices) and each song's tag set."""
+
+    path: str
+    n_songs: int
+    playlists: list[tuple[int, list[int]]]  # (1-based line number in train.txt, songs)
+    tags: list[frozenset[int]]
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[list[int]]
+    test: list[list[int]]
+    train_lines: list[int]
+    test_lines: list[int]
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise FileNotFoundError(f"{path}: {exc.strerror}") from None
+
+
+def load_yes(path: str | Path) -> Dataset:
+    """Load a Yes.com folder; FileNotFoundError / ValueError with a one-line message if bad."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data folder not found: {folder}")
+    lines = _read_lines(folder / "train.txt")
+    if len(lines) < 2:
+        raise ValueError(f"{folder / 'train.txt'}: expected song ids, play counts, playlists")
+    n_songs = len(lines[0].split())
+    if n_songs == 0:
+        raise ValueError(f"{folder / 'train.txt'}: line 1 lists no songs")
+    playlists: list[tuple[int, list[int]]] = []
+    for lineno, line in enumerate(lines[2:], start=3):
+        try:
+            songs = [int(tok) for tok in line.split()]
+        except ValueError:
+            raise ValueError(
+                f"{folder / 'train.txt'} line {lineno}: not a list of song indices"
+            ) from None
+        if songs and (min(songs) < 0 or max(songs) >= n_songs):
+            raise ValueError(
+                f"{folder / 'train.txt'} line {lineno}: song index outside 0..{n_songs - 1}"
+            )
+        if songs:
+            playlists.append((lineno, songs))
+    tag_lines = _read_lines(folder / "tags.txt")
+    while tag_lines and not tag_lines[-1].strip():
+        tag_lines.pop()
+    if len(tag_lines) != n_songs:
+        raise ValueError(
+            f"{folder / 'tags.txt'}: {len(tag_lines)} lines for {n_songs} songs in train.txt"
+        )
+    tags: list[frozenset[int]] = []
+    for i, line in enumerate(tag_lines, start=1):
+        toks = [t for t in line.split() if t != "#"]
+        try:
+            tags.append(frozenset(int(t) for t in toks))
+        except ValueError:
+            raise ValueError(f"{folder / 'tags.txt'} line {i}: not a list of tag indices") from None
+    song_hash = folder / "song_hash.txt"
+    if song_hash.exists():
+        names = [ln for ln in _read_lines(song_hash) if ln.strip()]
+        if len(names) != n_songs:
+            raise ValueError(f"{song_hash}: {len(names)} songs, train.txt has {n_songs}")
+    return Dataset(str(folder), n_songs, playlists, tags)
+
+
+def _unit_hash(seed: int, salt: str, key: int) -> float:
+    """A stable pseudo-random number in [0, 1) for (seed, salt, key), the same in every process."""
+    digest = hashlib.blake2b(f"{seed}:{salt}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def split_playlists(
+    playlists: Sequence[tuple[int, list[int]]],
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    max_playlists: int | None = None,
+) -> Split:
+    """Split whole playlists by a seeded hash of their line number (file order kept in each part).
+
+    ``max_playlists`` first keeps the playlists with the smallest hashes under another salt (a
+    seeded subsample, the same whatever the file order).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError("test_fraction: must be strictly between 0 and 1")
+    chosen = list(playlists)
+    if max_playlists is not None:
+        if max_playlists < 1:
+            raise ValueError("max_playlists: must be at least 1")
+        if max_playlists < len(chosen):
+            keep = set(
+                heapq.nsmallest(
+                    max_playlists, (ln for ln, _ in chosen),
+                    key=lambda ln: (_unit_hash(seed, "sample", ln), ln),
+                )
+            )
+            chosen = [pl for pl in chosen if pl[0] in keep]
+    train, test, train_lines, test_lines = [], [], [], []
+    for lineno, songs in chosen:
+        if _unit_hash(seed, "split", lineno) < test_fraction:
+            test.append(songs)
+            test_lines.append(lineno)
+        else:
+            train.append(songs)
+            train_lines.append(lineno)
+    return Split(train, test, train_lines, test_lines)
+
+
+def track_uuid(index: int) -> str:
+    """The deterministic track id of song `index`: uuid5 of the index in YES_NAMESPACE."""
+    return str(uuid.uuid5(YES_NAMESPACE, str(index)))
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def replay_events(
+    playlists: Iterable[Sequence[int]], uuids: Sequence[str], *, first_id: int = 1
+) -> Iterator[list[FoldEvent]]:
+    """The training playlists as fold events, one list per playlist, log ids increasing."""
+    eid = first_id
+    t = BASE_TS
+    for k, songs in enumerate(playlists):
+        sid = f"yes-{k}"
+        batch = []
+        for s in songs:
+            tid = uuids[s]
+            batch.append(FoldEvent(eid, sid, tid, "play_start", t, None))
+            batch.append(FoldEvent(eid + 1, sid, tid, "play_10s", t + 10.0, None))
+            eid += 2
+            t += SONG_GAP_S
+        t += PLAYLIST_GAP_S
+        yield batch
+
+
+def replay(
+    playlists: Sequence[Sequence[int]], uuids: Sequence[str], params: FoldParams
+) -> tuple[GravityGraph, int, float]:
+    """Fold the playlists into a fresh graph; returns (graph, events folded, fold seconds)."""
+    graph = GravityGraph(params)
+    n_events = 0
+    fold_s = 0.0
+    pending: list[FoldEvent] = []
+    for batch in replay_events(playlists, uuids):
+        pending.extend(batch)
+        if len(pending) >= 5000:
+            t0 = time.perf_counter()
+            n_events += graph.fold(pending)
+            fold_s += time.perf_counter() - t0
+            pending = []
+    if pending:
+        t0 = time.perf_counter()
+        n_events += graph.fold(pending)
+        fold_s += time.perf_counter() - t0
+    return graph, n_events, fold_s
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def successor_counts(playlists: Iterable[Sequence[int]]) -> dict[int, Counter[int]]:
+    """Plain first-order (bigram) successor counts a -> b, b != a."""
+    out: dict[int, Counter[int]] = {}
+    for songs in playlists:
+        for a, b in itertools.pairwise(songs):
+            if a != b:
+                c = out.get(a)
+                if c is None:
+                    c = out[a] = Counter()
+                c[b] += 1
+    return out
+
+
+def sequential_rules(
+    playlists: Iterable[Sequence[int]], steps: int = SR_STEPS, keep: int = SR_KEEP
+) -> dict[int, dict[int, float]]:
+    """SR: each later track within `steps` of a credits a -> it with 1/distance; top `keep` per a
+    (by score, ties by song index), divided by a's maximum so scores fall in (0, 1]."""
+    raw: dict[int, dict[int, float]] = {}
+    for songs in playlists:
+        n = len(songs)
+        for i in range(n - 1):
+            a = songs[i]
+            row = raw.get(a)
+            if row is None:
+                row = raw[a] = {}
+            for d in range(1, min(steps, n - 1 - i) + 1):
+                b = songs[i + d]
+                if b != a:
+                    row[b] = row.get(b, 0.0) + 1.0 / d
+    out: dict[int, dict[int, float]] = {}
+    for a, row in raw.items():
+        if not row:
+            continue
+        best = heapq.nsmallest(keep, row.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = best[0][1]
+        out[a] = {b: s / top for b, s in best}
+    return out
+
+
+def tag_cosine(a: frozenset[int], b: frozenset[int]) -> float:
+    """Cosine of two tag sets as binary vectors; 0 when either is empty."""
+    if not a or not b:
+        return 0.0
+    return len(a & b) / math.sqrt(len(a) * len(b))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class Metrics:
+    """Accumulates ranks (1-based; None or 0 = not ranked) into HR@k and MRR@k."""
+
+    n: int = 0
+    hits10: int = 0
+    hits20: int = 0
+    rr10: float = 0.0
+    rr20: float = 0.0
+
+    def add(self, rank: int | None) -> None:
+        self.n += 1
+        if rank and rank <= 20:
+            self.hits20 += 1
+            self.rr20 += 1.0 / rank
+            if rank <= 10:
+                self.hits10 += 1
+                self.rr10 += 1.0 / rank
+
+    def result(self) -> dict[str, float]:
+        n = self.n or 1
+        return {
+            "HR@10": self.hits10 / n,
+            "HR@20": self.hits20 / n,
+            "MRR@10": self.rr10 / n,
+            "MRR@20": self.rr20 / n,
+        }
+
+
+def metrics_from_ranks(ranks: Iterable[int | None]) -> dict[str, float]:
+    """HR@10, HR@20, MRR@10, MRR@20 of a list of ranks (None = the true item was not listed)."""
+    m = Metrics()
+    for r in ranks:
+        m.add(r)
+    return m.result()
+
+
+def _rank_in_list(items: Sequence[int], target: int) -> int | None:
+    try:
+        return items.index(target) + 1
+    except ValueError:
+        return None
+
+
+def _rank_by_key(pool: Sequence[int], target: int, key: Any) -> int:
+    """1 + how many pool members sort strictly before the target (keys are unique by index)."""
+    kt = key(target)
+    return 1 + sum(1 for c in pool if key(c) < kt)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _held_out(test: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """(test playlist, position of a) of every held-out transition a -> b with b != a."""
+    return [
+        (k, j)
+        for k, songs in enumerate(test)
+        for j in range(len(songs) - 1)
+        if songs[j] != songs[j + 1]
+    ]
+
+
+class _Cosines:
+    """Tag cosines from one song to all others through an inverted index, for one song at a
+    time (the transitions are visited grouped by their source)."""
+
+    def __init__(self, tags: Sequence[frozenset[int]]) -> None:
+        self.tags = tags
+        self.postings: dict[int, list[int]] = {}
+        for s, ts in enumerate(tags):
+            for t in ts:
+                self.postings.setdefault(t, []).append(s)
+        self.norm = [math.sqrt(len(ts)) for ts in tags]
+
+    def from_song(self, a: int) -> dict[int, float]:
+        """Every song with a positive cosine to a (a itself excluded)."""
+        ta = self.tags[a]
+        if not ta:
+            return {}
+        overlap: Counter[int] = Counter()
+        for t in ta:
+            overlap.update(self.postings[t])
+        overlap.pop(a, None)
+        na = self.norm[a]
+        norm = self.norm
+        return {s: c / (na * norm[s]) for s, c in overlap.items()}
+
+
+def _draw_pool(
+    rng: random.Random,
+    songs: Sequence[int],
+    cum: Sequence[float],
+    size: int,
+    exclude: set[int],
+) -> list[int]:
+    """`size` distinct songs drawn by popularity (cum weights), none in `exclude`."""
+    available = len(songs) - sum(1 for s in exclude if _has(songs, s))
+    size = min(size, available)
+    out: dict[int, None] = {}
+    total = cum[-1]
+    while len(out) < size:
+        for _ in range(2 * (size - len(out)) + 8):
+            s = songs[bisect.bisect_right(cum, rng.random() * total)]
+            if s not in exclude and s not in out:
+                out[s] = None
+                if len(out) == size:
+                    break
+    return list(out)
+
+
+def _has(sorted_songs: Sequence[int], s: int) -> bool:
+    i = bisect.bisect_left(sorted_songs, s)
+    return i < len(sorted_songs) and sorted_songs[i] == s
+
+
+def evaluate(
+    data: Dataset,
+    *,
+    fold_params: FoldParams | None = None,
+    rank_params: RankParams | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    max_playlists: int | None = None,
+    max_transitions: int | None = 20_000,
+    pool_size: int = 100,
+    methods: str = "all",
+) -> dict[str, Any]:
+    """Split, replay, score; returns counts, timings, parameters and the two metric tables.
+
+    ``methods`` "all", "full" (full-catalogue lists only) or "pool" (candidate pools only), so a
+    parameter sweep can skip what it does not need.
+    """
+    if methods not in ("all", "full", "pool"):
+        raise ValueError("methods: must be all, full or pool")
+    if pool_size < 2:
+        raise ValueError("pool_size: must be at least 2")
+    if max_transitions is not None and max_transitions < 1:
+        raise ValueError("max_transitions: must be at least 1")
+    fold_params = fold_params if fold_params is not None else _default_fold_params()
+    rank_params = rank_params if rank_params is not None else RankParams()
+    t_start = time.perf_counter()
+    split = split_playlists(
+        data.playlists, seed=seed, test_fraction=test_fraction, max_playlists=max_playlists
+    )
+    uuids = [track_uuid(i) for i in range(data.n_songs)]
+    index_of = {u: i for i, u in enumerate(uuids)}
+
+    graph, n_events, fold_s = replay(split.train, uuids, fold_params)
+    now = graph.clock
+    t_replayed = time.perf_counter()
+
+    pop = [0] * data.n_songs
+    for songs in split.train:
+        for s in songs:
+            pop[s] += 1
+    bigram = successor_counts(split.train)
+    sr = sequential_rules(split.train)
+    cos = _Cosines(data.tags)
+    by_pop = sorted(range(data.n_songs), key=lambda s: (-pop[s], s))
+    popular = [s for s in by_pop if pop[s] > 0]
+    popular_sorted = sorted(popular)
+    cum = list(itertools.accumulate(pop[s] for s in popular_sorted))
+
+    transitions = _held_out(split.test)
+    n_all = len(transitions)
+    rng = random.Random(seed * 1_000_003 + 7)
+    if max_transitions is not None and n_all > max_transitions:
+        picked = sorted(rng.sample(range(n_all), max_transitions))
+        transitions = [transitions[i] for i in picked]
+    do_full = methods in ("all", "full")
+    do_pool = methods in ("all", "pool") and bool(popular)
+    pools: list[list[int]] = []
+    b_in_history = 0
+    for k, j in transitions:
+        songs = split.test[k]
+        a, b = songs[j], songs[j + 1]
+        history = songs[max(0, j - HISTORY):j]
+        if b in history:
+            b_in_history += 1
+        if do_pool:
+            exclude = {a, b, *history}
+            pools.append([b, *_draw_pool(rng, popular_sorted, cum, pool_size - 1, exclude)])
+
+    full = {m: Metrics() for m in FULL_METHODS} if do_full else {}
+    pool_m = {m: Metrics() for m in POOL_METHODS} if do_pool else {}
+    pop_top = by_pop[:21]
+    succ = graph.g.succ
+    decay = graph.decay_factor(now)
+    # Visit the transitions grouped by their source song, so each song's cosines and lists are
+    # computed once (the pools were drawn above in sample order, so the order changes nothing).
+    order = sorted(range(len(transitions)), key=lambda i: (split.test[transitions[i][0]][transitions[i][1]], i))
+    current = -1
+    cos_a: dict[int, float] = {}
+    lists: dict[str, list[int]] = {}
+    neigh_s = rank_s = 0.0
+    for i in order:
+        k, j = transitions[i]
+        songs = split.test[k]
+        a, b = songs[j], songs[j + 1]
+        if a != current:
+            current = a
+            cos_a = cos.from_song(a)
+            if do_full:
+                t0 = time.perf_counter()
+                lanes = graph.neighbors(uuids[a], limit=20, direction="out", now=now)
+                neigh_s += time.perf_counter() - t0
+                lists = {
+                    "gravity neighbors": [index_of[lane["track_id"]] for lane in lanes],
+                    "popularity": [s for s in pop_top if s != a][:20],
+                    "tag cosine": _top_cosine(cos_a, by_pop, pop, a),
+                    "bigram": [
+                        s for s, _ in heapq.nsmallest(
+                            20, bigram.get(a, {}).items(), key=lambda kv: (-kv[1], -pop[kv[0]], kv[0])
+                        )
+                    ],
+                    "SR": [
+                        s for s, _ in heapq.nsmallest(
+                            20, sr.get(a, {}).items(), key=lambda kv: (-kv[1], -pop[kv[0]], kv[0])
+                        )
+                    ],
+                }
+        if do_full:
+            for m in FULL_METHODS:
+                full[m].add(_rank_in_list(lists[m], b))
+        if not do_pool:
+            continue
+        pool = pools[i]
+        cget = cos_a.get
+        pool_m["popularity"].add(_rank_by_key(pool, b, lambda c: (-pop[c], c)))
+        pool_m["tag cosine"].add(_rank_by_key(pool, b, lambda c: (-cget(c, 0.0), -pop[c], c)))
+        row_sr = sr.get(a, {})
+        pool_m["SR"].add(
+            _rank_by_key(pool, b, lambda c: (-row_sr.get(c, 0.0), -cget(c, 0.0), -pop[c], c))
+        )
+        row_bg = bigram.get(a, {})
+        pool_m["bigram"].add(
+            _rank_by_key(pool, b, lambda c: (-row_bg.get(c, 0), -cget(c, 0.0), -pop[c], c))
+        )
+        nbrs = succ[uuids[a]] if uuids[a] in succ else {}
+        w_of = {c: nbrs[uuids[c]]["w"] * decay for c in pool if uuids[c] in nbrs}
+        pool_m["gravity only"].add(
+            _rank_by_key(pool, b, lambda c: (-w_of.get(c, 0.0), -cget(c, 0.0), -pop[c], c))
+        )
+        history = songs[max(0, j - HISTORY):j]
+        t0 = time.perf_counter()
+        ranked = rank_candidates(
+            uuids[a],
+            [uuids[c] for c in pool],
+            {uuids[c]: cget(c, 0.0) for c in pool},
+            [uuids[h] for h in history],
+            graph=graph,
+            params=rank_params,
+            now=now,
+        )
+        rank_s += time.perf_counter() - t0
+        target = uuids[b]
+        pos = next((r + 1 for r, item in enumerate(ranked) if item["track_id"] == target), None)
+        pool_m["gravity blend"].add(pos)
+    t_end = time.perf_counter()
+
+    return {
+        "dataset": data.path,
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "pool_size": pool_size,
+        "counts": {
+            "songs": data.n_songs,
+            "playlists": len(split.train) + len(split.test),
+            "train_playlists": len(split.train),
+            "test_playlists": len(split.test),
+            "train_transitions": sum(max(0, len(s) - 1) for s in split.train),
+            "test_transitions": n_all,
+            "evaluated_transitions": len(transitions),
+            "true_next_in_history": b_in_history,
+            "events_folded": n_events,
+            "graph_tracks": graph.node_count,
+            "edges": graph.edge_count,
+        },
+        "timings_s": {
+            "fold": round(fold_s, 3),
+            "replay": round(t_replayed - t_start, 3),
+            "neighbors": round(neigh_s, 3),
+            "rank_candidates": round(rank_s, 3),
+            "total": round(t_end - t_start, 3),
+        },
+        "params": {"fold": asdict(fold_params), "rank": asdict(rank_params)},
+        "full_catalogue": {m: full[m].result() for m in full},
+        "pool": {m: pool_m[m].result() for m in pool_m},
+    }
+
+
+def _top_cosine(cos_a: dict[int, float], by_pop: Sequence[int], pop: Sequence[int],
+                a: int) -> list[int]:
+    """The 20 songs most similar to a by tag cosine, then popularity, then index; cosine 0
+    (no shared tag) falls back to popularity order."""
+    best = [
+        s for s, _ in heapq.nsmallest(20, cos_a.items(), key=lambda kv: (-kv[1], -pop[kv[0]], kv[0]))
+    ]
+    if len(best) < 20:
+        have = set(best)
+        for s in by_pop:
+            if len(best) == 20:
+                break
+            if s != a and s not in have:
+                best.append(s)
+    return best
+
+
+def _default_fold_params() -> FoldParams:
+    from gravityd.config import load_config
+
+    return replace(load_config(env={}).graph, half_life_days=0.0)
+
+
+# --------------------------------------------------------------------------- output
+
+
+_LABELS = ("HR@10", "HR@20", "MRR@10", "MRR@20")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as a plain-text table with the counts and timings above it."""
+    c = result["counts"]
+    t = result["timings_s"]
+    fp = result["params"]["fold"]
+    rp = result["params"]["rank"]
+    lines = [
+        f"{result['dataset']}: {c['train_playlists']:,} train / {c['test_playlists']:,} test "
+        f"playlists (seed {result['seed']}, test fraction {result['test_fraction']:g}); "
+        f"{c['evaluated_transitions']:,} of {c['test_transitions']:,} held-out transitions "
+        f"evaluated",
+        f"graph: {c['events_folded']:,} events folded in {t['fold']:.1f} s, "
+        f"{c['graph_tracks']:,} tracks, {c['edges']:,} edges (credit_window "
+        f"{fp['credit_window']}, distance_discount_power {fp['distance_discount_power']:g}, "
+        f"half_life_days {fp['half_life_days']:g}); blend: rank_gravity_weight "
+        f"{rp['rank_gravity_weight']:g}, rank_confidence_half_evidence "
+        f"{rp['rank_confidence_half_evidence']:g}; total {t['total']:.1f} s",
+    ]
+    width = 28
+    for title, key in (
+        ("Full catalogue (next-track list of 20)", "full_catalogue"),
+        (f"{result['pool_size']}-candidate pool (true next + popularity-drawn)", "pool"),
+    ):
+        table = result.get(key) or {}
+        if not table:
+            continue
+        lines.append("")
+        lines.append(f"{title:<{width}}" + "".join(f"{lab:>9}" for lab in _LABELS))
+        for method, row in table.items():
+            lines.append(f"  {method:<{width - 2}}" + "".join(f"{row[lab]:>9.4f}" for lab in _LABELS))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+_FLAG_FIELDS = {
+    "credit_window": "fold",
+    "distance_discount_power": "fold",
+    "half_life_days": "fold",
+    "rank_gravity_weight": "rank",
+    "rank_confidence_half_evidence": "rank",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `gravityd eval`."""
+    parser.add_argument("path", metavar="DATA_DIR",
+                        help="a Yes.com folder (train.txt, tags.txt), e.g. ../shared/data/yes_small")
+    parser.add_argument("--seed", type=int, default=0, help="split and sampling seed (default 0)")
+    parser.add_argument("--test-fraction", type=float, default=0.2,
+                        help="share of playlists held out (default 0.2)")
+    parser.add_argument("--max-playlists", type=int, default=None, metavar="N",
+                        help="use a seeded sample of N playlists (default: all)")
+    parser.add_argument("--max-transitions", type=int, default=20_000, metavar="N",
+                        help="evaluate a seeded sample of at most N held-out transitions "
+                        "(default 20000; 0 = all)")
+    parser.add_argument("--pool-size", type=int, default=100, metavar="N",
+                        help="candidates per pool, the true next track included (default 100)")
+    parser.add_argument("--config", metavar="F",
+                        help="TOML config whose [graph] and [rank] sections are the starting "
+                        "parameters (default: the built-in defaults / config/gravityd.toml)")
+    parser.add_argument("--credit-window", type=int, default=None, metavar="N",
+                        help="fold: earlier tracks credited by an accepted play")
+    parser.add_argument("--distance-discount-power", "--discount-power", type=float,
+                        default=None, metavar="P", help="fold: credit at distance d is d**-P")
+    parser.add_argument("--half-life-days", type=float, default=0.0, metavar="D",
+                        help="fold: evidence half-life; default 0 = no decay, since an offline "
+                        "replay's clock is made up")
+    parser.add_argument("--gravity-weight", dest="rank_gravity_weight", type=float, default=None,
+                        metavar="W", help="rank: rank_gravity_weight")
+    parser.add_argument("--confidence-half-evidence", dest="rank_confidence_half_evidence",
+                        type=float, default=None, metavar="K",
+                        help="rank: rank_confidence_half_evidence")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="any FoldParams or RankParams field, e.g. --set rank_history_seeds=3 "
+                        "(repeatable)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def params_from_args(args: argparse.Namespace) -> tuple[FoldParams, RankParams]:
+    """FoldParams and RankParams: the config's, then the flags, then --set overrides."""
+    from gravityd.config import load_config
+
+    cfg = load_config(getattr(args, "config", None), env={})
+    fold_kw: dict[str, Any] = {}
+    rank_kw: dict[str, Any] = {}
+    for name, where in _FLAG_FIELDS.items():
+        value = getattr(args, name, None)
+        if value is not None:
+            (fold_kw if where == "fold" else rank_kw)[name] = value
+    fold_names = {f.name for f in fields(FoldParams)}
+    rank_names = {f.name for f in fields(RankParams)}
+    for item in getattr(args, "overrides", None) or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"--set {item}: expected KEY=VALUE")
+        if key in fold_names:
+            fold_kw[key] = _parse_value(value)
+        elif key in rank_names:
+            rank_kw[key] = _parse_value(value)
+        else:
+            raise ValueError(f"--set {key}: not a [graph] or [rank] setting")
+    fold_kw.setdefault("half_life_days", 0.0)
+    return replace(cfg.graph, **fold_kw), replace(cfg.rank, **rank_kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`gravityd eval`: print the table (or JSON with --json); 0 on success."""
+    fold_params, rank_params = params_from_args(args)
+    if args.max_playlists is not None and args.max_playlists < 1:
+        raise ValueError("--max-playlists: must be at least 1")
+    if args.max_transitions is not None and args.max_transitions < 0:
+        raise ValueError("--max-transitions: must be at least 0 (0 = all)")
+    data = load_yes(args.path)
+    result = evaluate(
+        data,
+        fold_params=fold_params,
+        rank_params=rank_params,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        max_playlists=args.max_playlists,
+        max_transitions=args.max_transitions or None,
+        pool_size=args.pool_size,
+    )
+    if args.json:
+        print(json.dumps(result, sort_keys=False))
+    else:
+        print(format_table(result))
+    return 0
