@@ -142,6 +142,12 @@ def main() -> None:
     ap.add_argument("--ingest-connections", type=int, default=4)
     ap.add_argument("--ingest-batch", type=int, default=1000, help="events per POST /events")
     ap.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL"))
+    ap.add_argument(
+        "--fold-batch-events",
+        type=int,
+        default=None,
+        help="the daemon's fold_batch_events (GRAVITYD_FOLD_BATCH_EVENTS; default: config's)",
+    )
     ap.add_argument("--smoke", action="store_true", help="tiny sizes for CI (< 20 s)")
     args = ap.parse_args()
     if args.smoke:
@@ -212,6 +218,8 @@ def main() -> None:
             bare = wrk(url, duration=args.duration, connections=args.connections, script=get_lua)
 
         env = {"GRAVITYD_SYNCHRONOUS": args.synchronous, "GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "false"}
+        if args.fold_batch_events:
+            env["GRAVITYD_FOLD_BATCH_EVENTS"] = str(args.fold_batch_events)
         with serve(work / "bench.db", work / "snapshots", env=env) as daemon:
             idle = wrk(
                 daemon.url, duration=args.duration, connections=args.connections, script=get_lua
@@ -267,6 +275,7 @@ def main() -> None:
     )
     print(
         f"wrk -t1 -c{args.connections} -d{args.duration}s for GET; synchronous={args.synchronous};"
+        f" daemon fold_batch_events={args.fold_batch_events or 'default'};"
         f" total {time.perf_counter() - started:.0f} s"
     )
 

@@ -90,6 +90,7 @@ YES_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/gravityd/eval
 CUTOFFS = (10, 20)
 FULL_METHODS = ("gravity neighbors", "SR", "bigram", "tag cosine", "popularity")
 POOL_METHODS = ("gravity blend", "gravity only", "SR", "bigram", "tag cosine", "popularity")
+TIE_BREAKS = ("index", "popularity")
 SR_STEPS = 10  # the SR baseline's window (steps)
 SR_KEEP = 20  # successors kept per track by SR
 HISTORY = 10  # songs of the test playlist passed as session_history
@@ -204,7 +205,8 @@ def split_playlists(
         if max_playlists < len(chosen):
             keep = set(
                 heapq.nsmallest(
-                    max_playlists, (ln for ln, _ in chosen),
+                    max_playlists,
+                    (ln for ln, _ in chosen),
                     key=lambda ln: (_unit_hash(seed, "sample", ln), ln),
                 )
             )
@@ -366,8 +368,24 @@ def _rank_in_list(items: Sequence[int], target: int) -> int | None:
         return None
 
 
-def _rank_by_key(pool: Sequence[int], target: int, key: Any) -> int:
-    """1 + how many pool members sort strictly before the target (keys are unique by index)."""
+def _pool_rank(
+    pool: Sequence[int],
+    target: int,
+    score: Any,
+    cosine: dict[int, float] | None,
+    tie: Sequence[int],
+) -> int:
+    """Rank of target in the pool sorted by score (a mapping, missing = 0; None = unused) desc,
+    then tag cosine desc (None = unused), then the tie-break order `tie` (unique per song): 1 +
+    how many members sort strictly before it (the keys are unique: its sorted position)."""
+
+    def key(c: int) -> tuple[float, float, int]:
+        return (
+            -score.get(c, 0.0) if score is not None else 0.0,
+            -cosine.get(c, 0.0) if cosine is not None else 0.0,
+            tie[c],
+        )
+
     kt = key(target)
     return 1 + sum(1 for c in pool if key(c) < kt)
 
@@ -449,14 +467,19 @@ def evaluate(
     max_transitions: int | None = 20_000,
     pool_size: int = 100,
     methods: str = "all",
+    tie_break: str = "index",
 ) -> dict[str, Any]:
     """Split, replay, score; returns counts, timings, parameters and the two metric tables.
 
     ``methods`` "all", "full" (full-catalogue lists only) or "pool" (candidate pools only), so a
-    parameter sweep can skip what it does not need.
+    parameter sweep can skip what it does not need. ``tie_break`` orders the baselines' equal
+    scores: "index" (song index: arbitrary, like the graph's own order by track id) or
+    "popularity" (training popularity, then index: a stronger baseline).
     """
     if methods not in ("all", "full", "pool"):
         raise ValueError("methods: must be all, full or pool")
+    if tie_break not in TIE_BREAKS:
+        raise ValueError("tie_break: must be index or popularity")
     if pool_size < 2:
         raise ValueError("pool_size: must be at least 2")
     if max_transitions is not None and max_transitions < 1:
@@ -499,7 +522,7 @@ def evaluate(
     for k, j in transitions:
         songs = split.test[k]
         a, b = songs[j], songs[j + 1]
-        history = songs[max(0, j - HISTORY):j]
+        history = songs[max(0, j - HISTORY) : j]
         if b in history:
             b_in_history += 1
         if do_pool:
@@ -509,11 +532,17 @@ def evaluate(
     full = {m: Metrics() for m in FULL_METHODS} if do_full else {}
     pool_m = {m: Metrics() for m in POOL_METHODS} if do_pool else {}
     pop_top = by_pop[:21]
+    pop_rank = [0] * data.n_songs  # position in training popularity order (ties by index)
+    for r, s in enumerate(by_pop):
+        pop_rank[s] = r
+    tie = pop_rank if tie_break == "popularity" else list(range(data.n_songs))
     succ = graph.g.succ
     decay = graph.decay_factor(now)
     # Visit the transitions grouped by their source song, so each song's cosines and lists are
     # computed once (the pools were drawn above in sample order, so the order changes nothing).
-    order = sorted(range(len(transitions)), key=lambda i: (split.test[transitions[i][0]][transitions[i][1]], i))
+    order = sorted(
+        range(len(transitions)), key=lambda i: (split.test[transitions[i][0]][transitions[i][1]], i)
+    )
     current = -1
     cos_a: dict[int, float] = {}
     lists: dict[str, list[int]] = {}
@@ -532,15 +561,19 @@ def evaluate(
                 lists = {
                     "gravity neighbors": [index_of[lane["track_id"]] for lane in lanes],
                     "popularity": [s for s in pop_top if s != a][:20],
-                    "tag cosine": _top_cosine(cos_a, by_pop, pop, a),
+                    "tag cosine": _top_cosine(cos_a, by_pop, tie, a),
                     "bigram": [
-                        s for s, _ in heapq.nsmallest(
-                            20, bigram.get(a, {}).items(), key=lambda kv: (-kv[1], -pop[kv[0]], kv[0])
+                        s
+                        for s, _ in heapq.nsmallest(
+                            20,
+                            bigram.get(a, {}).items(),
+                            key=lambda kv: (-kv[1], tie[kv[0]]),
                         )
                     ],
                     "SR": [
-                        s for s, _ in heapq.nsmallest(
-                            20, sr.get(a, {}).items(), key=lambda kv: (-kv[1], -pop[kv[0]], kv[0])
+                        s
+                        for s, _ in heapq.nsmallest(
+                            20, sr.get(a, {}).items(), key=lambda kv: (-kv[1], tie[kv[0]])
                         )
                     ],
                 }
@@ -551,22 +584,14 @@ def evaluate(
             continue
         pool = pools[i]
         cget = cos_a.get
-        pool_m["popularity"].add(_rank_by_key(pool, b, lambda c: (-pop[c], c)))
-        pool_m["tag cosine"].add(_rank_by_key(pool, b, lambda c: (-cget(c, 0.0), -pop[c], c)))
-        row_sr = sr.get(a, {})
-        pool_m["SR"].add(
-            _rank_by_key(pool, b, lambda c: (-row_sr.get(c, 0.0), -cget(c, 0.0), -pop[c], c))
-        )
-        row_bg = bigram.get(a, {})
-        pool_m["bigram"].add(
-            _rank_by_key(pool, b, lambda c: (-row_bg.get(c, 0), -cget(c, 0.0), -pop[c], c))
-        )
-        nbrs = succ[uuids[a]] if uuids[a] in succ else {}
+        pool_m["popularity"].add(_pool_rank(pool, b, None, None, pop_rank))
+        pool_m["tag cosine"].add(_pool_rank(pool, b, None, cos_a, tie))
+        pool_m["SR"].add(_pool_rank(pool, b, sr.get(a, {}), cos_a, tie))
+        pool_m["bigram"].add(_pool_rank(pool, b, bigram.get(a, {}), cos_a, tie))
+        nbrs = succ.get(uuids[a], {})
         w_of = {c: nbrs[uuids[c]]["w"] * decay for c in pool if uuids[c] in nbrs}
-        pool_m["gravity only"].add(
-            _rank_by_key(pool, b, lambda c: (-w_of.get(c, 0.0), -cget(c, 0.0), -pop[c], c))
-        )
-        history = songs[max(0, j - HISTORY):j]
+        pool_m["gravity only"].add(_pool_rank(pool, b, w_of, cos_a, tie))
+        history = songs[max(0, j - HISTORY) : j]
         t0 = time.perf_counter()
         ranked = rank_candidates(
             uuids[a],
@@ -588,6 +613,7 @@ def evaluate(
         "seed": seed,
         "test_fraction": test_fraction,
         "pool_size": pool_size,
+        "tie_break": tie_break,
         "counts": {
             "songs": data.n_songs,
             "playlists": len(split.train) + len(split.test),
@@ -614,13 +640,12 @@ def evaluate(
     }
 
 
-def _top_cosine(cos_a: dict[int, float], by_pop: Sequence[int], pop: Sequence[int],
-                a: int) -> list[int]:
-    """The 20 songs most similar to a by tag cosine, then popularity, then index; cosine 0
-    (no shared tag) falls back to popularity order."""
-    best = [
-        s for s, _ in heapq.nsmallest(20, cos_a.items(), key=lambda kv: (-kv[1], -pop[kv[0]], kv[0]))
-    ]
+def _top_cosine(
+    cos_a: dict[int, float], by_pop: Sequence[int], tie: Sequence[int], a: int
+) -> list[int]:
+    """The 20 songs most similar to a by tag cosine (ties by `tie`); when fewer than 20 share a
+    tag with a, the list is filled with the most popular others (a tagless song gets popularity)."""
+    best = [s for s, _ in heapq.nsmallest(20, cos_a.items(), key=lambda kv: (-kv[1], tie[kv[0]]))]
     if len(best) < 20:
         have = set(best)
         for s in by_pop:
@@ -672,7 +697,9 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"{title:<{width}}" + "".join(f"{lab:>9}" for lab in _LABELS))
         for method, row in table.items():
-            lines.append(f"  {method:<{width - 2}}" + "".join(f"{row[lab]:>9.4f}" for lab in _LABELS))
+            lines.append(
+                f"  {method:<{width - 2}}" + "".join(f"{row[lab]:>9.4f}" for lab in _LABELS)
+            )
     return "\n".join(lines)
 
 
@@ -690,37 +717,96 @@ _FLAG_FIELDS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `gravityd eval`."""
-    parser.add_argument("path", metavar="DATA_DIR",
-                        help="a Yes.com folder (train.txt, tags.txt), e.g. ../shared/data/yes_small")
+    parser.add_argument(
+        "path",
+        metavar="DATA_DIR",
+        help="a Yes.com folder (train.txt, tags.txt), e.g. ../shared/data/yes_small",
+    )
     parser.add_argument("--seed", type=int, default=0, help="split and sampling seed (default 0)")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
-                        help="share of playlists held out (default 0.2)")
-    parser.add_argument("--max-playlists", type=int, default=None, metavar="N",
-                        help="use a seeded sample of N playlists (default: all)")
-    parser.add_argument("--max-transitions", type=int, default=20_000, metavar="N",
-                        help="evaluate a seeded sample of at most N held-out transitions "
-                        "(default 20000; 0 = all)")
-    parser.add_argument("--pool-size", type=int, default=100, metavar="N",
-                        help="candidates per pool, the true next track included (default 100)")
-    parser.add_argument("--config", metavar="F",
-                        help="TOML config whose [graph] and [rank] sections are the starting "
-                        "parameters (default: the built-in defaults / config/gravityd.toml)")
-    parser.add_argument("--credit-window", type=int, default=None, metavar="N",
-                        help="fold: earlier tracks credited by an accepted play")
-    parser.add_argument("--distance-discount-power", "--discount-power", type=float,
-                        default=None, metavar="P", help="fold: credit at distance d is d**-P")
-    parser.add_argument("--half-life-days", type=float, default=0.0, metavar="D",
-                        help="fold: evidence half-life; default 0 = no decay, since an offline "
-                        "replay's clock is made up")
-    parser.add_argument("--gravity-weight", dest="rank_gravity_weight", type=float, default=None,
-                        metavar="W", help="rank: rank_gravity_weight")
-    parser.add_argument("--confidence-half-evidence", dest="rank_confidence_half_evidence",
-                        type=float, default=None, metavar="K",
-                        help="rank: rank_confidence_half_evidence")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="any FoldParams or RankParams field, e.g. --set rank_history_seeds=3 "
-                        "(repeatable)")
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of playlists held out (default 0.2)"
+    )
+    parser.add_argument(
+        "--max-playlists",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use a seeded sample of N playlists (default: all)",
+    )
+    parser.add_argument(
+        "--max-transitions",
+        type=int,
+        default=20_000,
+        metavar="N",
+        help="evaluate a seeded sample of at most N held-out transitions (default 20000; 0 = all)",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=100,
+        metavar="N",
+        help="candidates per pool, the true next track included (default 100)",
+    )
+    parser.add_argument(
+        "--tie-break",
+        choices=TIE_BREAKS,
+        default="index",
+        help="order of the baselines' equal scores: song index (default; arbitrary, like the "
+        "graph's track-id order) or training popularity (stronger baselines)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="F",
+        help="TOML config whose [graph] and [rank] sections are the starting "
+        "parameters (default: the built-in defaults / config/gravityd.toml)",
+    )
+    parser.add_argument(
+        "--credit-window",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fold: earlier tracks credited by an accepted play",
+    )
+    parser.add_argument(
+        "--distance-discount-power",
+        "--discount-power",
+        type=float,
+        default=None,
+        metavar="P",
+        help="fold: credit at distance d is d**-P",
+    )
+    parser.add_argument(
+        "--half-life-days",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="fold: evidence half-life; default 0 = no decay, since an offline "
+        "replay's clock is made up",
+    )
+    parser.add_argument(
+        "--gravity-weight",
+        dest="rank_gravity_weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="rank: rank_gravity_weight",
+    )
+    parser.add_argument(
+        "--confidence-half-evidence",
+        dest="rank_confidence_half_evidence",
+        type=float,
+        default=None,
+        metavar="K",
+        help="rank: rank_confidence_half_evidence",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any FoldParams or RankParams field, e.g. --set rank_history_seeds=3 (repeatable)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -781,6 +867,7 @@ def run(args: argparse.Namespace) -> int:
         max_playlists=args.max_playlists,
         max_transitions=args.max_transitions or None,
         pool_size=args.pool_size,
+        tie_break=args.tie_break,
     )
     if args.json:
         print(json.dumps(result, sort_keys=False))

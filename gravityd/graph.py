@@ -220,11 +220,7 @@ class GravityGraph:
 
     def decay_factor(self, now: float | None = None) -> float:
         """Multiply a stored value by this to get its weight at `now` (seconds, default: now)."""
-        if not self._h:
-            return 1.0
-        if now is None:
-            now = time.time()
-        return 2.0 ** min(1000.0, -(now - self.t0) / self._h)
+        return forward_decay_factor(self.t0, self._h, now)
 
     def edge(self, src: str, dst: str, now: float | None = None) -> dict[str, float] | None:
         """Decayed w, pos, neg and the traversal count n of src->dst, or None if absent."""
@@ -715,6 +711,15 @@ def _part(key: str, parts: int) -> int:
 
 
 _EDGE_KEYS = ("src", "dst", "w", "pos", "neg", "n")
+
+
+def forward_decay_factor(t0: float, half_life_s: float, now: float | None = None) -> float:
+    """What a value stored with landmark t0 is multiplied by to read it at `now`."""
+    if not half_life_s:
+        return 1.0
+    if now is None:
+        now = time.time()
+    return 2.0 ** min(1000.0, -(now - t0) / half_life_s)
 _SESSION_KEYS = ("ids", "last_ts", "lengths", "steps", "flags")
 
 

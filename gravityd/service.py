@@ -26,7 +26,13 @@ from gravityd.log import (
 )
 from gravityd.metrics import Metrics
 from gravityd.ranking import RankRequest, rank_candidates
-from gravityd.snapshot import SnapshotWriter, list_snapshots, load_newest, prune
+from gravityd.snapshot import (
+    SnapshotWriter,
+    iter_edge_rows,
+    list_snapshots,
+    load_newest,
+    prune,
+)
 
 log = logging.getLogger("gravityd.service")
 
@@ -127,19 +133,27 @@ class Gravityd:
         return self.graph.cursor
 
     async def _fold_batch(self) -> int:
+        """Read one batch and fold it in slices of a few ms, yielding to requests in between.
+
+        The fold's result does not depend on where batches or slices end, so slicing costs
+        nothing but the yields.
+        """
+        step = self.config.fold_slice_events
         async with self._fold_lock:
             events = await self.log.read_after(self.graph.cursor, self.config.fold_batch_events)
             if not events:
                 self.graph.cursor = max(self.graph.cursor, self.log.reserved)
                 return 0
-            try:
-                n = self.graph.fold(events)
-            except Exception:
-                self.metrics.fold_errors.inc()
-                log.exception("fold failed", extra={"first_id": events[0].id})
-                n = self._fold_one_by_one(events)
-            self.metrics.fold_events.inc(n)
-        await asyncio.sleep(0)  # let reads in between batches
+            for i in range(0, len(events), step):
+                part = events[i : i + step]
+                try:
+                    n = self.graph.fold(part)
+                except Exception:
+                    self.metrics.fold_errors.inc()
+                    log.exception("fold failed", extra={"first_id": part[0].id})
+                    n = self._fold_one_by_one(part)
+                self.metrics.fold_events.inc(n)
+                await asyncio.sleep(0)  # let reads in between slices
         return len(events)
 
     def _fold_one_by_one(self, events: list) -> int:
@@ -163,6 +177,7 @@ class Gravityd:
             while self.graph.cursor < self._ready_target:
                 await self.fold_pending()
             self.ready = True
+            gc.freeze()  # the caught-up graph is long-lived: keep full collections off it
             log.info(
                 "graph ready",
                 extra={
@@ -219,19 +234,19 @@ class Gravityd:
                     try:
                         while writer.step():
                             await asyncio.sleep(0)
-                        await asyncio.to_thread(writer.seal)
-                        path = await asyncio.to_thread(writer.publish)
                     except BaseException:
                         writer.abort()
                         raise
-                    cursor = writer.cursor
-                    rows = (
-                        self.graph.edge_rows(time.time(), cfg.snapshot_chunk)
-                        if cfg.snapshot_track_edges
-                        else None
-                    )
-                    # track_edges reads the graph, so it finishes before folding resumes.
-                    await asyncio.to_thread(self._write_tables, cursor, path, rows)
+                # The file's content is complete: folding resumes while it is sealed, renamed
+                # and turned into the SQL tables.
+                try:
+                    await asyncio.to_thread(writer.seal)
+                    path = await asyncio.to_thread(writer.publish)
+                except BaseException:
+                    writer.abort()
+                    raise
+                cursor = writer.cursor
+                await asyncio.to_thread(self._write_tables, cursor, path)
             except Exception as exc:
                 self.metrics.snapshot_errors.inc()
                 log.error("snapshot failed", extra={"error": str(exc)})
@@ -260,14 +275,16 @@ class Gravityd:
                 "seconds": round(seconds, 6),
             }
 
-    def _write_tables(self, cursor: int, path: Path, rows: Any) -> None:
+    def _write_tables(self, cursor: int, path: Path) -> None:
         conn = connect_sync(self.config.db, self.config.synchronous)
         try:
             conn.execute("BEGIN IMMEDIATE")
             set_cursor(conn, cursor, path.name)
             conn.execute("COMMIT")
-            if rows is not None:
-                write_track_edges(conn, rows, time.time())
+            if self.config.snapshot_track_edges:
+                now = time.time()
+                # short transactions: the log writer waits behind each one
+                write_track_edges(conn, iter_edge_rows(path, now, 2000), now)
         finally:
             conn.close()
 

@@ -33,7 +33,13 @@ from typing import Any
 
 import msgpack
 
-from gravityd.graph import STATE_VERSION, FoldParams, GravityGraph, state_from_records
+from gravityd.graph import (
+    STATE_VERSION,
+    FoldParams,
+    GravityGraph,
+    forward_decay_factor,
+    state_from_records,
+)
 
 log = logging.getLogger("gravityd.snapshot")
 
@@ -248,6 +254,43 @@ def load_snapshot(
             extra={"path": str(p), "changed": changed},
         )
     return header, gg
+
+
+def iter_edge_rows(
+    path: str | os.PathLike, now: float, chunk: int = 10_000
+) -> Iterator[list[tuple[str, str, float, float, float, int]]]:
+    """A snapshot's edges as (src, dst, w, pos, neg, n) decayed to `now`, read from the file.
+
+    The daemon refreshes track_edges from the file it has just written, in a thread, so the
+    live graph is free to fold meanwhile.
+    """
+    p = Path(path)
+    blocks = _read_blocks(p)
+    header = _unpack_header(p, next(blocks))
+    half_life = header["params"]["half_life_days"]
+    f = forward_decay_factor(header["state"]["t0"], half_life * 86400 if half_life > 0 else 0, now)
+    tracks: list[str] = []
+    rows: list[tuple[str, str, float, float, float, int]] = []
+    for block in blocks:
+        part, payload = msgpack.unpackb(block, raw=False, strict_map_key=False)
+        if part == "tracks":
+            tracks.extend(payload)
+        elif part == "edges":
+            cols = (
+                payload["src"],
+                payload["dst"],
+                payload["w"],
+                payload["pos"],
+                payload["neg"],
+                payload["n"],
+            )
+            for s, d, w, pos, neg, n in zip(*cols, strict=True):
+                rows.append((tracks[s], tracks[d], w * f, pos * f, neg * f, n))
+                if len(rows) >= chunk:
+                    yield rows
+                    rows = []
+    if rows:
+        yield rows
 
 
 def load_newest(

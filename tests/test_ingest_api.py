@@ -303,3 +303,19 @@ async def test_unknown_route_and_method_are_json_errors(client: Any) -> None:
     assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
     resp = await client.get("/event")
     assert resp.status == 405 and (await resp.json())["error"]["code"] == "method_not_allowed"
+
+
+def test_schema_is_versioned_and_a_newer_log_is_refused(tmp_path: Any) -> None:
+    from gravityd.log import SCHEMA_VERSION, LogError, connect_sync
+
+    db = tmp_path / "v.db"
+    conn = connect_sync(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"events", "gravity_cursor", "track_edges"} <= tables
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(LogError) as info:
+        connect_sync(db)
+    assert "newer" in str(info.value)
