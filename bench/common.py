@@ -386,3 +386,32 @@ def post_rotating_script(bodies: list[bytes], marker: str = "@@") -> str:
         "  return wrk.format(nil, '/events', nil, table.concat(bodies[i], tostring(n)))\n"
         "end\n"
     )
+
+
+# --------------------------------------------------------------------------- POST bodies in turn
+# Added for bench/rank.py.
+
+
+def post_bodies_script(bodies: list[bytes], path: str) -> str:
+    """wrk Lua that POSTs the given JSON bodies to `path` in turn, unchanged. Each request is
+    formatted once (on first use) and reused, so wrk itself costs little per large body."""
+    parts = []
+    for body in bodies:
+        text = body.decode()
+        if "]==]" in text:
+            raise ValueError("body contains the Lua long-bracket terminator")
+        parts.append(f"[==[{text}]==]")
+    return (
+        "local bodies = {" + ",\n".join(parts) + "}\n"
+        "local reqs = {}\nlocal i = 0\n"
+        'local headers = {["Content-Type"] = "application/json"}\n'
+        "request = function()\n"
+        "  i = i % #bodies + 1\n"
+        "  local r = reqs[i]\n"
+        "  if r == nil then\n"
+        f'    r = wrk.format("POST", "{path}", headers, bodies[i])\n'
+        "    reqs[i] = r\n"
+        "  end\n"
+        "  return r\n"
+        "end\n"
+    )

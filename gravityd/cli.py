@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import NoReturn
 
-from gravityd import __version__
+from gravityd import __version__, evaluate
 from gravityd.config import Config, ConfigError, load_config
 
 EXIT_USAGE = 2
@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--url", default="http://127.0.0.1:8080")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
+
+    p = sub.add_parser(
+        "eval",
+        help="measure next-track prediction on Yes.com playlists",
+        description="Replay the training playlists through the real fold, then rank every "
+        "held-out transition: hit rate and MRR at 10 and 20 for the graph and the baselines.",
+    )
+    evaluate.add_arguments(p)
 
     p = sub.add_parser("restore", help="make a snapshot the one the next start loads")
     p.add_argument("snapshot_file", metavar="SNAPSHOT_FILE")
@@ -238,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_snapshot(args)
         if args.command == "simulate":
             return cmd_simulate(args)
+        if args.command == "eval":
+            try:
+                return evaluate.run(args)
+            except (FileNotFoundError, ValueError) as exc:
+                return _fail(str(exc))
     except ConfigError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

@@ -695,7 +695,8 @@ def format_table(result: dict[str, Any]) -> str:
         if not table:
             continue
         lines.append("")
-        lines.append(f"{title:<{width}}" + "".join(f"{lab:>9}" for lab in _LABELS))
+        lines.append(title)
+        lines.append(f"  {'method':<{width - 2}}" + "".join(f"{lab:>9}" for lab in _LABELS))
         for method, row in table.items():
             lines.append(
                 f"  {method:<{width - 2}}" + "".join(f"{row[lab]:>9.4f}" for lab in _LABELS)

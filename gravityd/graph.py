@@ -70,7 +70,7 @@ from gravityd.events import FoldEvent
 
 __all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature", "state_from_records"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 # Per-step verdict flags in a session's memory.
 F_START = 1  # play_start seen
@@ -82,7 +82,11 @@ F_THROUGH = 64  # skipped within skip_through_ms: invisible to later steps (the 
 
 _RADIO, _START, _P10, _LIKE, _SKIP = 1, 2, 3, 4, 5
 _CODES = {
-    "radio_next": _RADIO, "play_start": _START, "play_10s": _P10, "like": _LIKE, "skip": _SKIP,
+    "radio_next": _RADIO,
+    "play_start": _START,
+    "play_10s": _P10,
+    "like": _LIKE,
+    "skip": _SKIP,
 }
 _DIRECTIONS = ("out", "in", "both")
 _DAY = 86400.0
@@ -115,8 +119,9 @@ class FoldParams:
     skip_through_ms: float = 5000.0
     # Positive verdicts credit this many earlier tracks of the session (steps; 1 = successor only).
     credit_window: int = 10
-    # Credit at distance d is weight * d ** -distance_discount_power (1.0 gives 1/d; 0 is flat).
-    distance_discount_power: float = 1.0
+    # Credit at distance d is weight * d ** -distance_discount_power (1.0 gives 1/d, SR's rule;
+    # 0.5, 1/sqrt(d), predicts real radio playlists better: README "Does it work?").
+    distance_discount_power: float = 0.5
     # Out-edges kept per track, strongest decayed |weight| first (K); a track is trimmed back to K
     # when it would exceed 2K, and by the maintenance sweep.
     max_edges_per_track: int = 100
@@ -156,8 +161,14 @@ class FoldParams:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be > 0")
         non_negative = (
-            "weight_play_start", "weight_play_10s", "weight_like", "skip_penalty",
-            "skip_default_elapsed_ms", "skip_through_ms", "distance_discount_power", "epsilon",
+            "weight_play_start",
+            "weight_play_10s",
+            "weight_like",
+            "skip_penalty",
+            "skip_default_elapsed_ms",
+            "skip_through_ms",
+            "distance_discount_power",
+            "epsilon",
         )
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -178,7 +189,9 @@ class GravityGraph:
     """The track graph, the sessions' memory and the cursor, which always travel together.
 
     Edge attributes (all stored forward-scaled except ``n``): ``w`` the net weight, ``pos`` and
-    ``neg`` the positive and negative evidence (both >= 0, w = pos - neg), ``n`` the traversals.
+    ``neg`` the positive and negative evidence (both >= 0, w = pos - neg), ``acc`` the part of
+    ``pos`` from direct verdicts (B kept right after A, distance 1: what a skip is weighed
+    against; the rest of ``pos`` is multi-step credit), ``n`` the traversals.
     A session's state is a list ``[last_ts, steps, flags]``: its latest (clamped) event time, its
     recent track ids (current last) and a verdict bit set per step.
     """
@@ -229,7 +242,13 @@ class GravityGraph:
         if e is None:
             return None
         f = self.decay_factor(now)
-        return {"w": e["w"] * f, "pos": e["pos"] * f, "neg": e["neg"] * f, "n": e["n"]}
+        return {
+            "w": e["w"] * f,
+            "pos": e["pos"] * f,
+            "neg": e["neg"] * f,
+            "acc": e["acc"] * f,
+            "n": e["n"],
+        }
 
     def neighbors(
         self,
@@ -287,17 +306,23 @@ class GravityGraph:
                     "track_id": t,
                     "weight": weight,
                     "normalized_score": min(1.0, w / top),
-                    "evidence": {"pos": e["pos"] * f, "neg": e["neg"] * f, "n": e["n"]},
+                    "evidence": {
+                        "pos": e["pos"] * f,
+                        "neg": e["neg"] * f,
+                        "acc": e["acc"] * f,
+                        "n": e["n"],
+                    },
                     "direction": d,
                 }
             )
         return out
 
     def to_edge_list(self, now: float | None = None) -> list[EdgeRow]:
-        """Sorted (src, dst, w, pos, neg, n); stored (forward-scaled) values, decayed if `now`."""
+        """Sorted (src, dst, w, pos, neg, n, acc); stored (forward-scaled) values, decayed if
+        `now`."""
         f = 1.0 if now is None else self.decay_factor(now)
         return sorted(
-            (u, v, e["w"] * f, e["pos"] * f, e["neg"] * f, e["n"])
+            (u, v, e["w"] * f, e["pos"] * f, e["neg"] * f, e["n"], e["acc"] * f)
             for u, nbrs in self.g._succ.items()
             for v, e in nbrs.items()
         )
@@ -465,6 +490,7 @@ class GravityGraph:
             pairs = [(a, dd) for a, dd in pairs if a not in seen and not seen.add(a)]
         cap = 2 * self.params.max_edges_per_track
         created = 0
+        direct = v  # the nearest visible step is the direct predecessor: a verdict on a->b
         for a, dd in pairs:
             c = v * dd
             nbrs = succ.get(a)
@@ -474,11 +500,14 @@ class GravityGraph:
             if e is None:
                 if len(nbrs) >= cap:
                     self._trim(a, nbrs, self.decay_factor(t), cap // 2)
-                nbrs[b] = pred_b[a] = {"w": c, "pos": c, "neg": 0.0, "n": 0}
+                nbrs[b] = pred_b[a] = {"w": c, "pos": c, "neg": 0.0, "acc": direct, "n": 0}
                 created += 1
             else:
                 e["w"] += c
                 e["pos"] += c
+                if direct:
+                    e["acc"] += direct
+            direct = 0.0
         self._n_edges += created
 
     def _add_node(self, node: str) -> dict[str, Any]:
@@ -500,7 +529,7 @@ class GravityGraph:
             self._trim(a, nbrs, self.decay_factor(t), self.params.max_edges_per_track)
         if b not in succ:
             self._add_node(b)
-        e: dict[str, Any] = {"w": 0.0, "pos": 0.0, "neg": 0.0, "n": 0}
+        e: dict[str, Any] = {"w": 0.0, "pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
         nbrs[b] = e
         g._pred[b][a] = e
         self._n_edges += 1
@@ -529,6 +558,7 @@ class GravityGraph:
             for e in nbrs.values():
                 e["w"] *= f
                 e["pos"] *= f
+                e["acc"] *= f
                 e["neg"] *= f
         self.t0 = t
 
@@ -597,14 +627,23 @@ class GravityGraph:
         g = self.g
         tracks = list(g._node)
         index = {t: i for i, t in enumerate(tracks)}
-        yield "meta", {"version": STATE_VERSION, "cursor": self.cursor, "t0": self.t0,
-                       "clock": self.clock, "sweep": self._sweep, "node_count": len(tracks)}
+        yield (
+            "meta",
+            {
+                "version": STATE_VERSION,
+                "cursor": self.cursor,
+                "t0": self.t0,
+                "clock": self.clock,
+                "sweep": self._sweep,
+                "node_count": len(tracks),
+            },
+        )
         for i in range(0, len(tracks), chunk):
-            yield "tracks", tracks[i:i + chunk]
-        cols: tuple[list, ...] = ([], [], [], [], [], [])
+            yield "tracks", tracks[i : i + chunk]
+        cols: tuple[list, ...] = ([], [], [], [], [], [], [])
         for u, nbrs in g._succ.items():
             ui = index[u]
-            src, dst, w, pos, neg, n = cols
+            src, dst, w, pos, neg, n, acc = cols
             for v, e in nbrs.items():
                 src.append(ui)
                 dst.append(index[v])
@@ -612,9 +651,10 @@ class GravityGraph:
                 pos.append(e["pos"])
                 neg.append(e["neg"])
                 n.append(e["n"])
+                acc.append(e["acc"])
             if len(src) >= chunk:
                 yield "edges", dict(zip(_EDGE_KEYS, cols, strict=True))
-                cols = ([], [], [], [], [], [])
+                cols = ([], [], [], [], [], [], [])
         if cols[0]:
             yield "edges", dict(zip(_EDGE_KEYS, cols, strict=True))
         extra: list[str] = []
@@ -642,8 +682,9 @@ class GravityGraph:
         if scols[0]:
             yield "sessions", dict(zip(_SESSION_KEYS, scols, strict=True))
 
-    def edge_rows(self, now: float | None = None,
-                  chunk: int = 50_000) -> Iterator[list[tuple[str, str, float, float, float, int]]]:
+    def edge_rows(
+        self, now: float | None = None, chunk: int = 50_000
+    ) -> Iterator[list[tuple[str, str, float, float, float, int]]]:
         """Edges as (src, dst, w, pos, neg, n) decayed to `now`, in lists of `chunk` rows."""
         f = self.decay_factor(now)
         rows: list[tuple[str, str, float, float, float, int]] = []
@@ -676,14 +717,20 @@ class GravityGraph:
             succ[t] = {}
             pred[t] = {}
         ed = state["edges"]
-        cols = (ed["src"], ed["dst"], ed["w"], ed["pos"], ed["neg"], ed["n"])
+        cols = (ed["src"], ed["dst"], ed["w"], ed["pos"], ed["neg"], ed["n"], ed["acc"])
         if len({len(c) for c in cols}) != 1:
             raise ValueError("edges: arrays differ in length")
-        for ui, vi, w, pos, neg, n in zip(*cols, strict=True):
+        for ui, vi, w, pos, neg, n, acc in zip(*cols, strict=True):
             if ui >= node_count or vi >= node_count:
                 raise ValueError("edges: index outside the node table")
             u, v = tracks[ui], tracks[vi]
-            e = {"w": float(w), "pos": float(pos), "neg": float(neg), "n": int(n)}
+            e = {
+                "w": float(w),
+                "pos": float(pos),
+                "neg": float(neg),
+                "acc": float(acc),
+                "n": int(n),
+            }
             succ[u][v] = e
             pred[v][u] = e
         gg._n_edges = len(cols[0])
@@ -695,7 +742,9 @@ class GravityGraph:
         for sid, ts, length in zip(ss["ids"], ss["last_ts"], ss["lengths"], strict=True):
             gg._session_parts[_part(sid, parts)].add(sid)
             gg.sessions[sid] = [
-                float(ts), [tracks[i] for i in steps[at:at + length]], list(flags[at:at + length])
+                float(ts),
+                [tracks[i] for i in steps[at : at + length]],
+                list(flags[at : at + length]),
             ]
             at += length
         gg.cursor = int(state["cursor"])
@@ -710,7 +759,7 @@ def _part(key: str, parts: int) -> int:
     return zlib.crc32(key.encode()) % parts
 
 
-_EDGE_KEYS = ("src", "dst", "w", "pos", "neg", "n")
+_EDGE_KEYS = ("src", "dst", "w", "pos", "neg", "n", "acc")
 
 
 def forward_decay_factor(t0: float, half_life_s: float, now: float | None = None) -> float:
@@ -720,13 +769,18 @@ def forward_decay_factor(t0: float, half_life_s: float, now: float | None = None
     if now is None:
         now = time.time()
     return 2.0 ** min(1000.0, -(now - t0) / half_life_s)
+
+
 _SESSION_KEYS = ("ids", "last_ts", "lengths", "steps", "flags")
 
 
 def state_from_records(records: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """Join the records of iter_state() back into one export_state() dict."""
-    state: dict[str, Any] = {"tracks": [], "edges": {k: [] for k in _EDGE_KEYS},
-                             "sessions": {k: [] for k in _SESSION_KEYS}}
+    state: dict[str, Any] = {
+        "tracks": [],
+        "edges": {k: [] for k in _EDGE_KEYS},
+        "sessions": {k: [] for k in _SESSION_KEYS},
+    }
     for part, payload in records:
         if part == "meta":
             state.update(payload)
@@ -747,7 +801,5 @@ def _lane_key(item: tuple[float, str, str, dict[str, Any]]) -> tuple[float, str]
 
 def graph_signature(gg: GravityGraph) -> tuple[Any, ...]:
     """Everything that determines future behaviour, in a canonical order, for exact comparison."""
-    sessions = sorted(
-        (sid, st[0], tuple(st[1]), tuple(st[2])) for sid, st in gg.sessions.items()
-    )
+    sessions = sorted((sid, st[0], tuple(st[1]), tuple(st[2])) for sid, st in gg.sessions.items())
     return (gg.cursor, gg.t0, gg.clock, gg.node_count, gg.edge_count, gg.to_edge_list(), sessions)

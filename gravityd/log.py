@@ -252,15 +252,16 @@ class EventLog:
             finally:
                 conn_sync.close()
             await self._w.execute(f"PRAGMA synchronous = {self.synchronous}")
-            # Ids never go back, even when retention deleted every folded event.
             sql = (
-                "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
-                " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0))"
+                "SELECT COALESCE((SELECT MAX(id) FROM events), 0),"
+                " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0)"
             )
             async with self._w.execute(sql) as cur:
-                row = await cur.fetchone()
-            self.last_id = row[0]
-            self._next_id = self.last_id + 1
+                top, recorded = await cur.fetchone()
+            self.last_id = top
+            self._next_id = top + 1
+            # Ids never go back, even when retention deleted every folded event.
+            self.reserve_after(recorded)
             self._r = await aiosqlite.connect(self.path, isolation_level=None)
             await self._r.execute("PRAGMA query_only = ON")
         except sqlite3.DatabaseError as exc:

@@ -53,6 +53,7 @@ class Gravityd:
         self._fold_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._snapshot_lock = asyncio.Lock()
+        self._loaded = asyncio.Event()  # set once the start-up snapshot (if any) is in place
         self._last_snapshot: tuple[float, int] = (0.0, 0)  # (written at, cursor)
         self._closing = False
         self.started_at = time.time()
@@ -80,7 +81,10 @@ class Gravityd:
         self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
 
     async def _run(self) -> None:
-        await self._load_snapshot()
+        try:
+            await self._load_snapshot()
+        finally:
+            self._loaded.set()
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)
         await self._fold_loop()
@@ -125,12 +129,32 @@ class Gravityd:
         self.metrics.events_rejected.labels(reason).inc(count)
 
     async def fold_pending(self) -> int:
-        """Fold every event committed before this call; return the cursor reached."""
+        """Fold every event committed before this call; return the cursor reached.
+
+        Waits for the snapshot to be loaded first: folding into the empty start-up graph would
+        be thrown away with it.
+        """
+        await self._loaded.wait()
         target = self.log.last_id
         while self.graph.cursor < target:
             if not await self._fold_batch():
                 break  # nothing left to read (ids reserved past the end of the log)
+        self._check_ready()
         return self.graph.cursor
+
+    def _check_ready(self) -> None:
+        if self.ready or self.graph.cursor < self._ready_target:
+            return
+        self.ready = True
+        gc.freeze()  # the caught-up graph is long-lived: keep full collections off it
+        log.info(
+            "graph ready",
+            extra={
+                "cursor": self.graph.cursor,
+                "edges": self.graph.edge_count,
+                "seconds": round(time.time() - self.started_at, 3),
+            },
+        )
 
     async def _fold_batch(self) -> int:
         """Read one batch and fold it in slices of a few ms, yielding to requests in between.
@@ -171,21 +195,8 @@ class Gravityd:
         return n
 
     async def _fold_loop(self) -> None:
-        started = time.perf_counter()
         try:
-            await self.fold_pending()
-            while self.graph.cursor < self._ready_target:
-                await self.fold_pending()
-            self.ready = True
-            gc.freeze()  # the caught-up graph is long-lived: keep full collections off it
-            log.info(
-                "graph ready",
-                extra={
-                    "cursor": self.graph.cursor,
-                    "edges": self.graph.edge_count,
-                    "seconds": round(time.perf_counter() - started, 3),
-                },
-            )
+            await self.fold_pending()  # catch up with the log as it was at start: ready
             interval = self.config.fold_interval_ms / 1000
             while not self._closing:
                 await self.log.committed.wait()

@@ -16,7 +16,8 @@ from gravityd.graph import FoldParams, GravityGraph, graph_signature
 T0 = 1_700_000_000.0
 DAY = 86400.0
 A, B, C, D, E = (str(uuid.UUID(int=i + 1)) for i in range(5))
-NO_DECAY = FoldParams(half_life_days=0)
+# The tests pin the SR rule's 1/d discount; the shipped default is chosen by the eval.
+NO_DECAY = FoldParams(half_life_days=0, distance_discount_power=1.0)
 
 
 class Log:
@@ -67,8 +68,8 @@ def w(gg: GravityGraph, src: str, dst: str, now: float | None = None) -> float |
 
 def test_play_10s_accepts_and_play_start_only_counts() -> None:
     gg = folded(Log().kept(A).kept(B).add(C, "play_start"))
-    assert gg.edge(A, B, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "n": 1}
-    assert gg.edge(B, C, now=T0) == {"w": 0.0, "pos": 0.0, "neg": 0.0, "n": 1}
+    assert gg.edge(A, B, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "acc": 1.0, "n": 1}
+    assert gg.edge(B, C, now=T0) == {"w": 0.0, "pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 1}
     assert gg.edge(B, A, now=T0) is None
 
 
@@ -79,9 +80,9 @@ def test_like_adds_on_top_of_play_10s() -> None:
 
 def test_radio_next_carries_no_weight_but_starts_the_transition() -> None:
     gg = folded(Log().kept(A).add(B, "radio_next"))
-    assert gg.edge(A, B, now=T0) == {"w": 0.0, "pos": 0.0, "neg": 0.0, "n": 1}
+    assert gg.edge(A, B, now=T0) == {"w": 0.0, "pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 1}
     gg = folded(Log().kept(A).add(B, "radio_next").kept(B))
-    assert gg.edge(A, B, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "n": 1}
+    assert gg.edge(A, B, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "acc": 1.0, "n": 1}
 
 
 def test_weights_come_from_params() -> None:
@@ -118,7 +119,7 @@ def test_duplicate_verdicts_count_once() -> None:
     log = Log().kept(A).kept(B).add(B, "play_10s").add(B, "play_start").add(B, "like")
     log.add(B, "like").add(B, "skip", elapsed_ms=0).add(B, "skip", elapsed_ms=0)
     gg = folded(log)
-    assert gg.edge(A, B, now=T0) == {"w": 2.0, "pos": 3.0, "neg": 1.0, "n": 1}
+    assert gg.edge(A, B, now=T0) == {"w": 2.0, "pos": 3.0, "neg": 1.0, "acc": 3.0, "n": 1}
 
 
 def test_no_self_loops() -> None:
@@ -160,15 +161,17 @@ def test_window_limits_how_far_back_credit_goes() -> None:
     log = Log()
     for t in tracks:
         log.kept(t)
-    gg = folded(log, FoldParams(half_life_days=0, credit_window=3))
+    gg = folded(log, FoldParams(half_life_days=0, credit_window=3, distance_discount_power=1.0))
     assert w(gg, tracks[1], tracks[4]) == pytest.approx(1 / 3)
+    assert gg.edge(tracks[1], tracks[4], now=T0)["acc"] == 0.0  # multi-step credit, no verdict
+    assert gg.edge(tracks[3], tracks[4], now=T0)["acc"] == 1.0  # the direct transition
     assert gg.edge(tracks[0], tracks[4], now=T0) is None
 
 
 def test_skip_through_credits_the_real_transition() -> None:
     gg = folded(Log().kept(A).skipped(B, 2000).kept(C))
     assert w(gg, A, B) == pytest.approx(-(1 - 2 / 30))
-    assert gg.edge(A, C, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "n": 1}
+    assert gg.edge(A, C, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "acc": 1.0, "n": 1}
     assert gg.edge(B, C, now=T0) is None
 
 
@@ -179,8 +182,10 @@ def test_a_later_skip_is_a_real_step() -> None:
 
 
 def test_skip_through_disabled_with_zero() -> None:
-    gg = folded(Log().kept(A).skipped(B, 2000).kept(C), FoldParams(half_life_days=0,
-                                                                skip_through_ms=0))
+    gg = folded(
+        Log().kept(A).skipped(B, 2000).kept(C),
+        FoldParams(half_life_days=0, distance_discount_power=1.0, skip_through_ms=0),
+    )
     assert w(gg, B, C) == 1.0
     assert w(gg, A, C) == 0.5
 
@@ -233,7 +238,7 @@ def test_late_verdict_on_the_previous_track_applies_to_its_incoming_edges() -> N
 
 def test_verdict_without_play_start_starts_the_track() -> None:
     gg = folded(Log().add(A, "play_10s").add(B, "play_10s"))
-    assert gg.edge(A, B, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "n": 1}
+    assert gg.edge(A, B, now=T0) == {"w": 1.0, "pos": 1.0, "neg": 0.0, "acc": 1.0, "n": 1}
 
 
 def test_replayed_events_are_ignored() -> None:
@@ -303,7 +308,10 @@ def test_no_decay_when_half_life_is_zero() -> None:
 
 def test_maintenance_drops_faint_edges_and_idle_sessions() -> None:
     params = FoldParams(
-        half_life_days=1.0, epsilon=0.1, maintenance_every=1000, session_timeout_s=60,
+        half_life_days=1.0,
+        epsilon=0.1,
+        maintenance_every=1000,
+        session_timeout_s=60,
         maintenance_parts=1,
     )
     log = Log().kept(A).kept(B)  # A->B = 1.0 at T0
@@ -393,7 +401,7 @@ def test_neighbors_order_scores_and_rejections() -> None:
     assert out[0]["normalized_score"] == 1.0
     assert out[1]["normalized_score"] == pytest.approx(1 / 3)
     assert out[0]["weight"] == 3.0 and out[0]["direction"] == "out"
-    assert out[0]["evidence"] == {"pos": 3.0, "neg": 0.0, "n": 1}
+    assert out[0]["evidence"] == {"pos": 3.0, "neg": 0.0, "acc": 3.0, "n": 1}
     assert all(0.0 <= x["normalized_score"] <= 1.0 for x in out)
     assert D not in {x["track_id"] for x in gg.neighbors(A, direction="both", limit=100)}
 
@@ -405,7 +413,9 @@ def test_neighbors_directions() -> None:
     both = gg.neighbors(A, direction="both", now=T0)
     # B is both an out-lane (1) and an in-lane (3): the stronger is kept, once.
     assert [(x["track_id"], x["direction"], x["weight"]) for x in both] == [
-        (B, "in", 3.0), (C, "out", 3.0), (E, "in", 1.0),
+        (B, "in", 3.0),
+        (C, "out", 3.0),
+        (E, "in", 1.0),
     ]
     assert [x["normalized_score"] for x in both] == [1.0, 1.0, pytest.approx(1 / 3)]
     with pytest.raises(ValueError):
@@ -427,7 +437,9 @@ def test_neighbors_limit_min_score_unknown_and_ties() -> None:
 
 
 def test_neighbors_weight_is_decayed_and_score_is_not() -> None:
-    gg = folded(Log().kept(A).kept(B).kept(C), FoldParams(half_life_days=10))
+    gg = folded(
+        Log().kept(A).kept(B).kept(C), FoldParams(half_life_days=10, distance_discount_power=1.0)
+    )
     now = gg.clock + 10 * DAY
     lanes = gg.neighbors(A, now=now)
     assert [x["track_id"] for x in lanes] == [B, C]
@@ -473,15 +485,19 @@ def random_log(seed: int, n: int = 400) -> list[FoldEvent]:
         ts = t - rng.choice([0.0, 0.0, 0.0, 100.0])  # some late timestamps
         kind = rng.choice(kinds)
         elapsed = rng.choice([None, 0, 1500, 4000, 12000, 40000]) if kind == "skip" else None
-        events.append(
-            FoldEvent(i, f"s{rng.randrange(4)}", rng.choice(tracks), kind, ts, elapsed)
-        )
+        events.append(FoldEvent(i, f"s{rng.randrange(4)}", rng.choice(tracks), kind, ts, elapsed))
     return events
 
 
 SMALL = FoldParams(
-    half_life_days=2.0, rebase_exponent=3.0, maintenance_every=7, maintenance_parts=3,
-    max_edges_per_track=3, epsilon=0.05, credit_window=4, session_timeout_s=1800,
+    half_life_days=2.0,
+    rebase_exponent=3.0,
+    maintenance_every=7,
+    maintenance_parts=3,
+    max_edges_per_track=3,
+    epsilon=0.05,
+    credit_window=4,
+    session_timeout_s=1800,
 )
 
 

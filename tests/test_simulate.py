@@ -63,7 +63,7 @@ async def test_closed_loop_gravity_beats_embedding(client: Any) -> None:
     url = str(client.make_url("")).rstrip("/")
     res = await closed_loop(url, blocks=6, block_sessions=50, seed=0, concurrency=8)
     assert len(res.blocks) == 6
-    first = res.blocks[0]
-    assert abs(first["gravity"] - first["embedding"]) < 0.05  # it starts knowing nothing
+    # it learns: the gravity radio ends clearly below where it started and below the embedding
+    assert res.tail("gravity", 2) < res.blocks[0]["gravity"] - 0.03
     assert res.tail("gravity", 2) < res.tail("embedding", 2) - 0.03
     assert res.tail("oracle", 2) < res.tail("gravity", 2)
