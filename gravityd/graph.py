@@ -56,17 +56,17 @@ folding a log in one batch or in any split gives bit-identical state. Pure: no I
 from __future__ import annotations
 
 import heapq
-import math
 import sys
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 
 from gravityd.events import FoldEvent
+from gravityd.params import check_fields
 
 __all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature", "state_from_records"]
 
@@ -136,22 +136,7 @@ class FoldParams:
     rebase_exponent: float = 32.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool):
-                raise ValueError(f"{f.name}: must be a number, not a boolean")
-            if f.type == "int":
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                if not isinstance(value, int):
-                    raise ValueError(f"{f.name}: must be an integer")
-            else:
-                if not isinstance(value, (int, float)):
-                    raise ValueError(f"{f.name}: must be a number")
-                value = float(value)
-                if not math.isfinite(value):
-                    raise ValueError(f"{f.name}: must be finite")
-            object.__setattr__(self, f.name, value)
+        check_fields(self)
         self.validate()
 
     def validate(self) -> None:

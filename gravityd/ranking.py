@@ -46,11 +46,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from gravityd.events import EventError, canonical_uuid
 from gravityd.graph import GravityGraph
+from gravityd.params import check_fields
 
 __all__ = [
     "MISSING_EMBEDDING_RULES",
@@ -100,30 +101,7 @@ class RankParams:
     rank_missing_embedding_score: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "bool":
-                if not isinstance(value, bool):
-                    raise ValueError(f"{f.name}: must be a boolean")
-                continue
-            if f.type == "str":
-                if not isinstance(value, str):
-                    raise ValueError(f"{f.name}: must be a string")
-                continue
-            if isinstance(value, bool):
-                raise ValueError(f"{f.name}: must be a number, not a boolean")
-            if f.type == "int":
-                if isinstance(value, float) and value.is_integer():
-                    value = int(value)
-                if not isinstance(value, int):
-                    raise ValueError(f"{f.name}: must be an integer")
-            else:
-                if not isinstance(value, (int, float)):
-                    raise ValueError(f"{f.name}: must be a number")
-                value = float(value)
-                if not math.isfinite(value):
-                    raise ValueError(f"{f.name}: must be finite")
-            object.__setattr__(self, f.name, value)
+        check_fields(self)
         self.validate()
 
     def validate(self) -> None:
