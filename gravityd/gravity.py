@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -69,17 +70,27 @@ class SnapshotGraph:
         log.info("ranking graph loaded", extra={"path": self.path, "edges": graph.edge_count})
 
 
-_sources: dict[str, SnapshotGraph] = {}
+_sources: dict[tuple[str | None, str | None], SnapshotGraph] = {}
 _sources_lock = threading.Lock()
 
 
 def _default_source() -> SnapshotGraph:
-    config = load_config()
-    with _sources_lock:
-        src = _sources.get(config.snapshot_dir)
-        if src is None:
-            src = _sources[config.snapshot_dir] = SnapshotGraph(config)
-        return src
+    """The snapshot graph of the configured folder; the config is read once per setting."""
+    key = (os.environ.get("GRAVITYD_CONFIG"), os.environ.get("GRAVITYD_SNAPSHOT_DIR"))
+    src = _sources.get(key)
+    if src is None:
+        with _sources_lock:
+            src = _sources.get(key)
+            if src is None:
+                src = _sources[key] = SnapshotGraph(load_config())
+    return src
+
+
+def _canon(t: str) -> str:
+    # the graph holds lower-case UUIDs; the regex runs only for ids that need it
+    if type(t) is str and t.islower():
+        return t
+    return canonical_uuid(t) or t
 
 
 def rank_candidates(
@@ -107,17 +118,14 @@ def rank_candidates(
         if params is None:
             params = source.config.rank
 
-    def canon(t: str) -> str:
-        return canonical_uuid(t) or t
-
     scores = None
     if embeddings_scores is not None:
-        scores = {canon(k): v for k, v in embeddings_scores.items()}
+        scores = {_canon(k): v for k, v in embeddings_scores.items()}
     return ranking.rank_candidates(
-        canon(current_track_id),
-        [canon(c) for c in candidate_track_ids],
+        _canon(current_track_id),
+        [_canon(c) for c in candidate_track_ids],
         scores,
-        None if session_history is None else [canon(h) for h in session_history],
+        None if session_history is None else [_canon(h) for h in session_history],
         graph=graph,
         limit=limit,
         params=params,

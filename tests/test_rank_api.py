@@ -106,8 +106,8 @@ async def test_http_and_in_process_agree_on_the_same_snapshot(
     assert [r["track_id"] for r in in_process] == [r["track_id"] for r in over_http]
     for a, b in zip(in_process, over_http, strict=True):
         assert a["score"] == pytest.approx(b["score"], rel=1e-6)
-    src = gravity._sources[cfg.snapshot_dir]
-    assert src.path == snap["path"]
+    (src,) = gravity._sources.values()
+    assert src.path == snap["path"] and src.folder == cfg.snapshot_dir
 
 
 async def test_in_process_picks_up_a_newer_snapshot(
