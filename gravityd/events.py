@@ -14,6 +14,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+# About 24.8 days: longer than any track, and small enough for every store and client.
+MAX_ELAPSED_MS = 2**31 - 1
 EVENT_TYPES = frozenset({"play_start", "play_10s", "skip", "radio_next", "like"})
 
 _UUID_RE = re.compile(
@@ -186,10 +188,14 @@ def validate_event(obj: Any, limits: ValidationLimits, now: float | None = None)
             elapsed = meta_raw["elapsed_ms"]
             if isinstance(elapsed, float) and elapsed.is_integer() and math.isfinite(elapsed):
                 elapsed = int(elapsed)
-            if not isinstance(elapsed, int) or isinstance(elapsed, bool) or elapsed < 0:
+            if (
+                not isinstance(elapsed, int)
+                or isinstance(elapsed, bool)
+                or not 0 <= elapsed <= MAX_ELAPSED_MS
+            ):
                 raise EventError(
                     "invalid_elapsed_ms",
-                    "meta.elapsed_ms must be a non-negative integer",
+                    f"meta.elapsed_ms must be an integer from 0 to {MAX_ELAPSED_MS}",
                     "meta.elapsed_ms",
                 )
             elapsed_ms = elapsed

@@ -314,15 +314,31 @@ class EventLog:
             results, next_id = await self._w._execute(
                 _write_batch, self._w._conn, work, self._next_id
             )
-        except Exception as exc:
-            log.error("log commit failed", extra={"error": str(exc)})
-            if self.on_commit_error is not None:
-                self.on_commit_error()
-            err = LogError(f"the event log cannot take writes: {exc}")
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(err)
+        except sqlite3.OperationalError as exc:  # disk full, locked, I/O: nobody can commit
+            self._fail(batch, exc)
             return
+        except Exception as exc:
+            if len(batch) > 1:
+                # A row the database refuses must fail only the request that sent it.
+                for item in batch:
+                    await self._commit([item])
+                return
+            self._fail(batch, exc)
+            return
+        self._succeed(batch, results, next_id, started)
+
+    def _fail(self, batch: list, exc: BaseException) -> None:
+        log.error("log commit failed", extra={"error": str(exc)})
+        if self.on_commit_error is not None:
+            self.on_commit_error()
+        err = LogError(f"the event log cannot take writes: {exc}")
+        for _, _, fut in batch:
+            if not fut.done():
+                fut.set_exception(err)
+
+    def _succeed(
+        self, batch: list, results: list[list[Appended]], next_id: int, started: float
+    ) -> None:
         new = next_id - self._next_id
         self._next_id = next_id
         if new:

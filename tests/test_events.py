@@ -63,6 +63,8 @@ def test_minimal_event_gets_server_time_and_canonical_ids() -> None:
         ({"meta": {"elapsed_ms": 1.5}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
         ({"meta": {"elapsed_ms": "12"}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
         ({"meta": {"elapsed_ms": True}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
+        ({"meta": {"elapsed_ms": 2**64 - 1}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
+        ({"meta": {"elapsed_ms": 1e29}}, "invalid_elapsed_ms", "meta.elapsed_ms"),
         ({"context": 3}, "invalid_context", "context"),
         ({"context": "c" * 65}, "invalid_context", "context"),
         ({"event_id": ""}, "invalid_event_id", "event_id"),

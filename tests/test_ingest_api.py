@@ -81,7 +81,7 @@ async def test_field_is_named_in_error(client: Any) -> None:
     assert resp.status == 400
     assert (await resp.json())["error"] == {
         "code": "invalid_elapsed_ms",
-        "message": "meta.elapsed_ms must be a non-negative integer",
+        "message": "meta.elapsed_ms must be an integer from 0 to 2147483647",
         "field": "meta.elapsed_ms",
     }
 
@@ -319,3 +319,29 @@ def test_schema_is_versioned_and_a_newer_log_is_refused(tmp_path: Any) -> None:
     with pytest.raises(LogError) as info:
         connect_sync(db)
     assert "newer" in str(info.value)
+
+
+async def test_a_row_the_database_refuses_fails_only_its_own_request(tmp_path: Any) -> None:
+    """Validation keeps such rows out; if one slips through, the group commit it shares with
+    other requests must not take them down with it."""
+    import asyncio
+
+    from gravityd.events import ValidationLimits, validate_event
+    from gravityd.log import EventLog, LogError
+
+    log = EventLog(tmp_path / "iso.db")
+    await log.open()
+    try:
+        good = [validate_event(event(track=i), ValidationLimits()) for i in range(5)]
+        bad = good[0]._replace(elapsed_ms=2**70)  # SQLite integers stop at 2**63 - 1
+        results = await asyncio.gather(
+            *[log.append([g]) for g in good[:3]],
+            log.append([bad]),
+            *[log.append([g]) for g in good[3:]],
+            return_exceptions=True,
+        )
+        assert isinstance(results[3], LogError)
+        assert all(isinstance(r, list) for i, r in enumerate(results) if i != 3)
+        assert await log.count() == 5
+    finally:
+        await log.close()
