@@ -128,10 +128,10 @@ class FoldParams:
     # Edges whose decayed |weight| is below this are dropped when trimmed or swept (weight units).
     epsilon: float = 0.01
     # A maintenance step runs when the log id crosses a multiple of this (events).
-    maintenance_every: int = 5000
+    maintenance_every: int = 20_000
     # Slices of tracks and sessions: each maintenance step sweeps the next one, so a full pass
     # takes maintenance_every * maintenance_parts events.
-    maintenance_parts: int = 128
+    maintenance_parts: int = 512
     # Forward-decay exponent (in half-lives since t0) past which stored values are rebased.
     rebase_exponent: float = 32.0
 
