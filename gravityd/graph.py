@@ -473,16 +473,22 @@ class GravityGraph:
         if b in cand or len(set(cand)) != len(cand):  # rare: credit each track once, nearest
             seen = {b}
             pairs = [(a, dd) for a, dd in pairs if a not in seen and not seen.add(a)]
-        cap = 2 * self.params.max_edges_per_track
+        keep = self.params.max_edges_per_track
+        cap = 2 * keep
         created = 0
         direct = v  # the nearest visible step is the direct predecessor: a verdict on a->b
         for a, dd in pairs:
             c = v * dd
-            nbrs = succ.get(a)
-            if nbrs is None:
-                nbrs = self._add_node(a)
-            e = nbrs.get(b)
+            e = pred_b.get(a)  # the same dict as succ[a][b]: one lookup instead of two
             if e is None:
+                nbrs = succ.get(a)
+                if nbrs is None:
+                    nbrs = self._add_node(a)
+                if len(nbrs) >= keep and not direct:
+                    # A full track opens no new edge for a far credit: it would be among the
+                    # weakest and trimmed soon, and opening it costs more than the credit is worth.
+                    direct = 0.0
+                    continue
                 if len(nbrs) >= cap:
                     self._trim(a, nbrs, self.decay_factor(t), cap // 2)
                 nbrs[b] = pred_b[a] = {"w": c, "pos": c, "neg": 0.0, "acc": direct, "n": 0}
