@@ -91,7 +91,7 @@ def updates_per_event(events: list[FoldEvent]) -> float:
 def ceilings(gg: GravityGraph, updates: int, seed: int) -> tuple[float, float, int]:
     """networkx get_edge_data/add_edge updates/s and plain dict updates/s on the same edges,
     and the RSS growth of building the networkx DiGraph."""
-    edges = [(u, v, e["w"]) for u, nbrs in gg.g._succ.items() for v, e in nbrs.items()]
+    edges = [(u, v, e["pos"] - e["neg"]) for u, nbrs in gg.g._succ.items() for v, e in nbrs.items()]
     rng = random.Random(seed)
     pairs = [edges[rng.randrange(len(edges))][:2] for _ in range(updates)]
     gc.collect()

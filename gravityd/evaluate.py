@@ -589,7 +589,11 @@ def evaluate(
         pool_m["SR"].add(_pool_rank(pool, b, sr.get(a, {}), cos_a, tie))
         pool_m["bigram"].add(_pool_rank(pool, b, bigram.get(a, {}), cos_a, tie))
         nbrs = succ.get(uuids[a], {})
-        w_of = {c: nbrs[uuids[c]]["w"] * decay for c in pool if uuids[c] in nbrs}
+        w_of = {
+            c: (nbrs[uuids[c]]["pos"] - nbrs[uuids[c]]["neg"]) * decay
+            for c in pool
+            if uuids[c] in nbrs
+        }
         pool_m["gravity only"].add(_pool_rank(pool, b, w_of, cos_a, tie))
         history = songs[max(0, j - HISTORY) : j]
         t0 = time.perf_counter()

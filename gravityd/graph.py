@@ -70,7 +70,7 @@ from gravityd.params import check_fields
 
 __all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature", "state_from_records"]
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 # Per-step verdict flags in a session's memory.
 F_START = 1  # play_start seen
@@ -173,8 +173,9 @@ class FoldParams:
 class GravityGraph:
     """The track graph, the sessions' memory and the cursor, which always travel together.
 
-    Edge attributes (all stored forward-scaled except ``n``): ``w`` the net weight, ``pos`` and
-    ``neg`` the positive and negative evidence (both >= 0, w = pos - neg), ``acc`` the part of
+    Edge attributes (all stored forward-scaled except ``n``): ``pos`` and ``neg`` the positive
+    and negative evidence (both >= 0; the net weight is pos - neg, derived, never stored twice),
+    ``acc`` the part of
     ``pos`` from direct verdicts (B kept right after A, distance 1: what a skip is weighed
     against; the rest of ``pos`` is multi-step credit), ``n`` the traversals.
     A session's state is a list ``[last_ts, steps, flags]``: its latest (clamped) event time, its
@@ -228,7 +229,7 @@ class GravityGraph:
             return None
         f = self.decay_factor(now)
         return {
-            "w": e["w"] * f,
+            "w": (e["pos"] - e["neg"]) * f,
             "pos": e["pos"] * f,
             "neg": e["neg"] * f,
             "acc": e["acc"] * f,
@@ -260,11 +261,12 @@ class GravityGraph:
         lanes: dict[str, tuple[float, str, dict[str, Any]]] = {}
         if direction != "in":
             for v, e in self.g._succ[track_id].items():
-                if e["w"] > 0.0:
-                    lanes[v] = (e["w"], "out", e)
+                w = e["pos"] - e["neg"]
+                if w > 0.0:
+                    lanes[v] = (w, "out", e)
         if direction != "out":
             for u, e in self.g._pred[track_id].items():
-                w = e["w"]
+                w = e["pos"] - e["neg"]
                 if w > 0.0:
                     have = lanes.get(u)
                     if have is None or w > have[0]:
@@ -307,7 +309,7 @@ class GravityGraph:
         `now`."""
         f = 1.0 if now is None else self.decay_factor(now)
         return sorted(
-            (u, v, e["w"] * f, e["pos"] * f, e["neg"] * f, e["n"], e["acc"] * f)
+            (u, v, (e["pos"] - e["neg"]) * f, e["pos"] * f, e["neg"] * f, e["n"], e["acc"] * f)
             for u, nbrs in self.g._succ.items()
             for v, e in nbrs.items()
         )
@@ -429,9 +431,7 @@ class GravityGraph:
                                     e = nbrs.get(b) if nbrs is not None else None
                                     if e is None:
                                         e = new_edge(a, b, t)
-                                    v = x * s
-                                    e["w"] -= v
-                                    e["neg"] += v
+                                    e["neg"] += x * s
                             else:
                                 credit(steps, flags, j, x * s, t)
                 else:
@@ -491,10 +491,9 @@ class GravityGraph:
                     continue
                 if len(nbrs) >= cap:
                     self._trim(a, nbrs, self.decay_factor(t), cap // 2)
-                nbrs[b] = pred_b[a] = {"w": c, "pos": c, "neg": 0.0, "acc": direct, "n": 0}
+                nbrs[b] = pred_b[a] = {"pos": c, "neg": 0.0, "acc": direct, "n": 0}
                 created += 1
             else:
-                e["w"] += c
                 e["pos"] += c
                 if direct:
                     e["acc"] += direct
@@ -520,7 +519,7 @@ class GravityGraph:
             self._trim(a, nbrs, self.decay_factor(t), self.params.max_edges_per_track)
         if b not in succ:
             self._add_node(b)
-        e: dict[str, Any] = {"w": 0.0, "pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
+        e: dict[str, Any] = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
         nbrs[b] = e
         g._pred[b][a] = e
         self._n_edges += 1
@@ -529,10 +528,12 @@ class GravityGraph:
     def _trim(self, u: str, nbrs: dict[str, Any], f: float, k: int) -> list[str]:
         """Drop u's edges under epsilon at decay factor f, then all but the k strongest by |w|."""
         eps = self.params.epsilon
-        drop = [v for v, e in nbrs.items() if abs(e["w"]) * f < eps]
+        drop = [v for v, e in nbrs.items() if abs(e["pos"] - e["neg"]) * f < eps]
         if len(nbrs) - len(drop) > k:
             dropped = set(drop)
-            ranked = sorted((-abs(e["w"]), v) for v, e in nbrs.items() if v not in dropped)
+            ranked = sorted(
+                (-abs(e["pos"] - e["neg"]), v) for v, e in nbrs.items() if v not in dropped
+            )
             drop.extend(v for _, v in ranked[k:])
         if drop:
             pred = self.g._pred
@@ -547,7 +548,6 @@ class GravityGraph:
         f = 2.0 ** (-(t - self.t0) / self._h)
         for nbrs in self.g._succ.values():
             for e in nbrs.values():
-                e["w"] *= f
                 e["pos"] *= f
                 e["acc"] *= f
                 e["neg"] *= f
@@ -631,21 +631,20 @@ class GravityGraph:
         )
         for i in range(0, len(tracks), chunk):
             yield "tracks", tracks[i : i + chunk]
-        cols: tuple[list, ...] = ([], [], [], [], [], [], [])
+        cols: tuple[list, ...] = ([], [], [], [], [], [])
         for u, nbrs in g._succ.items():
             ui = index[u]
-            src, dst, w, pos, neg, n, acc = cols
+            src, dst, pos, neg, n, acc = cols
             for v, e in nbrs.items():
                 src.append(ui)
                 dst.append(index[v])
-                w.append(e["w"])
                 pos.append(e["pos"])
                 neg.append(e["neg"])
                 n.append(e["n"])
                 acc.append(e["acc"])
             if len(src) >= chunk:
                 yield "edges", dict(zip(_EDGE_KEYS, cols, strict=True))
-                cols = ([], [], [], [], [], [], [])
+                cols = ([], [], [], [], [], [])
         if cols[0]:
             yield "edges", dict(zip(_EDGE_KEYS, cols, strict=True))
         extra: list[str] = []
@@ -681,7 +680,8 @@ class GravityGraph:
         rows: list[tuple[str, str, float, float, float, int]] = []
         for u, nbrs in self.g._succ.items():
             for v, e in nbrs.items():
-                rows.append((u, v, e["w"] * f, e["pos"] * f, e["neg"] * f, e["n"]))
+                pos, neg = e["pos"], e["neg"]
+                rows.append((u, v, (pos - neg) * f, pos * f, neg * f, e["n"]))
             if len(rows) >= chunk:
                 yield rows
                 rows = []
@@ -708,15 +708,14 @@ class GravityGraph:
             succ[t] = {}
             pred[t] = {}
         ed = state["edges"]
-        cols = (ed["src"], ed["dst"], ed["w"], ed["pos"], ed["neg"], ed["n"], ed["acc"])
+        cols = (ed["src"], ed["dst"], ed["pos"], ed["neg"], ed["n"], ed["acc"])
         if len({len(c) for c in cols}) != 1:
             raise ValueError("edges: arrays differ in length")
-        for ui, vi, w, pos, neg, n, acc in zip(*cols, strict=True):
+        for ui, vi, pos, neg, n, acc in zip(*cols, strict=True):
             if ui >= node_count or vi >= node_count:
                 raise ValueError("edges: index outside the node table")
             u, v = tracks[ui], tracks[vi]
             e = {
-                "w": float(w),
                 "pos": float(pos),
                 "neg": float(neg),
                 "acc": float(acc),
@@ -750,7 +749,7 @@ def _part(key: str, parts: int) -> int:
     return zlib.crc32(key.encode()) % parts
 
 
-_EDGE_KEYS = ("src", "dst", "w", "pos", "neg", "n", "acc")
+_EDGE_KEYS = ("src", "dst", "pos", "neg", "n", "acc")
 
 
 def forward_decay_factor(t0: float, half_life_s: float, now: float | None = None) -> float:

@@ -276,16 +276,9 @@ def iter_edge_rows(
         if part == "tracks":
             tracks.extend(payload)
         elif part == "edges":
-            cols = (
-                payload["src"],
-                payload["dst"],
-                payload["w"],
-                payload["pos"],
-                payload["neg"],
-                payload["n"],
-            )
-            for s, d, w, pos, neg, n in zip(*cols, strict=True):
-                rows.append((tracks[s], tracks[d], w * f, pos * f, neg * f, n))
+            cols = (payload["src"], payload["dst"], payload["pos"], payload["neg"], payload["n"])
+            for s, d, pos, neg, n in zip(*cols, strict=True):
+                rows.append((tracks[s], tracks[d], (pos - neg) * f, pos * f, neg * f, n))
                 if len(rows) >= chunk:
                     yield rows
                     rows = []

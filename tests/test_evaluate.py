@@ -117,7 +117,7 @@ def test_replay_goes_through_the_real_fold() -> None:
     params = replace(FoldParams(), half_life_days=0.0, distance_discount_power=1.0)
     graph, n_events, _ = ev.replay([[0, 1, 2], [2, 0]], uuids, params)
     assert n_events == 10
-    w = {(u, v): round(e["w"], 6) for u, v, e in graph.g.edges(data=True)}
+    w = {(u, v): round(e["pos"] - e["neg"], 6) for u, v, e in graph.g.edges(data=True)}
     u0, u1, u2 = uuids
     assert w == {(u0, u1): 1.0, (u1, u2): 1.0, (u0, u2): 0.5, (u2, u0): 1.0}
 

@@ -544,6 +544,6 @@ def test_from_state_rejects_bad_input() -> None:
     state = gg.export_state()
     with pytest.raises(ValueError):
         GravityGraph.from_state({**state, "version": 99})
-    bad = {**state, "edges": {**state["edges"], "w": []}}
+    bad = {**state, "edges": {**state["edges"], "pos": []}}
     with pytest.raises(ValueError):
         GravityGraph.from_state(bad)
