@@ -331,6 +331,7 @@ class GravityGraph:
         bound = p.rebase_exponent
         cap = self._steps_cap
         every = p.maintenance_every
+        mark = (cursor // every + 1) * every  # the next log id that triggers a sweep step
         every_part = p.maintenance_parts
         w_start, w_p10, w_like = p.weight_play_start, p.weight_play_10s, p.weight_like
         skip_pen, grade_ms = p.skip_penalty, p.skip_grade_ms
@@ -348,9 +349,10 @@ class GravityGraph:
                 count += 1
                 code = codes.get(etype, 0)
                 if not code:  # not a fold signal: nothing to learn, the cursor still moves
-                    if eid // every != cursor // every:
+                    if eid >= mark:  # the log id crossed a multiple of maintenance_every
                         self.clock = clock
                         self._maintain(clock)
+                        mark = (eid // every + 1) * every
                     cursor = eid
                     continue
                 st = sessions.get(sid)
@@ -436,9 +438,10 @@ class GravityGraph:
                                 credit(steps, flags, j, x * s, t)
                 else:
                     flags[j] |= F_RADIO
-                if eid // every != cursor // every:
+                if eid >= mark:
                     self.clock = clock
                     self._maintain(clock)
+                    mark = (eid // every + 1) * every
                 cursor = eid
         finally:
             self.cursor = cursor
