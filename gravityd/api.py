@@ -25,7 +25,7 @@ SERVICE: web.AppKey[Gravityd] = web.AppKey("service", Gravityd)
 JSON_TYPES = frozenset(
     {"application/json", "application/x-ndjson", "text/plain", "application/octet-stream", ""}
 )
-VALIDATE_SLICE = 500  # events validated between two yields to the event loop
+VALIDATE_SLICE = 100  # events validated between two yields to the event loop
 CORS_EXACT = frozenset({"/event", "/events", "/rank"})
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 

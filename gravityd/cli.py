@@ -123,6 +123,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
     setup_logging(cfg.log_level, cfg.log_format)
+    # The log's writer and snapshot threads hold the interpreter lock while they build rows;
+    # the default 5 ms switch interval would let each of them stall the event loop that long.
+    sys.setswitchinterval(0.0005)
     app = create_app(Gravityd(cfg))
     host, port = sock.getsockname()[:2]
 

@@ -70,7 +70,7 @@ class Config:
     commit_max_events: int = _s("ingest", 20000, 1)
     # [fold]
     fold_batch_events: int = _s("fold", 2000, 1)
-    fold_slice_events: int = _s("fold", 250, 1)
+    fold_slice_events: int = _s("fold", 100, 1)
     fold_interval_ms: float = _s("fold", 20.0, 0)
     # [snapshot]
     snapshot_interval_s: float = _s("snapshot", 300.0, 1)

@@ -174,7 +174,7 @@ class Gravityd:
                     n = self.graph.fold(part)
                 except Exception:
                     self.metrics.fold_errors.inc()
-                    log.exception("fold failed", extra={"first_id": part[0].id})
+                    log.exception("fold failed", extra={"first_id": part[0][0]})
                     n = self._fold_one_by_one(part)
                 self.metrics.fold_events.inc(n)
                 await asyncio.sleep(0)  # let reads in between slices
@@ -184,14 +184,15 @@ class Gravityd:
         """Fold a failed batch event by event, skipping (and reporting) the ones that raise."""
         n = 0
         for ev in events:
-            if ev.id <= self.graph.cursor:
+            eid = ev[0]
+            if eid <= self.graph.cursor:
                 continue
             try:
                 n += self.graph.fold([ev])
             except Exception:
                 self.metrics.fold_errors.inc()
-                log.error("event skipped by the fold", extra={"event_id": ev.id})
-                self.graph.cursor = ev.id
+                log.error("event skipped by the fold", extra={"event_id": eid})
+                self.graph.cursor = eid
         return n
 
     async def _fold_loop(self) -> None:
