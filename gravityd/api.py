@@ -310,8 +310,7 @@ def _wants_cors(path: str) -> bool:
 def make_middleware(svc: Gravityd) -> Any:
     """One middleware for errors, CORS and metrics: each layer costs on the hot path."""
     m = svc.metrics
-    latency: dict[tuple[str, str], Any] = {}
-    counts: dict[tuple[str, str, int], Any] = {}
+    latency: dict[tuple[Any, str, int], Any] = {}
     origins = svc.config.cors_origins
 
     @web.middleware
@@ -342,18 +341,14 @@ def make_middleware(svc: Gravityd) -> Any:
                     response.headers["Access-Control-Allow-Origin"] = allowed
                     if allowed != "*":
                         response.headers["Vary"] = "Origin"
+        # One histogram observation per request, its child cached per (route, method, status).
         resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        key = (route, method)
+        key = (resource, method, response.status)
         child = latency.get(key)
         if child is None:
-            child = latency[key] = m.request_seconds.labels(route, method)
+            route = resource.canonical if resource is not None else "unmatched"
+            child = latency[key] = m.request_seconds.labels(route, method, str(response.status))
         child.observe(time.perf_counter() - started)
-        ckey = (route, method, response.status)
-        counter = counts.get(ckey)
-        if counter is None:
-            counter = counts[ckey] = m.requests.labels(route, method, str(response.status))
-        counter.inc()
         return response
 
     return middleware

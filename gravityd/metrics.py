@@ -47,15 +47,9 @@ class Metrics:
         )
         self.request_seconds = Histogram(
             "gravityd_request_seconds",
-            "Request latency by route.",
-            ["route", "method"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.requests = Counter(
-            "gravityd_requests",
-            "Requests by route and status.",
+            "Request latency by route, method and status (its _count counts requests).",
             ["route", "method", "status"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.fold_events = Counter(

@@ -294,7 +294,8 @@ async def test_health_ready_metrics(client: Any) -> None:
     assert "gravityd_events_accepted_total 1.0" in text
     assert 'gravityd_events_rejected_total{reason="missing_field"} 1.0' in text
     assert "gravityd_commit_batch_events_count" in text
-    assert 'gravityd_request_seconds_count{method="POST",route="/event"} 2.0' in text
+    assert 'gravityd_request_seconds_count{method="POST",route="/event",status="202"} 1.0' in text
+    assert 'gravityd_request_seconds_count{method="POST",route="/event",status="400"} 1.0' in text
     assert "gravityd_fold_lag_events" in text and "gravityd_graph_edges" in text
 
 
