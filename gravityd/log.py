@@ -310,7 +310,9 @@ class EventLog:
         try:
             # aiosqlite's public calls cost one thread hop each (BEGIN, executemany, COMMIT,
             # the duplicate check); under load each hop waits for a busy event loop, so the
-            # transaction runs as one function on the connection's own thread.
+            # transaction runs as one function on the connection's own thread. _execute and
+            # _conn are aiosqlite internals (present from 0.20 to 0.22): pyproject pins the range
+            # and every ingest test exercises them.
             results, next_id = await self._w._execute(
                 _write_batch, self._w._conn, work, self._next_id
             )
