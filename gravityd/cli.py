@@ -228,8 +228,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 1
 
 
-def _not_yet(name: str, issue: int) -> int:
-    return _fail(f"'{name}' is not available in this version yet (tracked in issue {issue})")
+def cmd_eval(args: argparse.Namespace) -> int:
+    try:
+        return evaluate.run(args)
+    except (FileNotFoundError, ValueError) as exc:
+        return _fail(str(exc))
+
+
+COMMANDS = {
+    "serve": cmd_serve,
+    "build": cmd_build,
+    "restore": cmd_restore,
+    "snapshot": cmd_snapshot,
+    "simulate": cmd_simulate,
+    "eval": cmd_eval,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,23 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        if args.command == "serve":
-            return cmd_serve(args)
-        if args.command == "build":
-            return cmd_build(args)
-        if args.command == "restore":
-            return cmd_restore(args)
-        if args.command == "snapshot":
-            return cmd_snapshot(args)
-        if args.command == "simulate":
-            return cmd_simulate(args)
-        if args.command == "eval":
-            try:
-                return evaluate.run(args)
-            except (FileNotFoundError, ValueError) as exc:
-                return _fail(str(exc))
+        return COMMANDS[args.command](args)
     except ConfigError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
-    return EXIT_USAGE

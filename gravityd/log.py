@@ -384,10 +384,6 @@ class EventLog:
             row = await cur.fetchone()
         return row[0]
 
-    @property
-    def pending(self) -> int:
-        return sum(len(events) for events, _, _ in self._queue)
-
     async def drain(self) -> None:
         """Stop taking events and wait until every queued one is committed."""
         self._closing = True
