@@ -76,7 +76,7 @@ class Config:
     snapshot_interval_s: float = _s("snapshot", 300.0, 1)
     snapshot_min_events: int = _s("snapshot", 1, 1)
     snapshot_keep: int = _s("snapshot", 3, 1)
-    snapshot_chunk: int = _s("snapshot", 10000, 100)
+    snapshot_chunk: int = _s("snapshot", 2000, 100)
     snapshot_track_edges: bool = _s("snapshot", True)
     snapshot_on_shutdown: bool = _s("snapshot", True)
     log_retention_days: float = _s("snapshot", 0.0, 0)

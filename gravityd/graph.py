@@ -620,7 +620,7 @@ class GravityGraph:
         """
         g = self.g
         tracks = list(g._node)
-        index = {t: i for i, t in enumerate(tracks)}
+        index: dict[str, int] = {}  # filled chunk by chunk: no single long step
         yield (
             "meta",
             {
@@ -633,7 +633,9 @@ class GravityGraph:
             },
         )
         for i in range(0, len(tracks), chunk):
-            yield "tracks", tracks[i : i + chunk]
+            part = tracks[i : i + chunk]
+            index.update(zip(part, range(i, i + len(part)), strict=True))
+            yield "tracks", part
         cols: tuple[list, ...] = ([], [], [], [], [], [])
         for u, nbrs in g._succ.items():
             ui = index[u]
@@ -664,7 +666,7 @@ class GravityGraph:
                     extra.append(t)
                 steps.append(i)
             flags.extend(st_flags)
-            if len(sids) >= chunk:
+            if len(steps) >= chunk:  # sessions hold up to 2 * credit_window + 2 steps each
                 if extra:
                     yield "tracks", extra
                     extra = []
