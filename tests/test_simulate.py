@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gravityd.api import create_app
 from gravityd.events import ValidationLimits, validate_event
+from gravityd.service import Gravityd
 from gravityd.simulate import (
     World,
     closed_loop,
@@ -15,6 +17,8 @@ from gravityd.simulate import (
     session_events,
     skip_rate,
 )
+
+from .conftest import make_config
 
 BASE = 1_780_000_000.0
 
@@ -59,11 +63,17 @@ async def test_open_loop_posts_everything_accepted(client: Any) -> None:
     assert again == accepted and status["last_id"] == accepted
 
 
-async def test_closed_loop_gravity_beats_embedding(client: Any) -> None:
+async def test_closed_loop_gravity_beats_embedding(aiohttp_client: Any, tmp_path: Any) -> None:
+    # The graph changes only at block ends (POST /admin/fold), not while a block runs, so what
+    # each block's radio knows does not depend on how concurrent requests interleave.
+    cfg = make_config(tmp_path, fold_interval_ms=3_600_000.0)
+    client = await aiohttp_client(create_app(Gravityd(cfg)))
     url = str(client.make_url("")).rstrip("/")
     res = await closed_loop(url, blocks=6, block_sessions=50, seed=0, concurrency=8)
     assert len(res.blocks) == 6
+    first = res.blocks[0]
+    assert first["gravity"] == first["embedding"]  # an empty graph ranks by embedding alone
     # it learns: the gravity radio ends clearly below where it started and below the embedding
-    assert res.tail("gravity", 2) < res.blocks[0]["gravity"] - 0.03
-    assert res.tail("gravity", 2) < res.tail("embedding", 2) - 0.03
+    assert res.tail("gravity", 2) < first["gravity"] - 0.05
+    assert res.tail("gravity", 2) < res.tail("embedding", 2) - 0.05
     assert res.tail("oracle", 2) < res.tail("gravity", 2)
