@@ -50,32 +50,11 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
 def gravityd(
     workdir: Path, *extra: str, env: dict[str, str] | None = None, ready_path: str = "/readyz"
 ) -> Iterator[str]:
-    """A real `gravityd serve` on a free loopback port; yields its base URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gravityd",
-            "serve",
-            "--port",
-            str(port),
-            "--db",
-            str(workdir / "bench.db"),
-            "--snapshot-dir",
-            str(workdir / "snapshots"),
-            *extra,
-        ],
-        cwd=REPO,
-        env={**os.environ, "GRAVITYD_LOG_LEVEL": "WARNING", **(env or {})},
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}{ready_path}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(60)
+    """A real `gravityd serve` with its files under workdir; yields its base URL."""
+    with serve(
+        workdir / "bench.db", workdir / "snapshots", *extra, env=env, ready_path=ready_path
+    ) as daemon:
+        yield daemon.url
 
 
 @contextmanager

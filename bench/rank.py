@@ -191,42 +191,20 @@ def main() -> None:
         gravity._sources.clear()
         params = ranking.RankParams()
 
-        def with_graph(b: dict[str, Any]) -> Any:
-            return gravity.rank_candidates(
+        def pooled(fn: Any, **kw: Any) -> Any:
+            """fn applied to one request body, positional arguments as the radio passes them."""
+            return lambda b: fn(
                 b["current_track_id"],
                 b["candidate_track_ids"],
                 b["embeddings_scores"],
                 b["session_history"],
-                graph=loaded,
+                **kw,
             )
 
-        def from_folder(b: dict[str, Any]) -> Any:
-            return gravity.rank_candidates(
-                b["current_track_id"],
-                b["candidate_track_ids"],
-                b["embeddings_scores"],
-                b["session_history"],
-            )
-
-        def with_params(b: dict[str, Any]) -> Any:
-            return gravity.rank_candidates(
-                b["current_track_id"],
-                b["candidate_track_ids"],
-                b["embeddings_scores"],
-                b["session_history"],
-                graph=loaded,
-                params=params,
-            )
-
-        def core(b: dict[str, Any]) -> Any:
-            return ranking.rank_candidates(
-                b["current_track_id"],
-                b["candidate_track_ids"],
-                b["embeddings_scores"],
-                b["session_history"],
-                graph=loaded,
-                params=params,
-            )
+        with_graph = pooled(gravity.rank_candidates, graph=loaded)
+        from_folder = pooled(gravity.rank_candidates)
+        with_params = pooled(gravity.rank_candidates, graph=loaded, params=params)
+        core = pooled(ranking.rank_candidates, graph=loaded, params=params)
 
         t = time.perf_counter()
         from_folder(pools[0])
