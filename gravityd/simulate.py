@@ -27,6 +27,7 @@ import random
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -382,20 +383,22 @@ async def open_loop(
     token: str = "",
     world: World | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[int, World]:
-    """Post `sessions` embedding-radio sessions; returns the number of events accepted."""
+) -> tuple[int, World, Counter[int]]:
+    """Post `sessions` embedding-radio sessions; returns the events accepted, the world, and
+    how often each track was played (so a user can look at the busiest tracks' lanes)."""
     world = world or World(seed)
     base_time = float(int(time.time()) - sessions * SESSION_SPACING_S - 3600)
     order = embedding_order(world)
     client = Client(url, token)
     sem = asyncio.Semaphore(concurrency)
     done = [0, 0]
+    played: Counter[int] = Counter()
 
     async def one(i: int) -> None:
         async with sem:
-            n = await client.post_events(
-                session_events(run_session(world, seed, i, order, base_time))
-            )
+            steps = run_session(world, seed, i, order, base_time)
+            played.update(s.dst for s in steps)
+            n = await client.post_events(session_events(steps))
             done[0] += 1
             done[1] += n
             if progress:
@@ -405,7 +408,7 @@ async def open_loop(
         await asyncio.gather(*[one(i) for i in range(sessions)])
     finally:
         await client.close()
-    return done[1], world
+    return done[1], world, played
 
 
 def _bar(done: int, total: int, events: int, started: float) -> None:
@@ -496,7 +499,7 @@ def run(args: Any) -> int:
             plot(res, args.plot)
             print(f"learning curve: {args.plot}")
         return 0
-    accepted, _ = asyncio.run(
+    accepted, _, played = asyncio.run(
         open_loop(
             args.url,
             sessions=args.sessions,
@@ -512,8 +515,7 @@ def run(args: Any) -> int:
         f"posted {args.sessions} sessions, {accepted:,} events accepted in "
         f"{time.monotonic() - started:.1f} s"
     )
-    popular = sorted(range(len(world.ids)), key=lambda i: -world.emb_row(i)[i])[:3]
-    print("try a track's warp lanes (after POST /admin/fold):")
-    for i in popular:
+    print("the busiest tracks' warp lanes (after POST /admin/fold):")
+    for i, _ in played.most_common(3):
         print(f"  curl -s {args.url.rstrip('/')}/tracks/{world.ids[i]}/gravity_neighbors")
     return 0
