@@ -56,6 +56,18 @@ async def client(aiohttp_client: Any, config: Config) -> Any:
     return await aiohttp_client(create_app(svc))
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`python -m gravityd ARGS` as a user runs it: exit code, stdout and stderr."""
+    return subprocess.run(
+        [sys.executable, "-m", "gravityd", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=env,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 
 from gravityd.config import ConfigError, load_config, settings_table
 
-from .conftest import REPO
+from .conftest import REPO, run_cli
 
 TOML = REPO / "config" / "gravityd.toml"
 
@@ -77,17 +75,6 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict, needle: s
         load_config(f, env=env)
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gravityd", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        env=env,
-    )
 
 
 @pytest.mark.parametrize(

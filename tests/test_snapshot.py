@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from gravityd.snapshot import (
     write_snapshot,
 )
 
-from .conftest import REPO, event, make_config
+from .conftest import REPO, event, make_config, run_cli
 
 TRACKS = 40
 
@@ -203,16 +201,6 @@ def test_build_incremental_equals_one_big_run(tmp_path: Path) -> None:
     assert len(edges_before) == a.edge_count
     conn.close()
     assert len(list_snapshots(inc.snapshot_dir)) == inc.snapshot_keep  # retention
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "gravityd", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
 
 
 def test_build_cli_and_lock_beside_daemon(tmp_path: Path, daemon_factory: Any) -> None:
