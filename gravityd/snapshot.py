@@ -210,15 +210,6 @@ def _read_blocks(path: Path) -> Iterator[bytes]:
         raise SnapshotError(f"{path}: trailing bytes after the end marker")
 
 
-def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The header of a verified snapshot (the whole file is checked)."""
-    blocks = _read_blocks(Path(path))
-    header = _unpack_header(Path(path), next(blocks))
-    for _ in blocks:
-        pass
-    return header
-
-
 def _unpack_header(path: Path, block: bytes) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(block, raw=False, strict_map_key=False)
