@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gravityd.assets import add_static_routes
 from gravityd.events import EventError, canonical_uuid, parse_batch, validate_event
 from gravityd.log import LogError
 from gravityd.metrics import CONTENT_TYPE_LATEST
@@ -26,7 +27,8 @@ JSON_TYPES = frozenset(
     {"application/json", "application/x-ndjson", "text/plain", "application/octet-stream", ""}
 )
 VALIDATE_SLICE = 100  # events validated between two yields to the event loop
-CORS_EXACT = frozenset({"/event", "/events", "/rank"})
+CORS_EXACT = frozenset({"/event", "/events", "/rank", "/client.js"})
+_BOOLS = {"1": True, "true": True, "0": False, "false": False}
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -179,11 +181,32 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
-async def get_neighbors(request: web.Request) -> web.Response:
-    svc = request.app[SERVICE]
+def _bool_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "0").lower()
+    if raw not in _BOOLS:
+        raise ApiError(400, f"invalid_{name}", f"{name} must be 1/0 or true/false", name)
+    return _BOOLS[raw]
+
+
+def _track_param(request: web.Request) -> str:
     track_id = canonical_uuid(request.match_info["id"])
     if track_id is None:
         raise ApiError(400, "invalid_track_id", "the track id must be a UUID", "id")
+    return track_id
+
+
+def _with_meta(request: web.Request) -> bool:
+    raw = request.query.get("with")
+    if raw is None or raw == "":
+        return False
+    if raw != "meta":
+        raise ApiError(400, "invalid_with", "with may only be meta", "with")
+    return True
+
+
+async def get_neighbors(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    track_id = _track_param(request)
     limit = _int_param(request, "limit", 10, 1, svc.config.max_neighbors_limit)
     direction = request.query.get("direction", "out")
     if direction not in ("out", "in", "both"):
@@ -197,8 +220,29 @@ async def get_neighbors(request: web.Request) -> web.Response:
         raise ApiError(
             400, "invalid_min_score", "min_score must be a number in [0, 1]", "min_score"
         )
-    out = svc.neighbors(track_id, limit=limit, direction=direction, min_score=min_score)
+    out = await svc.neighbors(
+        track_id,
+        limit=limit,
+        direction=direction,
+        min_score=min_score,
+        rejected=_bool_param(request, "rejected"),
+        with_meta=_with_meta(request),
+    )
     return json_response(out)
+
+
+async def get_track(request: web.Request) -> web.Response:
+    return json_response(await request.app[SERVICE].track(_track_param(request)))
+
+
+async def get_top_tracks(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    limit = _int_param(request, "limit", 20, 1, svc.config.max_neighbors_limit)
+    return json_response(await svc.top_tracks(limit))
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    return json_response(await request.app[SERVICE].stats())
 
 
 async def post_rank(request: web.Request) -> web.Response:
@@ -381,6 +425,8 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app[SERVICE] = svc
     app.router.add_post("/event", post_event)
     app.router.add_post("/events", post_events)
+    app.router.add_get("/tracks/top", get_top_tracks)
+    app.router.add_get("/tracks/{id}", get_track)
     app.router.add_get("/tracks/{id}/gravity_neighbors", get_neighbors)
     app.router.add_post("/rank", post_rank)
     app.router.add_get("/healthz", healthz)
@@ -388,6 +434,8 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/fold", admin_fold)
     app.router.add_post("/admin/snapshot", admin_snapshot)
+    app.router.add_get("/stats", get_stats)
+    add_static_routes(app)
     if manage_service:
 
         async def _start(app: web.Application) -> None:

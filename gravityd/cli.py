@@ -1,4 +1,4 @@
-"""The `gravityd` command: serve, build, simulate, snapshot, restore.
+"""The `gravityd` command: serve, build, simulate, snapshot, restore, eval, catalog.
 
 Every failure a user can cause (a bad flag, a missing file, a bad setting, a busy port) ends in
 one clear line on stderr and exit code 2, never a traceback.
@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--closed-loop", action="store_true", help="compare three radios")
     p.add_argument("--block", type=_positive, default=50, help="sessions per block (closed loop)")
     p.add_argument("--plot", metavar="PNG", help="write the learning curve (needs matplotlib)")
+    p.add_argument(
+        "--replay",
+        metavar="DIR",
+        help="post the real radio playlists of a Yes.com folder (e.g. ../shared/data/yes_small) "
+        "instead of simulated sessions; replaying twice adds nothing",
+    )
+    p.add_argument("--playlists", type=_positive, help="with --replay: only the first N")
 
     p = sub.add_parser(
         "snapshot",
@@ -96,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         "held-out transition: hit rate and MRR at 10 and 20 for the graph and the baselines.",
     )
     evaluate.add_arguments(p)
+
+    p = sub.add_parser(
+        "catalog",
+        help="load track titles and artists (for the explorer and ?with=meta)",
+        description="gravityd catalog load FILE: CSV with a header track_id,title,artist, JSON "
+        "lines {track_id, title, artist}, or a Yes.com song_hash.txt (--format yes). Every row is "
+        "checked first; one bad row loads nothing. Safe while the daemon runs.",
+    )
+    csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", parser_class=_Parser)
+    p = csub.add_parser("load", help="upsert a catalogue file into the tracks table")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--format", choices=("csv", "jsonl", "yes"), help="default: from the name")
+    _add_store_flags(p)
 
     p = sub.add_parser("restore", help="make a snapshot the one the next start loads")
     p.add_argument("snapshot_file", metavar="SNAPSHOT_FILE")
@@ -228,6 +248,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_catalog(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from gravityd.catalog import CatalogError, load_catalog, read_catalog
+    from gravityd.log import LogError
+
+    if args.catalog_command != "load":
+        return _fail("say what to do: gravityd catalog load FILE")
+    cfg = _config(args)
+    try:
+        rows = read_catalog(args.file, args.format)
+        total = load_catalog(cfg.db, rows)
+    except CatalogError as exc:
+        return _fail(str(exc))
+    except (LogError, sqlite3.Error, OSError) as exc:
+        return _fail(f"cannot write the catalogue to {cfg.db}: {exc}")
+    print(f"loaded {len(rows)} tracks from {args.file}; the catalogue holds {total}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     try:
         return evaluate.run(args)
@@ -242,6 +282,7 @@ COMMANDS = {
     "snapshot": cmd_snapshot,
     "simulate": cmd_simulate,
     "eval": cmd_eval,
+    "catalog": cmd_catalog,
 }
 
 

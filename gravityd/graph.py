@@ -59,7 +59,7 @@ import heapq
 import sys
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -244,6 +244,7 @@ class GravityGraph:
         direction: str = "out",
         min_score: float = 0.0,
         now: float | None = None,
+        rejected: bool = False,
     ) -> list[dict[str, Any]]:
         """Warp lanes of a track, strongest first (ties by track id).
 
@@ -253,56 +254,61 @@ class GravityGraph:
         scores are in (0, 1] and monotone in weight. ``direction="both"`` merges out- and in-lanes,
         keeping the stronger lane per track (out on a tie), normalised over the merged set.
         ``min_score`` filters on normalized_score. Unknown track: [].
+
+        ``rejected=True`` (the explorer's "show skipped-away transitions") appends, after the
+        lanes, up to `limit` edges whose net weight is not positive, most rejected first, marked
+        ``"rejected": true`` with score 0: they are never lanes, but people tuning the map want to
+        see what listeners push apart.
         """
         if direction not in _DIRECTIONS:
             raise ValueError("direction: must be out, in or both")
         if limit <= 0 or track_id not in self.g._succ:
             return []
         lanes: dict[str, tuple[float, str, dict[str, Any]]] = {}
+        against: dict[str, tuple[float, str, dict[str, Any]]] = {}
+        sides = []
         if direction != "in":
-            for v, e in self.g._succ[track_id].items():
-                w = e["pos"] - e["neg"]
-                if w > 0.0:
-                    lanes[v] = (w, "out", e)
+            sides.append(("out", self.g._succ[track_id]))
         if direction != "out":
-            for u, e in self.g._pred[track_id].items():
+            sides.append(("in", self.g._pred[track_id]))
+        for d, adj in sides:
+            for v, e in adj.items():
                 w = e["pos"] - e["neg"]
                 if w > 0.0:
-                    have = lanes.get(u)
+                    have = lanes.get(v)
                     if have is None or w > have[0]:
-                        lanes[u] = (w, "in", e)
-        if not lanes:
-            return []
-        top = max(item[0] for item in lanes.values())
-        items = [(w, t, d, e) for t, (w, d, e) in lanes.items()]
-        if min_score > 0.0:
-            items = [it for it in items if it[0] / top >= min_score]
-        key = _lane_key
-        if len(items) <= 4 * limit:
-            best = sorted(items, key=key)[:limit]
-        else:
-            best = heapq.nsmallest(limit, items, key=key)
+                        lanes[v] = (w, d, e)
+                elif rejected and e["neg"] > 0.0:
+                    have = against.get(v)
+                    if have is None or w < have[0]:
+                        against[v] = (w, d, e)
+        out: list[dict[str, Any]] = []
         f = self.decay_factor(now)
-        out = []
-        for w, t, d, e in best:
-            weight = w * f
-            if weight <= 0.0:  # decayed to nothing (underflow): not a lane any more
-                continue
-            out.append(
-                {
-                    "track_id": t,
-                    "weight": weight,
-                    "normalized_score": min(1.0, w / top),
-                    "evidence": {
-                        "pos": e["pos"] * f,
-                        "neg": e["neg"] * f,
-                        "acc": e["acc"] * f,
-                        "n": e["n"],
-                    },
-                    "direction": d,
-                }
-            )
+        if lanes:
+            top = max(item[0] for item in lanes.values())
+            items = [(w, t, d, e) for t, (w, d, e) in lanes.items()]
+            if min_score > 0.0:
+                items = [it for it in items if it[0] / top >= min_score]
+            for w, t, d, e in _best(items, limit, _lane_key):
+                if w * f <= 0.0:  # decayed to nothing (underflow): not a lane any more
+                    continue
+                out.append(_lane(t, w, min(1.0, w / top), d, e, f))
+        if against:
+            items = [(w, t, d, e) for t, (w, d, e) in against.items() if t not in lanes]
+            for w, t, d, e in _best(items, limit, _rejected_key):
+                lane = _lane(t, w, 0.0, d, e, f)
+                lane["rejected"] = True
+                out.append(lane)
         return out
+
+    def lane_counts(self, track_id: str) -> tuple[int, int]:
+        """How many out- and in-lanes (positive net weight) a track has."""
+        if track_id not in self.g._succ:
+            return 0, 0
+        return (
+            sum(1 for e in self.g._succ[track_id].values() if e["pos"] > e["neg"]),
+            sum(1 for e in self.g._pred[track_id].values() if e["pos"] > e["neg"]),
+        )
 
     def to_edge_list(self, now: float | None = None) -> list[EdgeRow]:
         """Sorted (src, dst, w, pos, neg, n, acc); stored (forward-scaled) values, decayed if
@@ -792,6 +798,27 @@ def state_from_records(records: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 
 def _lane_key(item: tuple[float, str, str, dict[str, Any]]) -> tuple[float, str]:
     return (-item[0], item[1])
+
+
+def _rejected_key(item: tuple[float, str, str, dict[str, Any]]) -> tuple[float, str]:
+    return (item[0], item[1])
+
+
+def _best(items: list, limit: int, key: Callable[[Any], Any]) -> list:
+    """The first `limit` items by key: a sort when short, a heap when long."""
+    if len(items) <= 4 * limit:
+        return sorted(items, key=key)[:limit]
+    return heapq.nsmallest(limit, items, key=key)
+
+
+def _lane(t: str, w: float, score: float, d: str, e: dict[str, Any], f: float) -> dict[str, Any]:
+    return {
+        "track_id": t,
+        "weight": w * f,
+        "normalized_score": score,
+        "evidence": {"pos": e["pos"] * f, "neg": e["neg"] * f, "acc": e["acc"] * f, "n": e["n"]},
+        "direction": d,
+    }
 
 
 def graph_signature(gg: GravityGraph) -> tuple[Any, ...]:

@@ -65,6 +65,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (src, dst)
     ) WITHOUT ROWID;
     """,
+    # 2: the optional track catalogue (`gravityd catalog load`), for titles in the explorer.
+    """
+    CREATE TABLE IF NOT EXISTS tracks (
+        track_id TEXT PRIMARY KEY,
+        title TEXT,
+        artist TEXT,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -381,6 +390,28 @@ class EventLog:
     async def count(self) -> int:
         assert self._r is not None
         async with self._r.execute("SELECT COUNT(*) FROM events") as cur:
+            row = await cur.fetchone()
+        return row[0]
+
+    async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """Titles and artists from the catalogue for these ids (absent ids are left out)."""
+        assert self._r is not None
+        out: dict[str, tuple[str | None, str | None]] = {}
+        ids = list(dict.fromkeys(track_ids))
+        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit is far above 500
+            part = ids[i : i + 500]
+            sql = (
+                "SELECT track_id, title, artist FROM tracks WHERE track_id IN"
+                f" ({','.join('?' * len(part))})"
+            )
+            async with self._r.execute(sql, part) as cur:
+                for tid, title, artist in await cur.fetchall():
+                    out[tid] = (title, artist)
+        return out
+
+    async def catalog_size(self) -> int:
+        assert self._r is not None
+        async with self._r.execute("SELECT COUNT(*) FROM tracks") as cur:
             row = await cur.fetchone()
         return row[0]
 

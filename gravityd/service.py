@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import heapq
 import logging
 import time
 from pathlib import Path
@@ -36,6 +37,30 @@ from gravityd.snapshot import (
 
 log = logging.getLogger("gravityd.service")
 
+TOP_TRACKS_TTL_S = 10.0
+CATALOG_COUNT_TTL_S = 10.0
+
+
+class RateMeter:
+    """Events per second over the last `window` whole seconds, in one-second buckets."""
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = window
+        self._buckets: dict[int, int] = {}
+
+    def add(self, n: int, now: float | None = None) -> None:
+        sec = int(time.monotonic() if now is None else now)
+        self._buckets[sec] = self._buckets.get(sec, 0) + n
+        if len(self._buckets) > self.window + 2:
+            for k in [k for k in self._buckets if k < sec - self.window]:
+                del self._buckets[k]
+
+    def rate(self, now: float | None = None) -> float:
+        sec = int(time.monotonic() if now is None else now)
+        # The current second is still filling: count the `window` seconds before it.
+        total = sum(n for k, n in self._buckets.items() if sec - self.window <= k < sec)
+        return total / self.window
+
 
 class Gravityd:
     """One process: accepts events into the log, folds them into the graph, serves reads."""
@@ -57,6 +82,9 @@ class Gravityd:
         self._last_snapshot: tuple[float, int] = (0.0, 0)  # (written at, cursor)
         self._closing = False
         self.started_at = time.time()
+        self._rate = RateMeter()
+        self._top: tuple[float, list[str], int] = (-1e9, [], 0)  # (computed at, ids, how many)
+        self._catalog: tuple[float, int] = (-1e9, 0)  # (counted at, tracks in the catalogue)
         self.log.on_commit = self._on_commit
         self.log.on_commit_error = self.metrics.commit_errors.inc
         m = self.metrics
@@ -121,6 +149,7 @@ class Gravityd:
     def _on_commit(self, new: int, seconds: float) -> None:
         m = self.metrics
         if new:
+            self._rate.add(new)
             m.events_accepted.inc(new)
             m.commit_batch.observe(new)
         m.commit_seconds.observe(seconds)
@@ -211,10 +240,84 @@ class Gravityd:
             log.exception("fold task died")
             raise
 
-    def neighbors(
-        self, track_id: str, *, limit: int, direction: str, min_score: float
+    async def neighbors(
+        self,
+        track_id: str,
+        *,
+        limit: int,
+        direction: str,
+        min_score: float,
+        rejected: bool = False,
+        with_meta: bool = False,
     ) -> list[dict[str, Any]]:
-        return self.graph.neighbors(track_id, limit=limit, direction=direction, min_score=min_score)
+        lanes = self.graph.neighbors(
+            track_id, limit=limit, direction=direction, min_score=min_score, rejected=rejected
+        )
+        if with_meta and lanes:
+            await self._add_meta(lanes)
+        return lanes
+
+    async def _add_meta(self, items: list[dict[str, Any]]) -> None:
+        """Title and artist from the catalogue (None where it does not know the track)."""
+        meta = await self.log.track_meta([it["track_id"] for it in items])
+        for it in items:
+            it["title"], it["artist"] = meta.get(it["track_id"], (None, None))
+
+    async def track(self, track_id: str) -> dict[str, Any]:
+        """One track as the explorer shows it: catalogue entry and how many lanes it has."""
+        out_lanes, in_lanes = self.graph.lane_counts(track_id)
+        info = {"track_id": track_id, "out_lanes": out_lanes, "in_lanes": in_lanes}
+        await self._add_meta([info])
+        return info
+
+    async def top_tracks(self, limit: int) -> list[dict[str, Any]]:
+        """The most connected tracks (lanes in and out), recomputed at most every 10 s.
+
+        Scanning every node is O(tracks); it runs on the loop in slices so reads keep flowing.
+        """
+        now = time.monotonic()
+        if now - self._top[0] > TOP_TRACKS_TTL_S or self._top[2] < limit:
+            want = max(limit, 20)
+            succ, pred = self.graph.g._succ, self.graph.g._pred
+            nodes = list(succ)
+            best: list[tuple[int, str]] = []
+            for i in range(0, len(nodes), 5000):
+                for u in nodes[i : i + 5000]:
+                    if u in succ:
+                        best.append((len(succ[u]) + len(pred[u]), u))
+                best = heapq.nlargest(want, best, key=lambda x: (x[0], x[1]))
+                await asyncio.sleep(0)
+            self._top = (time.monotonic(), [u for _, u in best], want)
+        items = []
+        for u in self._top[1][:limit]:
+            out_lanes, in_lanes = self.graph.lane_counts(u)
+            items.append(
+                {
+                    "track_id": u,
+                    "lanes": out_lanes + in_lanes,
+                    "out_lanes": out_lanes,
+                    "in_lanes": in_lanes,
+                }
+            )
+        items.sort(key=lambda it: (-it["lanes"], it["track_id"]))
+        await self._add_meta(items)
+        return items
+
+    async def stats(self) -> dict[str, Any]:
+        """The explorer's live panel: rates, lag, size, snapshot age (cheap to poll)."""
+        now = time.monotonic()
+        if now - self._catalog[0] > CATALOG_COUNT_TTL_S:
+            self._catalog = (now, await self.log.catalog_size())
+        age = self.snapshot_age()
+        return {
+            **self.status(),
+            "fold_lag": max(0, self.log.last_id - self.graph.cursor),
+            "fold_lag_seconds": round(self.log.lag_seconds(self.graph.cursor), 3),
+            "events_per_s": round(self._rate.rate(), 1),
+            "snapshot_age_s": None if age != age else round(age, 1),
+            "catalog_tracks": self._catalog[1],
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
 
     def rank(self, req: RankRequest) -> list[dict[str, Any]]:
         """POST /rank: the same function the radio runs in-process, on the live graph."""

@@ -411,6 +411,90 @@ async def open_loop(
     return done[1], world, played
 
 
+# ----------------------------------------------------------------------- Yes.com replay
+
+REPLAY_NAMESPACE = uuid.UUID("0b8e3c52-5f0e-4a53-8d3c-6b1d1f6c2a77")
+REPLAY_SONG_GAP_S = 200.0  # a song's length in the replay's clock
+REPLAY_BATCH = 2000  # events per POST /events
+
+
+def yes_replay_events(
+    data: str, playlists: int | None, now: float
+) -> tuple[list[list[dict[str, Any]]], int]:
+    """Real radio playlists as one event list per playlist (play_start, play_10s per song).
+
+    Playlist k is session `yes-k`; playlists start a second apart and end in the past, so the
+    replay keeps the daemon's decay meaningful. Event ids are derived from the folder, the
+    playlist and the song, so replaying the same data twice adds nothing.
+    """
+    from gravityd.evaluate import load_yes, track_uuid
+
+    ds = load_yes(data)
+    chosen = ds.playlists if playlists is None else ds.playlists[:playlists]
+    span = max((len(songs) for _, songs in chosen), default=0) * REPLAY_SONG_GAP_S
+    base = now - len(chosen) - span - 60.0
+    tag = ds.path.rstrip("/").rsplit("/", 1)[-1]
+    out = []
+    for k, (line, songs) in enumerate(chosen):
+        events = []
+        t = base + k
+        for j, song in enumerate(songs):
+            tid = track_uuid(song)
+            for kind, dt in (("play_start", 0.0), ("play_10s", 10.0)):
+                events.append(
+                    {
+                        "event_id": str(uuid.uuid5(REPLAY_NAMESPACE, f"{tag}:{line}:{j}:{kind}")),
+                        "session_id": f"yes-{tag}-{line}",
+                        "track_id": tid,
+                        "event_type": kind,
+                        "timestamp": _iso(t + dt),
+                        "context": "radio",
+                    }
+                )
+            t += REPLAY_SONG_GAP_S
+        out.append(events)
+    return out, ds.n_songs
+
+
+async def replay_yes(
+    url: str,
+    data: str,
+    *,
+    playlists: int | None = None,
+    concurrency: int = 4,
+    token: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, int, int]:
+    """Post Yes.com playlists to a daemon; returns (playlists, events accepted, duplicates)."""
+    sessions, _ = yes_replay_events(data, playlists, time.time())
+    batches: list[list[dict[str, Any]]] = [[]]
+    for events in sessions:
+        if len(batches[-1]) + len(events) > REPLAY_BATCH:
+            batches.append([])
+        batches[-1].extend(events)
+    client = Client(url, token)
+    sem = asyncio.Semaphore(concurrency)
+    done = [0, 0, 0]
+
+    async def one(batch: list[dict[str, Any]]) -> None:
+        async with sem:
+            async with client.http.post(client.url + "/events", json=batch) as r:
+                body = await r.json()
+                if r.status != 202 or body.get("rejected"):
+                    raise RuntimeError(f"the daemon refused events: {r.status} {body}")
+            done[0] += 1
+            done[1] += body["accepted"]
+            done[2] += body.get("duplicates", 0)
+            if progress:
+                progress(done[0], done[1])
+
+    try:
+        await asyncio.gather(*[one(b) for b in batches if b])
+    finally:
+        await client.close()
+    return len(sessions), done[1], done[2]
+
+
 def _bar(done: int, total: int, events: int, started: float) -> None:
     width = 30
     filled = int(width * done / max(1, total))
@@ -471,8 +555,26 @@ def run(args: Any) -> int:
     import os
 
     token = os.environ.get("GRAVITYD_ADMIN_TOKEN", "")
-    world = World(args.seed, WorldParams(n_tracks=args.tracks))
     started = time.monotonic()
+    if args.replay:
+        n, accepted, dups = asyncio.run(
+            replay_yes(
+                args.url,
+                args.replay,
+                playlists=args.playlists,
+                concurrency=args.concurrency,
+                token=token,
+                progress=lambda d, e: sys.stderr.write(f"\r{d} batches, {e:,} events"),
+            )
+        )
+        sys.stderr.write("\n")
+        print(
+            f"replayed {n} playlists from {args.replay}: {accepted:,} events accepted "
+            f"({dups:,} already there) in {time.monotonic() - started:.1f} s"
+        )
+        print(f"titles: gravityd catalog load {args.replay.rstrip('/')}/song_hash.txt")
+        return 0
+    world = World(args.seed, WorldParams(n_tracks=args.tracks))
     if args.closed_loop:
         blocks = max(1, args.sessions // args.block)
 

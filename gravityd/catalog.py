@@ -1,0 +1,142 @@
+"""The optional track catalogue: titles and artists for track ids, kept in the `tracks` table.
+
+The graph only knows ids; people reading the explorer want song names. `gravityd catalog load`
+reads CSV (`track_id,title,artist` header), JSON lines (`{"track_id", "title", "artist"}`) or the
+Yes.com `song_hash.txt` of the evaluation data, checks every row first, and writes all of them in
+one transaction (a file with one bad row changes nothing). Loading the same file twice is a no-op;
+a later file updates titles of ids it repeats.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from gravityd.events import canonical_uuid
+from gravityd.log import connect_sync
+
+FORMATS = ("csv", "jsonl", "yes")
+MAX_TEXT = 500  # characters of a title or artist; longer ones are refused, not cut
+_EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+Row = tuple[str, str | None, str | None]
+
+
+class CatalogError(ValueError):
+    """A catalogue file that cannot be loaded; the message names the line."""
+
+
+def guess_format(path: str | os.PathLike) -> str:
+    name = Path(path).name
+    if name == "song_hash.txt":
+        return "yes"
+    fmt = _EXTENSIONS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise CatalogError(
+            f"cannot tell the format of {name}: name it .csv or .jsonl, or pass --format"
+        )
+    return fmt
+
+
+def _text(value: object, what: str, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CatalogError(f"{where}: {what} must be a string")
+    value = value.strip()
+    if len(value) > MAX_TEXT:
+        raise CatalogError(f"{where}: {what} is longer than {MAX_TEXT} characters")
+    return value or None
+
+
+def _row(track_id: object, title: object, artist: object, where: str) -> Row:
+    tid = canonical_uuid(track_id) if isinstance(track_id, str) else None
+    if tid is None:
+        raise CatalogError(f"{where}: track_id must be a UUID, got {track_id!r}")
+    return tid, _text(title, "title", where), _text(artist, "artist", where)
+
+
+def _csv_rows(text: str, name: str) -> Iterator[Row]:
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    if "track_id" not in fields:
+        raise CatalogError(f"{name}:1: the CSV needs a header with track_id (and title, artist)")
+    reader.fieldnames = fields
+    for rec in reader:
+        where = f"{name}:{reader.line_num}"
+        if None in rec:
+            raise CatalogError(f"{where}: more fields than the header names")
+        yield _row(rec.get("track_id"), rec.get("title"), rec.get("artist"), where)
+
+
+def _jsonl_rows(text: str, name: str) -> Iterator[Row]:
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{name}:{n}"
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise CatalogError(f"{where}: not valid JSON") from None
+        if not isinstance(rec, dict):
+            raise CatalogError(f"{where}: each line must be a JSON object")
+        yield _row(rec.get("track_id"), rec.get("title"), rec.get("artist"), where)
+
+
+def _yes_rows(text: str, name: str) -> Iterator[Row]:
+    from gravityd.evaluate import track_uuid  # the replay's ids: one mapping, in one place
+
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) < 3 or not parts[0].strip().isdigit():
+            raise CatalogError(f"{name}:{n}: expected index<TAB>title<TAB>artist")
+        title, artist = (p.replace("\\/", "/") for p in parts[1:3])
+        yield _row(track_uuid(int(parts[0])), title, artist, f"{name}:{n}")
+
+
+def read_catalog(path: str | os.PathLike, fmt: str | None = None) -> list[Row]:
+    """Every row of the file, checked; raises CatalogError naming the first bad line."""
+    fmt = fmt or guess_format(path)
+    if fmt not in FORMATS:
+        raise CatalogError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    name = Path(path).name
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise CatalogError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise CatalogError(f"{path} is a folder, not a catalogue file") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    parse = {"csv": _csv_rows, "jsonl": _jsonl_rows, "yes": _yes_rows}[fmt]
+    rows = list(parse(text, name))
+    if not rows:
+        raise CatalogError(f"{name}: no tracks in the file")
+    return rows
+
+
+def load_catalog(db: str | os.PathLike, rows: list[Row], now: float | None = None) -> int:
+    """Upsert the rows in one transaction; safe while the daemon runs (WAL, busy timeout)."""
+    now = time.time() if now is None else now
+    conn = connect_sync(db)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO tracks (track_id, title, artist, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(track_id) DO UPDATE SET title = excluded.title,"
+            " artist = excluded.artist, updated_at = excluded.updated_at",
+            [(t, title, artist, now) for t, title, artist in rows],
+        )
+        conn.execute("COMMIT")
+        (total,) = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()
+    finally:
+        conn.close()
+    return total
