@@ -15,6 +15,7 @@ from aiohttp import web
 
 from gravityd.assets import add_static_routes
 from gravityd.events import EventError, canonical_uuid, parse_batch, validate_event
+from gravityd.limits import ClientIdentity, RateLimiter, parse_networks, retry_after
 from gravityd.log import LogError
 from gravityd.metrics import CONTENT_TYPE_LATEST
 from gravityd.ranking import validate_rank_request
@@ -29,6 +30,14 @@ JSON_TYPES = frozenset(
 VALIDATE_SLICE = 100  # events validated between two yields to the event loop
 CORS_EXACT = frozenset({"/event", "/events", "/rank", "/client.js"})
 _BOOLS = {"1": True, "true": True, "0": False, "false": False}
+RATE_LIMITED = frozenset({"/event", "/events"})
+UNCAPPED = frozenset({"/healthz", "/readyz", "/metrics"})  # probes answer a saturated daemon
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "payload_too_large",
+}
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,18 +53,23 @@ class ApiError(Exception):
         message: str,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        close: bool = False,
         **extra: Any,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
         self.headers = headers
+        self.close = close  # the connection is in an unknown state (half-read body): drop it
         self.extra = extra
 
     def response(self) -> web.Response:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             err["field"] = self.field
-        return json_response({"error": err, **self.extra}, self.status, self.headers)
+        resp = json_response({"error": err, **self.extra}, self.status, self.headers)
+        if self.close:
+            resp.force_close()
+        return resp
 
 
 def json_response(
@@ -80,7 +94,13 @@ async def _read_json_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
-    body = await request.read()
+    try:
+        async with asyncio.timeout(request.app[SERVICE].config.body_timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        raise ApiError(
+            408, "request_timeout", "the request body was not sent in time", close=True
+        ) from None
     if len(body) > limit:
         raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
     if not body.strip():
@@ -351,11 +371,52 @@ def _wants_cors(path: str) -> bool:
     )
 
 
+class Guard:
+    """The limits every request passes before its handler: URL length, concurrency, rate."""
+
+    def __init__(self, svc: Gravityd) -> None:
+        cfg = svc.config
+        self.metrics = svc.metrics
+        self.max_url = cfg.max_url_bytes
+        self.max_inflight = cfg.max_concurrent_requests
+        self.inflight = 0
+        self.limiter = RateLimiter(
+            cfg.rate_limit_per_s, cfg.rate_limit_burst, cfg.rate_limit_max_clients
+        )
+        self.identity = ClientIdentity(
+            parse_networks(cfg.rate_limit_exempt, "rate_limit_exempt"),
+            parse_networks(cfg.trusted_proxies, "trusted_proxies"),
+        )
+        self._exempt_peers: dict[str, bool] = {}  # peer address -> exempt, when no proxy is
+        self._refused = {
+            r: svc.metrics.requests_refused.labels(r)
+            for r in ("rate_limited", "overloaded", "url_too_long")
+        }
+
+    def refuse(self, reason: str, status: int, message: str, wait: float = 0.0) -> ApiError:
+        self._refused[reason].inc()
+        headers = {"Retry-After": retry_after(wait)} if status in (429, 503) else None
+        return ApiError(status, reason, message, headers=headers)
+
+    def rate_key(self, request: web.Request) -> str | None:
+        remote = request.remote
+        if not self.identity.trusted:
+            exempt = self._exempt_peers.get(remote or "")
+            if exempt is None:
+                if len(self._exempt_peers) > 10_000:
+                    self._exempt_peers.clear()
+                exempt = self.identity.key(remote, None) is None
+                self._exempt_peers[remote or ""] = exempt
+            return None if exempt else (remote or "unknown")
+        return self.identity.key(remote, request.headers.get("X-Forwarded-For"))
+
+
 def make_middleware(svc: Gravityd) -> Any:
-    """One middleware for errors, CORS and metrics: each layer costs on the hot path."""
+    """One middleware for limits, errors, CORS and metrics: each layer costs on the hot path."""
     m = svc.metrics
     latency: dict[tuple[Any, str, int], Any] = {}
     origins = svc.config.cors_origins
+    guard = Guard(svc)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -364,27 +425,34 @@ def make_middleware(svc: Gravityd) -> Any:
         method = request.method
         cors = _wants_cors(path)
         origin = request.headers.get("Origin") if cors else None
-        if cors and method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            response = _preflight(origins, origin)
-        else:
-            try:
-                response = await handler(request)
-            except ApiError as exc:
-                response = exc.response()
-            except web.HTTPException as exc:
-                code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
-                    exc.status, "http_error"
-                )
-                response = ApiError(exc.status, code, exc.reason).response()
-            except Exception:
-                log.exception("request failed", extra={"path": path, "method": method})
-                response = ApiError(500, "internal_error", "internal error").response()
-            if origin:
-                allowed = _cors_allowed(origins, origin)
-                if allowed:
-                    response.headers["Access-Control-Allow-Origin"] = allowed
-                    if allowed != "*":
-                        response.headers["Vary"] = "Origin"
+        counted = path not in UNCAPPED
+        if counted:
+            guard.inflight += 1
+        try:
+            if cors and method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                response = _preflight(origins, origin)
+            else:
+                try:
+                    if counted:
+                        _check_limits(guard, request, path, method)
+                    response = await handler(request)
+                except ApiError as exc:
+                    response = exc.response()
+                except web.HTTPException as exc:
+                    code = _HTTP_CODES.get(exc.status, "http_error")
+                    response = ApiError(exc.status, code, exc.reason).response()
+                except Exception:
+                    log.exception("request failed", extra={"path": path, "method": method})
+                    response = ApiError(500, "internal_error", "internal error").response()
+                if origin:
+                    allowed = _cors_allowed(origins, origin)
+                    if allowed:
+                        response.headers["Access-Control-Allow-Origin"] = allowed
+                        if allowed != "*":
+                            response.headers["Vary"] = "Origin"
+        finally:
+            if counted:
+                guard.inflight -= 1
         # One histogram observation per request, its child cached per (route, method, status).
         resource = request.match_info.route.resource
         key = (resource, method, response.status)
@@ -396,6 +464,23 @@ def make_middleware(svc: Gravityd) -> Any:
         return response
 
     return middleware
+
+
+def _check_limits(guard: Guard, request: web.Request, path: str, method: str) -> None:
+    if len(request.raw_path) > guard.max_url:
+        raise guard.refuse(
+            "url_too_long", 414, f"the path and query are longer than {guard.max_url} bytes"
+        )
+    if guard.inflight > guard.max_inflight:
+        raise guard.refuse("overloaded", 503, "too many requests in flight; retry", 1.0)
+    if method == "POST" and path in RATE_LIMITED and guard.limiter.enabled:
+        key = guard.rate_key(request)
+        if key is not None:
+            wait = guard.limiter.take(key)
+            if wait > 0.0:
+                raise guard.refuse(
+                    "rate_limited", 429, "too many requests from this client; slow down", wait
+                )
 
 
 def _preflight(origins: list[str], origin: str | None) -> web.Response:
@@ -421,6 +506,15 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app = web.Application(
         middlewares=[make_middleware(svc)],
         client_max_size=max(cfg.max_batch_bytes, cfg.max_event_bytes) + 1,
+        handler_args={
+            # Also closes a connection that never finishes its headers (slowloris).
+            "keepalive_timeout": cfg.keepalive_timeout_s,
+            # The request line past max_url_bytes is refused by aiohttp's parser (400); up
+            # to twice it gets there, and the guard answers 414 in the contract's shape.
+            "max_line_size": 2 * cfg.max_url_bytes + 64,
+            "max_field_size": cfg.max_header_bytes,
+            "max_headers": cfg.max_headers,
+        },
     )
     app[SERVICE] = svc
     app.router.add_post("/event", post_event)

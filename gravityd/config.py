@@ -18,6 +18,7 @@ from typing import Any
 
 from gravityd.events import ValidationLimits
 from gravityd.graph import FoldParams
+from gravityd.limits import parse_networks
 from gravityd.ranking import RankParams
 
 ENV_PREFIX = "GRAVITYD_"
@@ -58,10 +59,23 @@ class Config:
     max_neighbors_limit: int = _s("server", 100, FLOORS["max_neighbors_limit"])
     max_rank_pool: int = _s("server", 1000, FLOORS["max_rank_pool"])
     shutdown_timeout_s: float = _s("server", 10.0, 0)
+    # [limits]
+    rate_limit_per_s: float = _s("limits", 2000.0, 0)
+    rate_limit_burst: int = _s("limits", 4000, 1)
+    rate_limit_exempt: list[str] = _s("limits", ["127.0.0.0/8", "::1/128"])  # noqa: RUF009
+    trusted_proxies: list[str] = _s("limits", [])  # noqa: RUF009
+    rate_limit_max_clients: int = _s("limits", 100000, 1)
+    max_concurrent_requests: int = _s("limits", 1024, 1)
+    body_timeout_s: float = _s("limits", 30.0, 0.01)
+    keepalive_timeout_s: float = _s("limits", 30.0, 0.01)
+    max_url_bytes: int = _s("limits", 4096, 256)
+    max_header_bytes: int = _s("limits", 8190, 1024)
+    max_headers: int = _s("limits", 100, 10)
     # [storage]
     db: str = _s("storage", "gravityd.db")
     snapshot_dir: str = _s("storage", "snapshots")
     synchronous: str = _s("storage", "FULL", choices=("FULL", "NORMAL"))
+    busy_timeout_ms: int = _s("storage", 5000, 0)
     # [ingest]
     max_session_id_len: int = _s("ingest", 128, 1)
     max_event_id_len: int = _s("ingest", 128, 1)
@@ -243,4 +257,9 @@ def load_config(
             built[name] = cls(**nested[name])
         except ValueError as exc:
             raise ConfigError(f"setting {exc}") from None
+    for key in ("rate_limit_exempt", "trusted_proxies"):
+        try:
+            parse_networks(built.get(key, []), f"setting {key}")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return Config(**built)

@@ -227,10 +227,16 @@ class EventLog:
     """Append-only event log with a single group-committing writer."""
 
     def __init__(
-        self, path: str | os.PathLike, *, synchronous: str = "FULL", max_commit_events: int = 20000
+        self,
+        path: str | os.PathLike,
+        *,
+        synchronous: str = "FULL",
+        max_commit_events: int = 20000,
+        busy_timeout_ms: int = 5000,
     ) -> None:
         self.path = str(path)
         self.synchronous = synchronous
+        self.busy_timeout_ms = int(busy_timeout_ms)
         self.max_commit_events = max_commit_events
         self.last_id = 0  # highest committed id
         # Called after each commit with (new events, seconds), and after a failed one.
@@ -254,7 +260,7 @@ class EventLog:
         self._lock.acquire()
         try:
             self._w = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._w.execute("PRAGMA busy_timeout = 5000")
+            await self._w.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
             conn_sync = sqlite3.connect(self.path, isolation_level=None)
             try:
                 _prepare(conn_sync, self.synchronous)

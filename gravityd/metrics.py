@@ -52,6 +52,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.requests_refused = Counter(
+            "gravityd_requests_refused",
+            "Requests refused before their handler, by reason (rate_limited, overloaded...).",
+            ["reason"],
+            registry=r,
+        )
         self.fold_events = Counter(
             "gravityd_fold_events", "Events folded into the graph.", registry=r
         )

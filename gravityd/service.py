@@ -69,7 +69,10 @@ class Gravityd:
         self.config = config
         self.metrics = metrics or Metrics()
         self.log = EventLog(
-            config.db, synchronous=config.synchronous, max_commit_events=config.commit_max_events
+            config.db,
+            synchronous=config.synchronous,
+            max_commit_events=config.commit_max_events,
+            busy_timeout_ms=config.busy_timeout_ms,
         )
         self.graph = GravityGraph(config.graph)
         self.ready = False
