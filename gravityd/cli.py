@@ -190,6 +190,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             f"{res.path} cursor {res.cursor} folded {res.folded} edges {res.edges} "
             f"in {res.seconds:.2f} s"
         )
+    if res.skipped:
+        print(f"skipped {res.skipped} unreadable stored events (see the log lines above)")
     return 0
 
 

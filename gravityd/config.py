@@ -89,6 +89,7 @@ class Config:
     # [snapshot]
     snapshot_interval_s: float = _s("snapshot", 300.0, 1)
     snapshot_min_events: int = _s("snapshot", 1, 1)
+    snapshot_retry_s: float = _s("snapshot", 10.0, 0.01)
     snapshot_keep: int = _s("snapshot", 3, 1)
     snapshot_chunk: int = _s("snapshot", 2000, 100)
     snapshot_track_edges: bool = _s("snapshot", True)

@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import aiosqlite
 
-from gravityd.events import FoldEvent, ValidEvent
+from gravityd.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
 
 log = logging.getLogger("gravityd.log")
 
@@ -81,9 +81,27 @@ _INSERT = (
     "INSERT INTO events (id, event_id, session_id, track_id, event_type, user_id, ts,"
     " received_at, context, meta, elapsed_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
+# A row the fold cannot trust (written around the API: a hand-made INSERT, a backup from another
+# version, a damaged page) is read back with a NULL event type, which the fold treats as "no
+# signal, move the cursor on"; _BAD_ROWS names it and the reason so it is reported, never folded.
+# SQLite checks this in C on the reader's thread, without the interpreter lock.
+_PROBLEM = (
+    "CASE"
+    " WHEN typeof(session_id) != 'text' THEN 'session_id'"
+    " WHEN typeof(track_id) != 'text' THEN 'track_id'"
+    " WHEN event_type IS NULL OR event_type NOT IN"
+    " ('play_start', 'play_10s', 'skip', 'radio_next', 'like') THEN 'event_type'"
+    " WHEN typeof(ts) NOT IN ('real', 'integer') OR NOT ts BETWEEN -1e300 AND 1e300 THEN 'ts'"
+    " WHEN elapsed_ms IS NOT NULL AND (typeof(elapsed_ms) != 'integer'"
+    f" OR NOT elapsed_ms BETWEEN 0 AND {MAX_ELAPSED_MS}) THEN 'elapsed_ms'"
+    " END"
+)
 _READ_AFTER = (
-    "SELECT id, session_id, track_id, event_type, ts, elapsed_ms FROM events"
-    " WHERE id > ? ORDER BY id LIMIT ?"
+    f"SELECT id, session_id, track_id, CASE WHEN {_PROBLEM} IS NULL THEN event_type END, ts,"
+    " elapsed_ms FROM events WHERE id > ? ORDER BY id LIMIT ?"
+)
+_BAD_ROWS = (
+    f"SELECT id, {_PROBLEM} AS problem FROM events WHERE id > ? AND id <= ? AND problem IS NOT NULL"
 )
 
 
@@ -368,14 +386,18 @@ class EventLog:
             if not fut.done():
                 fut.set_result(out)
 
-    async def read_after(self, cursor: int, limit: int) -> list[FoldEvent]:
-        """Committed events with id > cursor, in id order: what the fold consumes."""
+    async def read_after(
+        self, cursor: int, limit: int
+    ) -> tuple[list[FoldEvent], list[tuple[int, str]]]:
+        """Committed events with id > cursor, in id order: what the fold consumes; and the
+        (id, problem) of the rows among them that the fold must skip.
+
+        Plain rows in FoldEvent's field order: the fold only unpacks them, and building 2,000
+        named tuples would hold the event loop for about a millisecond. Both queries run in one
+        hop to the reader's thread (aiosqlite's `_execute`, like the writer's commit).
+        """
         assert self._r is not None
-        async with self._r.execute(_READ_AFTER, (cursor, limit)) as cur:
-            rows = await cur.fetchall()
-        # Plain rows in FoldEvent's field order: the fold only unpacks them, and building 2,000
-        # named tuples would hold the event loop for about a millisecond.
-        return rows  # type: ignore[return-value]
+        return await self._r._execute(_read_checked, self._r._conn, cursor, limit)
 
     def lag_seconds(self, cursor: int, now: float | None = None) -> float:
         """Age of the oldest commit the fold has not reached yet (0 when caught up)."""
@@ -496,8 +518,19 @@ def get_cursor(conn: sqlite3.Connection) -> int:
     return row[0] if row else 0
 
 
-def read_after_sync(conn: sqlite3.Connection, cursor: int, limit: int) -> list[FoldEvent]:
-    return [FoldEvent(*r) for r in conn.execute(_READ_AFTER, (cursor, limit))]
+def _read_checked(
+    conn: sqlite3.Connection, cursor: int, limit: int
+) -> tuple[list[FoldEvent], list[tuple[int, str]]]:
+    rows = conn.execute(_READ_AFTER, (cursor, limit)).fetchall()
+    bad = conn.execute(_BAD_ROWS, (cursor, rows[-1][0])).fetchall() if rows else []
+    return rows, bad
+
+
+def read_after_sync(
+    conn: sqlite3.Connection, cursor: int, limit: int
+) -> tuple[list[FoldEvent], list[tuple[int, str]]]:
+    """read_after for the CLI tools: the same rows, the same skipped ones."""
+    return _read_checked(conn, cursor, limit)
 
 
 def delete_folded_before(

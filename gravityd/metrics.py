@@ -62,6 +62,12 @@ class Metrics:
             "gravityd_fold_events", "Events folded into the graph.", registry=r
         )
         self.fold_errors = Counter("gravityd_fold_errors", "Fold batches that raised.", registry=r)
+        self.fold_skipped = Counter(
+            "gravityd_fold_skipped_events",
+            "Stored events the fold skipped as unreadable, by the field at fault.",
+            ["problem"],
+            registry=r,
+        )
         self.fold_lag_events = Gauge(
             "gravityd_fold_lag_events", "Committed events not yet folded.", registry=r
         )

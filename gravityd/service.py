@@ -196,7 +196,11 @@ class Gravityd:
         """
         step = self.config.fold_slice_events
         async with self._fold_lock:
-            events = await self.log.read_after(self.graph.cursor, self.config.fold_batch_events)
+            events, bad = await self.log.read_after(
+                self.graph.cursor, self.config.fold_batch_events
+            )
+            if bad:
+                self._report_skipped(bad)
             if not events:
                 self.graph.cursor = max(self.graph.cursor, self.log.reserved)
                 return 0
@@ -211,6 +215,18 @@ class Gravityd:
                 self.metrics.fold_events.inc(n)
                 await asyncio.sleep(0)  # let reads in between slices
         return len(events)
+
+    def _report_skipped(self, bad: list[tuple[int, str]]) -> None:
+        """Stored rows the fold cannot trust: counted by reason, logged (the first few by id)."""
+        for _, problem in bad:
+            self.metrics.fold_skipped.labels(problem).inc()
+        for eid, problem in bad[:10]:
+            log.error("stored event skipped by the fold", extra={"id": eid, "problem": problem})
+        if len(bad) > 10:
+            log.error(
+                "stored events skipped by the fold",
+                extra={"count": len(bad), "first_id": bad[0][0], "last_id": bad[-1][0]},
+            )
 
     def _fold_one_by_one(self, events: list) -> int:
         """Fold a failed batch event by event, skipping (and reporting) the ones that raise."""
@@ -427,13 +443,22 @@ class Gravityd:
             log.info("log retention", extra={"deleted": deleted, "upto": oldest_cursor})
 
     async def _snapshot_loop(self) -> None:
+        """Snapshot every interval; after a failure (disk full, folder unwritable) retry sooner,
+        backing off from snapshot_retry_s to the interval, so a fixed disk is used at once."""
         cfg = self.config
+        delay = cfg.snapshot_interval_s
         while not self._closing:
-            await asyncio.sleep(cfg.snapshot_interval_s)
-            if self.graph.cursor - self._last_snapshot[1] >= cfg.snapshot_min_events:
-                # A failure is reported (log, metric) in snapshot_now and retried next time.
-                with contextlib.suppress(Exception):
-                    await self.snapshot_now()
+            await asyncio.sleep(delay)
+            if self.graph.cursor - self._last_snapshot[1] < cfg.snapshot_min_events:
+                delay = cfg.snapshot_interval_s
+                continue
+            try:
+                await self.snapshot_now()  # a failure is logged and counted there
+            except Exception:
+                failed = delay < cfg.snapshot_interval_s
+                delay = min(cfg.snapshot_interval_s, delay * 2 if failed else cfg.snapshot_retry_s)
+            else:
+                delay = cfg.snapshot_interval_s
 
     def snapshot_age(self) -> float:
         at = self._last_snapshot[0]

@@ -29,7 +29,7 @@ def make_driver(width: int = 1280, height: int = 900) -> Any:
     """A headless Chromium driven through chromedriver; never downloads anything."""
     binary, driver = _find(CHROMIUM_NAMES), _find(DRIVER_NAMES)
     if binary is None or driver is None:
-        reason = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
+        reason = "no chromium or chromedriver: apt-get install chromium chromium-driver"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)

@@ -66,7 +66,7 @@ def fold_log(db: Path, params: FoldParams | None = None) -> GravityGraph:
     conn = connect_sync(db)
     gg = GravityGraph(params)
     try:
-        while events := read_after_sync(conn, gg.cursor, 5000):
+        while events := read_after_sync(conn, gg.cursor, 5000)[0]:
             gg.fold(events)
     finally:
         conn.close()
