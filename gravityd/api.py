@@ -18,6 +18,7 @@ from gravityd.events import EventError, canonical_uuid, parse_batch, validate_ev
 from gravityd.limits import ClientIdentity, RateLimiter, parse_networks, retry_after
 from gravityd.log import LogError
 from gravityd.metrics import CONTENT_TYPE_LATEST
+from gravityd.openapi import build_spec
 from gravityd.ranking import validate_rank_request
 from gravityd.service import Gravityd
 
@@ -320,11 +321,17 @@ def _require_admin(request: web.Request) -> None:
                 "a valid bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="gravityd"'},
             )
-    elif not _is_loopback(request.remote):
+    elif (
+        not _is_loopback(request.remote)
+        or "X-Forwarded-For" in request.headers
+        or "Forwarded" in request.headers
+    ):
+        # A forwarded request came through a proxy from somebody else, even when the proxy
+        # itself connects from loopback.
         raise ApiError(
             403,
             "forbidden",
-            "admin endpoints answer only loopback clients when no admin_token is set",
+            "admin endpoints answer only local, unproxied clients when no admin_token is set",
         )
 
 
@@ -529,6 +536,12 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app.router.add_post("/admin/fold", admin_fold)
     app.router.add_post("/admin/snapshot", admin_snapshot)
     app.router.add_get("/stats", get_stats)
+    spec = orjson.dumps(build_spec(cfg))
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=spec, headers=_JSON_HEADERS)
+
+    app.router.add_get("/openapi.json", openapi)
     add_static_routes(app)
     if manage_service:
 

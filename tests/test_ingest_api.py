@@ -346,3 +346,31 @@ async def test_a_row_the_database_refuses_fails_only_its_own_request(tmp_path: A
         assert await log.count() == 5
     finally:
         await log.close()
+
+
+async def test_admin_forbidden_without_token_off_loopback(client: Any) -> None:
+    """Behind a reverse proxy every request arrives from loopback: a forwarded request is
+    somebody else's, so without a token the admin surface refuses it."""
+    for header in ({"X-Forwarded-For": "203.0.113.5"}, {"Forwarded": "for=203.0.113.5"}):
+        resp = await client.post("/admin/fold", headers=header)
+        assert resp.status == 403
+        assert (await resp.json())["error"]["code"] == "forbidden"
+    assert (await client.post("/admin/fold")).status == 200
+
+
+async def test_readyz_is_503_until_caught_up(aiohttp_client: Any, tmp_path: Any) -> None:
+    cfg = make_config(tmp_path)
+    first = Gravityd(cfg)
+    c1 = await aiohttp_client(create_app(first))
+    assert (await c1.post("/events", json=[event("s", i) for i in range(50)])).status == 202
+    await c1.close()
+    svc = Gravityd(cfg)
+    await svc._fold_lock.acquire()  # the start-up fold cannot run yet
+    client = await aiohttp_client(create_app(svc))
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["ready"] is False and body["last_id"] == 50 and body["cursor"] == 0
+    svc._fold_lock.release()
+    assert (await (await client.post("/admin/fold")).json())["cursor"] == 50
+    assert (await client.get("/readyz")).status == 200
