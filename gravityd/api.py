@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gravityd.assets import add_static_routes
 from gravityd.events import EventError, canonical_uuid, parse_batch, validate_event
@@ -507,9 +508,32 @@ def _preflight(origins: list[str], origin: str | None) -> web.Response:
     return web.Response(status=204, headers=headers)
 
 
+class ProtocolErrorFilter(logging.Filter):
+    """aiohttp logs every malformed request (a header too long, garbage on the port) at ERROR
+    with a traceback: anyone on the internet could flood the logs that way. Such a record
+    becomes one WARNING line naming the error, no traceback. The client still gets aiohttp's
+    plain-text 400: those requests never reach the application."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "malformed request refused", ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = None
+            record.exc_text = None
+            record.error = f"{exc.code} {exc.message}".strip()[:200]
+        return True
+
+
+_PROTOCOL_FILTER = ProtocolErrorFilter()
+
+
 def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application:
     """The aiohttp application around a service; it starts and closes the service with itself."""
     cfg = svc.config
+    server_log = logging.getLogger("aiohttp.server")
+    if _PROTOCOL_FILTER not in server_log.filters:
+        server_log.addFilter(_PROTOCOL_FILTER)
     app = web.Application(
         middlewares=[make_middleware(svc)],
         client_max_size=max(cfg.max_batch_bytes, cfg.max_event_bytes) + 1,
