@@ -456,6 +456,9 @@ def make_middleware(svc: Gravityd) -> Any:
                     allowed = _cors_allowed(origins, origin)
                     if allowed:
                         response.headers["Access-Control-Allow-Origin"] = allowed
+                        # A page of another origin reads no header unless told it may: the
+                        # client's backoff must see Retry-After on 429 and 503.
+                        response.headers["Access-Control-Expose-Headers"] = "Retry-After"
                         if allowed != "*":
                             response.headers["Vary"] = "Origin"
         finally:

@@ -81,6 +81,7 @@ class Config:
     max_event_id_len: int = _s("ingest", 128, 1)
     max_context_len: int = _s("ingest", 64, 1)
     max_future_s: float = _s("ingest", 300.0, 0)
+    max_meta_bytes: int = _s("ingest", 16384, 256)
     commit_max_events: int = _s("ingest", 20000, 1)
     # [fold]
     fold_batch_events: int = _s("fold", 2000, 1)
@@ -110,6 +111,7 @@ class Config:
             max_event_id_len=self.max_event_id_len,
             max_context_len=self.max_context_len,
             max_future_s=self.max_future_s,
+            max_meta_bytes=self.max_meta_bytes,
         )
 
 

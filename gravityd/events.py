@@ -60,6 +60,7 @@ class ValidationLimits:
     max_event_id_len: int = 128
     max_context_len: int = 64
     max_future_s: float = 300.0
+    max_meta_bytes: int = 16384
 
 
 class ValidEvent(NamedTuple):
@@ -201,6 +202,14 @@ def validate_event(obj: Any, limits: ValidationLimits, now: float | None = None)
             elapsed_ms = elapsed
         if meta_raw:
             meta = orjson.dumps(meta_raw).decode()
+            # The only unbounded part of a stored event (the rest is ids and short strings), so
+            # this bounds an event inside a batch as max_event_bytes bounds POST /event.
+            if len(meta) > limits.max_meta_bytes:
+                raise EventError(
+                    "meta_too_large",
+                    f"meta is larger than {limits.max_meta_bytes} bytes as JSON",
+                    "meta",
+                )
 
     return ValidEvent(
         event_id, session_id, track_id, event_type, user_id, ts, context, meta, elapsed_ms

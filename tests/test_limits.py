@@ -191,3 +191,34 @@ async def test_long_url_and_headers_are_refused(
     assert len(refused) == 2
     assert all(r.levelname == "WARNING" and r.exc_info is None for r in refused)
     assert all(r.getMessage() == "malformed request refused" for r in refused)
+
+
+async def test_oversized_meta_is_refused_in_batches_too(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    client = await serve(aiohttp_client, tmp_path, max_meta_bytes=1000)
+    big = event("s", 2, meta={"note": "x" * 2000})
+    resp = await client.post("/events", json=[event("s", 1), big])
+    body = await resp.json()
+    assert resp.status == 202 and body["accepted"] == 1
+    assert body["rejected"][0]["index"] == 1
+    assert body["rejected"][0]["error"]["code"] == "meta_too_large"
+    single = await client.post("/event", json=big)
+    assert single.status == 400
+    assert (await single.json())["error"] == {
+        "code": "meta_too_large",
+        "message": "meta is larger than 1000 bytes as JSON",
+        "field": "meta",
+    }
+
+
+async def test_cross_origin_pages_can_read_retry_after(aiohttp_client: Any, tmp_path: Path) -> None:
+    client = await serve(
+        aiohttp_client, tmp_path, rate_limit_per_s=0.01, rate_limit_burst=1, rate_limit_exempt=[]
+    )
+    origin = {"Origin": "https://player.example"}
+    assert (await client.post("/event", json=event("a"), headers=origin)).status == 202
+    limited = await client.post("/event", json=event("b"), headers=origin)
+    assert limited.status == 429
+    assert limited.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Retry-After" in limited.headers["Access-Control-Expose-Headers"]
