@@ -30,7 +30,7 @@ JSON_TYPES = frozenset(
     {"application/json", "application/x-ndjson", "text/plain", "application/octet-stream", ""}
 )
 VALIDATE_SLICE = 100  # events validated between two yields to the event loop
-CORS_EXACT = frozenset({"/event", "/events", "/rank", "/client.js"})
+CORS_EXACT = frozenset({"/event", "/events", "/rank", "/client.js", "/stats"})
 _BOOLS = {"1": True, "true": True, "0": False, "false": False}
 RATE_LIMITED = frozenset({"/event", "/events"})
 UNCAPPED = frozenset({"/healthz", "/readyz", "/metrics"})  # probes answer a saturated daemon
@@ -374,9 +374,9 @@ def _cors_allowed(origins: list[str], origin: str) -> str | None:
 
 
 def _wants_cors(path: str) -> bool:
-    return path in CORS_EXACT or (
-        path.startswith("/tracks/") and path.endswith("/gravity_neighbors")
-    )
+    """Everything a page of another origin may call: ingest, rank, the track reads, the
+    explorer's stats and the client module. Never /admin/*, /metrics or the page itself."""
+    return path in CORS_EXACT or path.startswith("/tracks/")
 
 
 class Guard:

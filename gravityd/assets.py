@@ -1,8 +1,9 @@
 """The browser side's files (explorer page, client.js), shipped inside the package.
 
-Served from memory: a handful of small files read once at start, with an ETag so a reload
-costs a 304. Only files that exist in `gravityd/static/` at start are served; names never
-touch the filesystem at request time, so no path can escape the folder.
+Served from memory: a handful of small files read once at start (so an edited file shows
+after a restart), with an ETag so a reload costs a 304. Only files that exist in
+`gravityd/static/` at start are served; names never touch the filesystem at request time, so
+no path can escape the folder.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ TYPES = {
 }
 # The explorer loads nothing from anywhere else; the policy makes that a browser-enforced fact.
 PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "form-action 'self'"
 )

@@ -461,11 +461,14 @@ async def replay_yes(
     data: str,
     *,
     playlists: int | None = None,
-    concurrency: int = 4,
     token: str = "",
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int, int]:
-    """Post Yes.com playlists to a daemon; returns (playlists, events accepted, duplicates)."""
+    """Post Yes.com playlists to a daemon; returns (playlists, events accepted, duplicates).
+
+    One batch at a time: the log then holds the playlists in file order, so two replays of the
+    same data build the same graph (per-track edge trimming depends on the order).
+    """
     sessions, _ = yes_replay_events(data, playlists, time.time())
     batches: list[list[dict[str, Any]]] = [[]]
     for events in sessions:
@@ -473,11 +476,11 @@ async def replay_yes(
             batches.append([])
         batches[-1].extend(events)
     client = Client(url, token)
-    sem = asyncio.Semaphore(concurrency)
     done = [0, 0, 0]
-
-    async def one(batch: list[dict[str, Any]]) -> None:
-        async with sem:
+    try:
+        for batch in batches:
+            if not batch:
+                continue
             async with client.http.post(client.url + "/events", json=batch) as r:
                 body = await r.json()
                 if r.status != 202 or body.get("rejected"):
@@ -487,9 +490,6 @@ async def replay_yes(
             done[2] += body.get("duplicates", 0)
             if progress:
                 progress(done[0], done[1])
-
-    try:
-        await asyncio.gather(*[one(b) for b in batches if b])
     finally:
         await client.close()
     return len(sessions), done[1], done[2]
@@ -562,7 +562,6 @@ def run(args: Any) -> int:
                 args.url,
                 args.replay,
                 playlists=args.playlists,
-                concurrency=args.concurrency,
                 token=token,
                 progress=lambda d, e: sys.stderr.write(f"\r{d} batches, {e:,} events"),
             )

@@ -234,6 +234,12 @@ async def test_cors_preflight_and_headers(client: Any) -> None:
         f"/tracks/{tid(1)}/gravity_neighbors", headers={"Origin": "https://map.example"}
     )
     assert nb.headers["Access-Control-Allow-Origin"] == "*"
+    for path in (f"/tracks/{tid(1)}", "/tracks/top", "/stats", "/client.js"):
+        read = await client.get(path, headers={"Origin": "https://map.example"})
+        assert read.headers["Access-Control-Allow-Origin"] == "*", path
+    for path in ("/metrics", "/", "/openapi.json"):
+        read = await client.get(path, headers={"Origin": "https://map.example"})
+        assert "Access-Control-Allow-Origin" not in read.headers, path
     # bad input still carries CORS headers so the browser can read the error
     bad = await client.post("/event", json={}, headers={"Origin": "https://player.example"})
     assert bad.status == 400 and bad.headers["Access-Control-Allow-Origin"] == "*"
