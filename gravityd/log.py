@@ -399,11 +399,17 @@ class EventLog:
         assert self._r is not None
         return await self._r._execute(_read_checked, self._r._conn, cursor, limit)
 
-    def lag_seconds(self, cursor: int, now: float | None = None) -> float:
-        """Age of the oldest commit the fold has not reached yet (0 when caught up)."""
+    def forget_through(self, cursor: int) -> None:
+        """Drop the commit times the fold has passed (called after every fold batch, so the
+        record stays as short as the fold lag, scraped or not)."""
         commits = self._commits
         while commits and commits[0][0] <= cursor:
             commits.popleft()
+
+    def lag_seconds(self, cursor: int, now: float | None = None) -> float:
+        """Age of the oldest commit the fold has not reached yet (0 when caught up)."""
+        self.forget_through(cursor)
+        commits = self._commits
         if not commits:
             return 0.0
         return max(0.0, (now or time.time()) - commits[0][1])

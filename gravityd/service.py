@@ -214,6 +214,7 @@ class Gravityd:
                     n = self._fold_one_by_one(part)
                 self.metrics.fold_events.inc(n)
                 await asyncio.sleep(0)  # let reads in between slices
+            self.log.forget_through(self.graph.cursor)
         return len(events)
 
     def _report_skipped(self, bad: list[tuple[int, str]]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gravityd.api import create_app
+from gravityd.api import SERVICE, create_app
 from gravityd.service import Gravityd
 
 from .conftest import event, make_config, tid
@@ -380,3 +380,14 @@ async def test_readyz_is_503_until_caught_up(aiohttp_client: Any, tmp_path: Any)
     svc._fold_lock.release()
     assert (await (await client.post("/admin/fold")).json())["cursor"] == 50
     assert (await client.get("/readyz")).status == 200
+
+
+async def test_commit_record_stays_short_without_metrics_scrapes(client: Any) -> None:
+    """Fold lag is computed from a record of commit times; with nobody scraping /metrics it must
+    still shrink as the fold passes, or it grows by one entry per commit forever."""
+    svc = client.server.app[SERVICE]
+    for i in range(30):
+        assert (await client.post("/event", json=event(f"s{i}"))).status == 202
+    assert len(svc.log._commits) >= 1
+    await client.post("/admin/fold")
+    assert len(svc.log._commits) == 0
