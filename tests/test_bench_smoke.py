@@ -1,0 +1,26 @@
+"""The soak benchmark at smoke size: it checks correctness, not speed, so it can run in CI.
+
+Twenty seconds of mixed load (ingest with duplicates, neighbors, rank, snapshots) on a real
+daemon, then every acknowledged event_id must be in the log exactly once and no answer a 5xx.
+No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from .conftest import REPO
+
+
+def test_soak_smoke_loses_and_doubles_nothing() -> None:
+    res = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "soak.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "CORRECTNESS: OK (lost 0, duplicated 0, no 5xx)" in res.stdout
+    assert "acknowledged" in res.stdout
