@@ -322,18 +322,29 @@ def _require_admin(request: web.Request) -> None:
                 "a valid bearer token is required",
                 headers={"WWW-Authenticate": 'Bearer realm="gravityd"'},
             )
-    elif (
-        not _is_loopback(request.remote)
-        or "X-Forwarded-For" in request.headers
-        or "Forwarded" in request.headers
-    ):
-        # A forwarded request came through a proxy from somebody else, even when the proxy
-        # itself connects from loopback.
+    elif not _is_loopback(request.remote) or _not_local_operator(request):
         raise ApiError(
             403,
             "forbidden",
-            "admin endpoints answer only local, unproxied clients when no admin_token is set",
+            "with no admin_token set, admin endpoints answer only local tools, not proxies "
+            "or browsers",
         )
+
+
+# Headers that say a loopback request is not a local operator's: a reverse proxy on the same
+# host forwarded it from somebody else, or a web page made the browser send it (CSRF: a page
+# on any site can POST to 127.0.0.1 "no-cors" and the browser sends it, answer unread).
+_PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host")
+
+
+def _not_local_operator(request: web.Request) -> bool:
+    headers = request.headers
+    if any(h in headers for h in _PROXY_HEADERS):
+        return True
+    if "Origin" in headers:
+        return True
+    site = headers.get("Sec-Fetch-Site")
+    return site is not None and site != "none"
 
 
 async def admin_fold(request: web.Request) -> web.Response:
@@ -395,7 +406,8 @@ class Guard:
             parse_networks(cfg.rate_limit_exempt, "rate_limit_exempt"),
             parse_networks(cfg.trusted_proxies, "trusted_proxies"),
         )
-        self._exempt_peers: dict[str, bool] = {}  # peer address -> exempt, when no proxy is
+        # peer address -> exempt; used only when no proxy is trusted (then the peer is the client)
+        self._exempt_peers: dict[str, bool] = {}
         self._refused = {
             r: svc.metrics.requests_refused.labels(r)
             for r in ("rate_limited", "overloaded", "url_too_long")
@@ -416,7 +428,9 @@ class Guard:
                 exempt = self.identity.key(remote, None) is None
                 self._exempt_peers[remote or ""] = exempt
             return None if exempt else (remote or "unknown")
-        return self.identity.key(remote, request.headers.get("X-Forwarded-For"))
+        # Every X-Forwarded-For line, in order: a proxy appends its own line after the client's.
+        forwarded = ", ".join(request.headers.getall("X-Forwarded-For", ()))
+        return self.identity.key(remote, forwarded or None)
 
 
 def make_middleware(svc: Gravityd) -> Any:

@@ -56,6 +56,14 @@ def load_assets() -> dict[str, Asset]:
     return out
 
 
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """If-None-Match may list several tags, weak (W/) ones included, or be "*"."""
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
 def _respond(request: web.Request, asset: Asset) -> web.Response:
     headers = {
         "Content-Type": asset.content_type,
@@ -66,7 +74,7 @@ def _respond(request: web.Request, asset: Asset) -> web.Response:
     if asset.content_type.startswith("text/html"):
         headers["Content-Security-Policy"] = PAGE_POLICY
         headers["Referrer-Policy"] = "no-referrer"
-    if request.headers.get("If-None-Match") == asset.etag:
+    if _etag_matches(request.headers.get("If-None-Match"), asset.etag):
         return web.Response(status=304, headers=headers)
     return web.Response(body=asset.body, headers=headers)
 

@@ -63,16 +63,22 @@ def _row(track_id: object, title: object, artist: object, where: str) -> Row:
 
 
 def _csv_rows(text: str, name: str) -> Iterator[Row]:
-    reader = csv.DictReader(io.StringIO(text))
-    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
-    if "track_id" not in fields:
-        raise CatalogError(f"{name}:1: the CSV needs a header with track_id (and title, artist)")
-    reader.fieldnames = fields
-    for rec in reader:
-        where = f"{name}:{reader.line_num}"
-        if None in rec:
-            raise CatalogError(f"{where}: more fields than the header names")
-        yield _row(rec.get("track_id"), rec.get("title"), rec.get("artist"), where)
+    # strict: a stray or unterminated quote is an error, not a title with quotes in it.
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    try:
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "track_id" not in fields:
+            raise CatalogError(
+                f"{name}:1: the CSV needs a header with track_id (and title, artist)"
+            )
+        reader.fieldnames = fields
+        for rec in reader:
+            where = f"{name}:{reader.line_num}"
+            if None in rec:
+                raise CatalogError(f"{where}: more fields than the header names")
+            yield _row(rec.get("track_id"), rec.get("title"), rec.get("artist"), where)
+    except csv.Error as exc:  # a field past csv's size limit, a bad quote
+        raise CatalogError(f"{name}:{reader.line_num}: not valid CSV ({exc})") from None
 
 
 def _jsonl_rows(text: str, name: str) -> Iterator[Row]:
@@ -123,8 +129,22 @@ def read_catalog(path: str | os.PathLike, fmt: str | None = None) -> list[Row]:
     return rows
 
 
+def distinct_rows(rows: list[Row]) -> tuple[list[Row], int]:
+    """One row per track id, the last one winning (a later line corrects an earlier one), and
+    how many rows were such repeats."""
+    last = {r[0]: r for r in rows}
+    return list(last.values()), len(rows) - len(last)
+
+
 def load_catalog(db: str | os.PathLike, rows: list[Row], now: float | None = None) -> int:
-    """Upsert the rows in one transaction; safe while the daemon runs (WAL, busy timeout)."""
+    """Upsert the rows in one transaction; safe while the daemon runs (WAL, busy timeout).
+
+    The log must exist: a mistyped --db would otherwise create an empty log nobody reads.
+    """
+    if not Path(db).is_file():
+        raise CatalogError(
+            f"no event log at {db}: pass --db (or GRAVITYD_DB) naming the daemon's log"
+        )
     now = time.time() if now is None else now
     conn = connect_sync(db)
     try:

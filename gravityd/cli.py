@@ -245,6 +245,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     try:
         return simulate.run(args)
+    except (FileNotFoundError, ValueError) as exc:  # a missing or malformed --replay folder
+        return _fail(str(exc))
     except (RuntimeError, OSError) as exc:
         print(f"gravityd: error: {exc}", file=sys.stderr)
         return 1
@@ -253,20 +255,21 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_catalog(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from gravityd.catalog import CatalogError, load_catalog, read_catalog
+    from gravityd.catalog import CatalogError, distinct_rows, load_catalog, read_catalog
     from gravityd.log import LogError
 
     if args.catalog_command != "load":
         return _fail("say what to do: gravityd catalog load FILE")
     cfg = _config(args)
     try:
-        rows = read_catalog(args.file, args.format)
+        rows, repeats = distinct_rows(read_catalog(args.file, args.format))
         total = load_catalog(cfg.db, rows)
     except CatalogError as exc:
         return _fail(str(exc))
     except (LogError, sqlite3.Error, OSError) as exc:
         return _fail(f"cannot write the catalogue to {cfg.db}: {exc}")
-    print(f"loaded {len(rows)} tracks from {args.file}; the catalogue holds {total}")
+    again = f" ({repeats} repeated ids: the last row of each won)" if repeats else ""
+    print(f"loaded {len(rows)} tracks from {args.file}{again}; the catalogue holds {total}")
     return 0
 
 

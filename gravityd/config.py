@@ -8,6 +8,7 @@ cannot drift apart. Keys are unique across sections so `GRAVITYD_<KEY>` is unamb
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -168,6 +169,9 @@ def _coerce(key: str, tp: Any, value: Any, from_env: bool) -> Any:
 
 
 def _check(key: str, meta: dict, value: Any) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        # nan compares false with everything: it would switch a limit off without a word
+        raise ConfigError(f"setting {key}: must be a finite number, got {value!r}")
     minimum = meta.get("min")
     if minimum is not None and value < minimum:
         floor = " (the contract's floor)" if key in FLOORS else ""

@@ -26,10 +26,17 @@ def parse_networks(values: list[str], what: str) -> list[Network]:
 
 
 def _addr(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from a peer or a forwarded hop; proxies may add a port ("1.2.3.4:5555",
+    "[2001:db8::1]:443") or brackets."""
     if not text:
         return None
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else text[1:]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
     try:
-        addr = ipaddress.ip_address(text.strip())
+        addr = ipaddress.ip_address(text)
     except ValueError:
         return None
     mapped = getattr(addr, "ipv4_mapped", None)
@@ -52,6 +59,7 @@ class ClientIdentity:
         return any(addr in net for net in self.trusted)
 
     def client(self, remote: str | None, forwarded_for: str | None) -> str:
+        """The client's address, or the raw text of a forwarded hop nobody can parse."""
         addr = _addr(remote)
         if addr is None:
             return remote or "unknown"
@@ -59,7 +67,9 @@ class ClientIdentity:
             for hop in reversed(forwarded_for.split(",")):
                 hop_addr = _addr(hop)
                 if hop_addr is None:
-                    break  # a garbled hop: charge the last good address, not the client's claim
+                    # Unreadable, yet the proxy passed it on: charge that text itself, never
+                    # the (often exempt) proxy, and never anything left of it.
+                    return "hop:" + hop.strip()[:64]
                 addr = hop_addr
                 if not self._trusted(hop_addr):
                     break

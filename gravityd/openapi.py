@@ -48,7 +48,11 @@ BODY_ERRORS = {
 }
 ADMIN = {
     "401": _error("a valid bearer token is required (admin_token is set)"),
-    "403": _error("admin endpoints answer loopback clients only when no admin_token is set"),
+    "403": _error(
+        "with no admin_token set: the client is not on loopback, or the request came through "
+        "a proxy (X-Forwarded-For, Forwarded, X-Real-IP) or from a web page (Origin, "
+        "Sec-Fetch-Site)"
+    ),
 }
 
 

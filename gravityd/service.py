@@ -291,21 +291,25 @@ class Gravityd:
         return info
 
     async def top_tracks(self, limit: int) -> list[dict[str, Any]]:
-        """The most connected tracks (lanes in and out), recomputed at most every 10 s.
+        """The tracks with the most warp lanes (in and out), recomputed at most every 10 s.
 
-        Scanning every node is O(tracks); it runs on the loop in slices so reads keep flowing.
+        Counting lanes visits every edge; it runs on the loop in slices so reads keep flowing.
+        An empty answer is not kept, so a fresh daemon shows tracks as soon as it has some.
         """
         now = time.monotonic()
-        if now - self._top[0] > TOP_TRACKS_TTL_S or self._top[2] < limit:
+        cached_at, ids, size = self._top
+        if now - cached_at > TOP_TRACKS_TTL_S or not ids or size < limit:
             want = max(limit, 20)
-            succ, pred = self.graph.g._succ, self.graph.g._pred
-            nodes = list(succ)
+            lane_counts = self.graph.lane_counts
+            nodes = list(self.graph.g._succ)
             best: list[tuple[int, str]] = []
-            for i in range(0, len(nodes), 5000):
-                for u in nodes[i : i + 5000]:
-                    if u in succ:
-                        best.append((len(succ[u]) + len(pred[u]), u))
-                best = heapq.nlargest(want, best, key=lambda x: (x[0], x[1]))
+            for i in range(0, len(nodes), 250):  # ~1 ms of the loop per slice at 10 lanes
+                for u in nodes[i : i + 250]:
+                    out_lanes, in_lanes = lane_counts(u)
+                    if out_lanes or in_lanes:
+                        best.append((out_lanes + in_lanes, u))
+                # most lanes first, ties by id (smallest first)
+                best = heapq.nsmallest(want, best, key=lambda x: (-x[0], x[1]))
                 await asyncio.sleep(0)
             self._top = (time.monotonic(), [u for _, u in best], want)
         items = []

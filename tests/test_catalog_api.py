@@ -36,8 +36,16 @@ def tracks_table(db: Path) -> dict[str, tuple[str | None, str | None]]:
 # ------------------------------------------------------------------------------ catalogue CLI
 
 
+def new_log(path: Path) -> Path:
+    """An empty event log, as the daemon's first start leaves it."""
+    from gravityd.log import connect_sync
+
+    connect_sync(path).close()
+    return path
+
+
 def test_catalog_load_csv_jsonl_and_update(tmp_path: Path) -> None:
-    db = tmp_path / "events.db"
+    db = new_log(tmp_path / "events.db")
     csv_file = write_csv(tmp_path / "c.csv", [(tid(1), "One", "Band"), (tid(2), '"Two, too"', "")])
     res = run_cli("catalog", "load", str(csv_file), "--db", str(db))
     assert res.returncode == 0, res.stderr
@@ -84,6 +92,37 @@ def test_catalog_bad_file_is_one_line_and_loads_nothing(
     assert len(res.stderr.strip().splitlines()) == 1
     if db.exists():
         assert tracks_table(db) == {}  # the good first row was not written either
+
+
+def test_catalog_needs_an_existing_log_and_reports_repeats(tmp_path: Path) -> None:
+    csv_file = write_csv(tmp_path / "c.csv", [(tid(1), "One", "A"), (tid(1).upper(), "Uno", "B")])
+    res = run_cli("catalog", "load", str(csv_file), "--db", str(tmp_path / "typo.db"))
+    assert res.returncode == 2 and "no event log at" in res.stderr
+    assert not (tmp_path / "typo.db").exists()  # a mistyped --db creates nothing
+    db = new_log(tmp_path / "events.db")
+    res = run_cli("catalog", "load", str(csv_file), "--db", str(db))
+    assert res.returncode == 0, res.stderr
+    assert "loaded 1 tracks" in res.stdout and "1 repeated ids" in res.stdout
+    assert tracks_table(db) == {tid(1): ("Uno", "B")}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('track_id,title,artist\n{good},"unterminated,B\n', "not valid CSV"),
+        ('track_id,title,artist\n{good},"a"b"c,B\n', "not valid CSV"),
+        ("track_id,title,artist\n{good},{huge},B\n", "not valid CSV"),
+    ],
+)
+def test_catalog_malformed_csv_is_one_line(tmp_path: Path, text: str, message: str) -> None:
+    db = new_log(tmp_path / "events.db")
+    path = tmp_path / "bad.csv"
+    path.write_text(text.replace("{good}", tid(1)).replace("{huge}", "x" * 200_000))
+    res = run_cli("catalog", "load", str(path), "--db", str(db))
+    assert res.returncode == 2, res.stdout
+    assert message in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert tracks_table(db) == {}
 
 
 def test_catalog_cli_errors(tmp_path: Path) -> None:
@@ -163,8 +202,12 @@ async def test_track_top_and_stats(client: Any, config: Any, tmp_path: Path) -> 
     assert (await unknown.json())["out_lanes"] == 0
     assert (await client.get("/tracks/nope")).status == 400
     top = await (await client.get("/tracks/top?limit=2")).json()
-    assert top[0]["track_id"] == tid(1) and top[0]["title"] == "One"  # 3 edges: 2, 3, 4
+    assert top[0]["track_id"] == tid(1) and top[0]["title"] == "One"  # lanes to 2 and 3
     assert len(top) == 2 and top[0]["lanes"] == 2
+    every = await (await client.get("/tracks/top?limit=100")).json()
+    # 4 has only the rejected transition from 1: no lanes, so not "connected" at all
+    assert [t["track_id"] for t in every] == [tid(1), *sorted([tid(2), tid(3)])]
+    assert [t["lanes"] for t in every] == [2, 1, 1]
     assert (await client.get("/tracks/top?limit=0")).status == 400
     stats = await (await client.get("/stats")).json()
     assert stats["ready"] is True and stats["fold_lag"] == 0
@@ -194,6 +237,9 @@ async def test_static_files_etag_cors_and_policy(client: Any) -> None:
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     again = await client.get("/", headers={"If-None-Match": page.headers["ETag"]})
     assert again.status == 304
+    listed = f'"nope", W/{page.headers["ETag"]}'
+    assert (await client.get("/", headers={"If-None-Match": listed})).status == 304
+    assert (await client.get("/", headers={"If-None-Match": '"other"'})).status == 200
     js = await client.get("/client.js", headers={"Origin": "https://player.example"})
     assert js.status == 200
     assert js.headers["Content-Type"].startswith("text/javascript")
@@ -240,6 +286,12 @@ def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ Yes replay
+
+
+def test_yes_replay_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
+    res = run_cli("simulate", "--replay", str(tmp_path / "nope"), "--url", "http://127.0.0.1:9")
+    assert res.returncode == 2
+    assert "data folder not found" in res.stderr and "Traceback" not in res.stderr
 
 
 async def test_yes_replay_posts_real_playlists_once(daemon_factory: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -357,11 +358,22 @@ async def test_a_row_the_database_refuses_fails_only_its_own_request(tmp_path: A
 async def test_admin_forbidden_without_token_off_loopback(client: Any) -> None:
     """Behind a reverse proxy every request arrives from loopback: a forwarded request is
     somebody else's, so without a token the admin surface refuses it."""
-    for header in ({"X-Forwarded-For": "203.0.113.5"}, {"Forwarded": "for=203.0.113.5"}):
-        resp = await client.post("/admin/fold", headers=header)
-        assert resp.status == 403
+    for header in (
+        {"X-Forwarded-For": "203.0.113.5"},
+        {"Forwarded": "for=203.0.113.5"},
+        {"X-Real-IP": "203.0.113.5"},
+        # A page on any site can make the browser POST to 127.0.0.1 (CSRF): it sends these.
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ):
+        resp = await client.post("/admin/snapshot", headers=header)
+        assert resp.status == 403, header
         assert (await resp.json())["error"]["code"] == "forbidden"
+    assert not list(Path(client.server.app[SERVICE].config.snapshot_dir).glob("*.gsnap"))
     assert (await client.post("/admin/fold")).status == 200
+    # A tool typed by the operator (curl, gravityd snapshot) sends none, or Sec-Fetch-Site: none.
+    assert (await client.post("/admin/fold", headers={"Sec-Fetch-Site": "none"})).status == 200
 
 
 async def test_readyz_is_503_until_caught_up(aiohttp_client: Any, tmp_path: Any) -> None:

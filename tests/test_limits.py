@@ -54,7 +54,15 @@ def test_client_identity_trusts_only_configured_proxies() -> None:
     # A client can prepend anything; only the hop the proxy appended counts.
     assert proxied.key("10.1.2.3", "127.0.0.1, 198.51.100.7") == "198.51.100.7"
     assert proxied.key("10.1.2.3", "198.51.100.7, 10.9.9.9") == "198.51.100.7"
-    assert proxied.key("10.1.2.3", "garbage") == "10.1.2.3"
+    # An unreadable hop is charged as itself, never to the (maybe exempt) proxy.
+    assert proxied.key("10.1.2.3", "garbage") == "hop:garbage"
+    assert (
+        ClientIdentity(exempt, parse_networks(["127.0.0.1"], "x")).key("127.0.0.1", "unknown")
+        == "hop:unknown"
+    )
+    # Proxies that append a port.
+    assert proxied.key("10.1.2.3", "198.51.100.9:5555") == "198.51.100.9"
+    assert proxied.key("10.1.2.3", "[2001:db8::1]:443") == "2001:db8::1"
     assert proxied.key("203.0.113.9", "198.51.100.7") == "203.0.113.9"  # not our proxy
 
 
@@ -94,6 +102,31 @@ async def test_rate_limit_per_client_with_retry_after(aiohttp_client: Any, tmp_p
         assert r.status == 202
     metrics = await (await client.get("/metrics")).text()
     assert 'gravityd_requests_refused_total{reason="rate_limited"} 1.0' in metrics
+
+
+async def test_forwarded_for_from_a_trusted_proxy_uses_its_last_line(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """A proxy appends its own X-Forwarded-For line after whatever the client sent: reading
+    only the first line would let a client claim loopback (exempt) or rotate addresses."""
+    client = await serve(
+        aiohttp_client,
+        tmp_path,
+        rate_limit_per_s=0.01,
+        rate_limit_burst=2,
+        trusted_proxies=["127.0.0.1/32"],
+    )
+    statuses = []
+    for i in range(4):
+        headers = [("X-Forwarded-For", f"127.0.0.{i + 2}"), ("X-Forwarded-For", "198.51.100.7")]
+        resp = await client.post("/event", json=event(f"s{i}"), headers=headers)
+        statuses.append(resp.status)
+    assert statuses == [202, 202, 429, 429]
+    # Another real client behind the same proxy is not affected.
+    other = await client.post(
+        "/event", json=event("o"), headers={"X-Forwarded-For": "198.51.100.8"}
+    )
+    assert other.status == 202
 
 
 async def test_loopback_is_exempt_by_default(aiohttp_client: Any, tmp_path: Path) -> None:
@@ -222,3 +255,15 @@ async def test_cross_origin_pages_can_read_retry_after(aiohttp_client: Any, tmp_
     assert limited.status == 429
     assert limited.headers["Access-Control-Allow-Origin"] == "*"
     assert "Retry-After" in limited.headers["Access-Control-Expose-Headers"]
+
+
+def test_non_finite_settings_are_refused(tmp_path: Path) -> None:
+    """nan compares false with everything: GRAVITYD_RATE_LIMIT_PER_S=nan would switch rate
+    limiting off without a word."""
+    from gravityd.config import load_config
+
+    for key in ("GRAVITYD_RATE_LIMIT_PER_S", "GRAVITYD_KEEPALIVE_TIMEOUT_S"):
+        with pytest.raises(ConfigError, match="must be a finite number"):
+            load_config(None, env={key: "nan"})
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        make_config(tmp_path, body_timeout_s=float("inf"))
