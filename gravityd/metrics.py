@@ -58,6 +58,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "gravityd_event_loop_lag_seconds",
+            "How late the event loop wakes a 100 ms timer: time requests wait before a handler.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.fold_events = Counter(
             "gravityd_fold_events", "Events folded into the graph.", registry=r
         )

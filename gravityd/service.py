@@ -38,6 +38,7 @@ from gravityd.snapshot import (
 log = logging.getLogger("gravityd.service")
 
 TOP_TRACKS_TTL_S = 10.0
+LOOP_WATCH_S = 0.1  # how often the event loop's lateness is sampled
 CATALOG_COUNT_TTL_S = 10.0
 
 
@@ -110,6 +111,7 @@ class Gravityd:
         self._ready_target = self.log.last_id
         log.info("log opened", extra={"db": self.config.db, "last_id": self.log.last_id})
         self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
+        self._tasks.append(asyncio.create_task(self._watch_loop(), name="gravityd-loop-lag"))
 
     async def _run(self) -> None:
         try:
@@ -119,6 +121,16 @@ class Gravityd:
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)
         await self._fold_loop()
+
+    async def _watch_loop(self, period: float = LOOP_WATCH_S) -> None:
+        """How late the event loop wakes a sleeper: the queueing every request pays before its
+        handler starts, which the per-route latency histograms cannot see."""
+        loop = asyncio.get_running_loop()
+        observe = self.metrics.loop_lag.observe
+        while not self._closing:
+            due = loop.time() + period
+            await asyncio.sleep(period)
+            observe(max(0.0, loop.time() - due))
 
     async def _load_snapshot(self) -> None:
         """Newest valid snapshot, loaded off the event loop so ingest goes on meanwhile."""
