@@ -208,7 +208,12 @@ def stack(daemon_factory: Any, chrome: Any) -> Iterator[Stack]:
             chrome.switch_to.window(handle)
             chrome.close()
         chrome.switch_to.window(chrome.window_handles[0])
-        chrome.get("about:blank")
+        chrome.get("about:blank")  # the page's last beacons and stored copies happen here
+        # A later test's page may get this port again: it must not adopt this test's events.
+        chrome.execute_cdp_cmd(
+            "Storage.clearDataForOrigin",
+            {"origin": edge.page_url.rstrip("/"), "storageTypes": "local_storage"},
+        )
         edge.close()
 
 
@@ -227,6 +232,8 @@ import(src).then(
       ...opts,
       onError: (e) => window.gravityErrors.push(e),
     });
+    // Taken at once, so events adopted from earlier pages are still outstanding: see adopted().
+    window.adoptedReport = window.gravity.flush();
     done({sessionId: window.gravity.sessionId});
   },
   (e) => done({error: String(e)}),
@@ -238,6 +245,10 @@ return arguments[0].map(([type, track, opts]) => window.gravity.track(type, trac
 FLUSH_JS = """
 const done = arguments[arguments.length - 1];
 window.gravity.flush().then(done, (e) => done({thrown: String(e)}));
+"""
+ADOPTED_JS = """
+const done = arguments[arguments.length - 1];
+window.adoptedReport.then(done, (e) => done({thrown: String(e)}));
 """
 
 
@@ -271,6 +282,32 @@ def flush(chrome: Any) -> dict[str, Any]:
     """Await client.flush() in the page: the signal that everything tracked is settled."""
     report = chrome.execute_async_script(FLUSH_JS)
     assert "thrown" not in report, report
+    return report
+
+
+STORED_JS = """
+const out = {};
+for (const key of Object.keys(localStorage)) {
+  out[key] = JSON.parse(localStorage.getItem(key)).map((e) => e.event_id);
+}
+return out;
+"""
+
+
+def stored(chrome: Any, edge: Edge) -> dict[str, list[str]]:
+    """The event_ids kept in the page origin's localStorage, by key. Opens the bare test page
+    (no client on it) unless a page of that origin is already open."""
+    if not chrome.current_url.startswith(edge.page_url):
+        chrome.get(edge.page_url)
+    return chrome.execute_script(STORED_JS)
+
+
+def adopted(chrome: Any) -> dict[str, Any]:
+    """The report of a flush() made as the client was created: what became of the events it
+    adopted from earlier pages (a later flush() may find them settled already)."""
+    report = chrome.execute_async_script(ADOPTED_JS)
+    assert "thrown" not in report, report
+    assert chrome.execute_script("return window.gravity.pending") == 0
     return report
 
 
@@ -477,7 +514,8 @@ def test_beacon_takes_a_batch_waiting_for_its_retry(stack: Stack, chrome: Any) -
 
 def test_beacon_overflow_is_sent_by_the_next_page(stack: Stack, chrome: Any) -> None:
     """Chromium takes at most 64 KiB of beacons in flight from a page: what does not fit is kept
-    in localStorage and sent by the next page of the origin, still exactly once."""
+    in localStorage (with what the beacon took) and sent by the next page of the origin, still
+    exactly once."""
     edge = stack.edge
     open_client(chrome, edge, batchSize=5000, flushIntervalMs=60_000)
     pad = "y" * 1000
@@ -489,11 +527,114 @@ def test_beacon_overflow_is_sent_by_the_next_page(stack: Stack, chrome: Any) -> 
     assert beacon.event_ids == ids[: len(beacon.event_ids)]
 
     open_client(chrome, edge)  # a later page of the same origin adopts the leftovers
-    report = flush(chrome)
-    assert report["ok"] and report["delivered"] == len(ids) - len(beacon.event_ids)
+    report = adopted(chrome)
+    # every stored event is sent again, the beaconed ones too: nothing confirmed them
+    assert report["ok"] and report["delivered"] == len(ids)
+    resent = edge.seen()[1:]
+    assert {p.content_type for p in resent} == {"application/json"}
+    assert [i for p in resent for i in p.event_ids] == ids  # first, in tracking order
     rows = wait_rows(stack.db, len(ids))
     assert Counter(r[0] for r in rows) == Counter(ids)
     assert chrome.execute_script("return Object.keys(localStorage)") == []
+
+
+def test_refused_beacon_is_resent_by_the_next_page(stack: Stack, chrome: Any) -> None:
+    """The beacon is answered 503 (never forwarded) and the page cannot see it: the events it
+    carried stay in localStorage and the next page of the origin sends them, exactly once."""
+    edge = stack.edge
+    edge.plan = ["refuse"]
+    open_client(chrome, edge, flushIntervalMs=60_000)
+    ids = track(chrome, plays(20))
+    chrome.get("about:blank")  # pagehide: one beacon, which the proxy refuses
+    (beacon,) = edge.wait_posts(1)
+    assert (beacon.action, beacon.content_type, beacon.event_ids) == ("refuse", "text/plain", ids)
+    assert log_rows(stack.db) == []  # the daemon never saw them
+    ((key, kept),) = stored(chrome, edge).items()
+    assert key.startswith("gravityd.unsent:") and kept == ids
+
+    open_client(chrome, edge)  # a later page of the same origin
+    report = adopted(chrome)
+    assert report == {"delivered": 20, "beaconed": 0, "rejected": [], "failed": [], "ok": True}
+    (resend,) = edge.seen()[1:]
+    assert resend.content_type == "application/json" and resend.event_ids == ids
+    assert resend.upstream is not None
+    assert (resend.upstream["accepted"], resend.upstream["duplicates"]) == (20, 0)
+    assert [r[0] for r in log_rows(stack.db)] == ids  # each once, in tracking order
+    assert chrome.execute_script("return Object.keys(localStorage)") == []
+    assert chrome.execute_script("return window.gravityErrors") == []
+
+
+def test_delivered_beacon_is_confirmed_by_the_next_page(stack: Stack, chrome: Any) -> None:
+    """A beacon that did reach the daemon looks the same to the page as a refused one: the next
+    page sends its events again, the daemon answers them as duplicates, storage ends empty."""
+    edge = stack.edge
+    open_client(chrome, edge, flushIntervalMs=60_000)
+    ids = track(chrome, plays(20))
+    chrome.get("about:blank")
+    (beacon,) = edge.wait_posts(1)
+    assert beacon.action == "forward" and beacon.event_ids == ids
+    assert [r[0] for r in wait_rows(stack.db, len(ids))] == ids  # the beacon stored them
+    assert list(stored(chrome, edge).values()) == [ids]  # but the page could not know
+
+    open_client(chrome, edge)
+    assert adopted(chrome) == {
+        "delivered": 20,
+        "beaconed": 0,
+        "rejected": [],
+        "failed": [],
+        "ok": True,
+    }
+    (resend,) = edge.seen()[1:]
+    assert resend.event_ids == ids
+    assert resend.upstream is not None
+    assert resend.upstream["duplicates"] == 20  # "accepted" counts them too: they are logged
+    assert [r[0] for r in log_rows(stack.db)] == ids  # still exactly once
+    assert chrome.execute_script("return Object.keys(localStorage)") == []
+
+
+def test_stored_copies_are_bounded_confirmed_on_return_or_off(stack: Stack, chrome: Any) -> None:
+    """Past persistMaxEvents the oldest stored copies are dropped and reported; a page back
+    from the bfcache confirms its own stored events; persistKey null keeps nothing."""
+    edge = stack.edge
+    open_client(chrome, edge, flushIntervalMs=60_000, persistMaxEvents=5)
+    ids = track(chrome, plays(8))
+    chrome.execute_script(
+        "window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}));"
+    )
+    errors = chrome.execute_script("return window.gravityErrors")
+    assert [(e["code"], e["status"]) for e in errors] == [("persist_dropped", 0)] * 3
+    assert [e["event"]["event_id"] for e in errors] == ids[:3]  # the oldest
+    assert list(stored(chrome, edge).values()) == [ids[3:]]
+    assert [r[0] for r in wait_rows(stack.db, 8)] == ids  # the beacon itself went through
+
+    # Back from the bfcache: the five stored events are sent again and confirmed.
+    report = chrome.execute_async_script(
+        "window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}));"
+        "window.gravity.flush().then(arguments[0]);"
+    )
+    assert report == {
+        "delivered": 5,
+        "beaconed": 0,
+        "rejected": [],
+        "failed": [],
+        "ok": True,
+    }
+    confirm = edge.seen()[1]
+    assert confirm.content_type == "application/json" and confirm.event_ids == ids[3:]
+    assert confirm.upstream is not None and confirm.upstream["duplicates"] == 5
+    assert stored(chrome, edge) == {}
+
+    # persistKey null: a refused beacon is simply lost, and nothing is left to adopt.
+    edge.plan = ["refuse"]
+    open_client(chrome, edge, flushIntervalMs=60_000, persistKey=None)
+    track(chrome, plays(3, start=8))
+    chrome.get("about:blank")
+    assert edge.wait_posts(3)[2].action == "refuse"
+    assert stored(chrome, edge) == {}
+    open_client(chrome, edge)
+    assert adopted(chrome)["delivered"] == 0
+    assert len(edge.seen()) == 3
+    assert [r[0] for r in log_rows(stack.db)] == ids
 
 
 def test_session_survives_reload_and_event_ids_are_unique(stack: Stack, chrome: Any) -> None:

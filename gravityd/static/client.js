@@ -1,6 +1,7 @@
 /**
  * gravityd browser client: queue listening events, batch them to POST /events, retry safely,
- * and hand whatever is left to navigator.sendBeacon when the page is hidden or unloaded.
+ * hand whatever is left to navigator.sendBeacon when the page is hidden or unloaded, and keep
+ * a copy of it in localStorage until a later POST /events confirms it (at least once).
  *
  * A dependency-free ES module for modern browsers; no build step. The daemon serves it at
  * GET /client.js with CORS headers, so a page of any allowed origin can load it directly:
@@ -31,12 +32,19 @@
  *   userId           user_id added to every event that does not carry its own (a UUID).
  *   context          context added to every event that does not carry its own.
  *   sessionKey       sessionStorage key of the session id (default "gravityd.session_id").
- *   persistKey       localStorage key prefix for events a beacon could not take (default
- *                    "gravityd.unsent"); null turns that off. See "Page lifecycle".
+ *   persistKey       localStorage key prefix for events handed to (or refused by) a beacon and
+ *                    not yet confirmed (default "gravityd.unsent"); null turns off storing and
+ *                    re-sending them. See "Page lifecycle".
+ *   persistMaxEvents most events kept in localStorage by one client (default 5000).
+ *   persistMaxBytes  most bytes (UTF-8 JSON) kept in localStorage by one client (default
+ *                    1000000). Past either cap, or when localStorage is full, the oldest are
+ *                    dropped from it and reported as "persist_dropped".
  *   onError(err)     called for every event given up: err = {code, message, field?, status,
  *                    event}. code is the server's error code for a refused event (a 4xx other
- *                    than 408 and 429: never retried) or "retries_exhausted" after maxRetries
- *                    failed attempts (status 0: a network error).
+ *                    than 408 and 429: never retried), "retries_exhausted" after maxRetries
+ *                    failed attempts (status 0: a network error), or "persist_dropped" for an
+ *                    event whose stored copy was dropped to respect the caps above (status 0;
+ *                    it is lost only if its beacon was lost too).
  *
  * The client object:
  *   track(eventType, trackId, {meta, context, timestamp, userId} = {}) -> event_id
@@ -50,6 +58,8 @@
  *       sendBeacon, refused by the server, or given up after maxRetries. It never rejects; the
  *       report says what happened: {delivered, beaconed, rejected: [err...], failed: [err...],
  *       ok} where ok is true when nothing was rejected or given up. err is what onError gets.
+ *       Events adopted from earlier pages, or re-sent to confirm this page's beacons (see "Page
+ *       lifecycle"), are waited for too while outstanding, and counted like the others.
  *       While the server is unreachable, flush() waits through the retries.
  *   close() -> Promise<report>
  *       flush(), then stop: timers and page listeners are removed, track() throws afterwards.
@@ -68,16 +78,22 @@
  *
  * Page lifecycle: on `pagehide`, and on `visibilitychange` to hidden (the last reliable moment
  * on mobile), everything not yet acknowledged (the queue, the batch in flight and a batch
- * waiting for its retry) goes to navigator.sendBeacon(url + "/events") as text/plain JSON
- * arrays (no CORS preflight), split to stay under beaconMaxBytes each. Events handed to the
- * beacon count as delivered (a page never sees a beacon's answer, so an event the server refuses
- * there is not reported). Browsers cap what may be in flight from a page at 64 KiB (Chromium
- * refuses a second 60 KB beacon while the first is still going), so a long queue does not fit:
- * what a beacon refuses stays queued (sent normally if the page stays or comes back from the
- * bfcache) and is also written to localStorage under persistKey + ":" + a per-client id. The next
- * client created on a page of the same origin (any tab, any later visit) adopts such leftovers
- * and sends them first. Events that go both ways, or that were in flight when the page went,
- * may reach the server twice; it stores them once (event_id).
+ * waiting for its retry) is first written to localStorage under persistKey + ":" + a
+ * per-client id, then goes to navigator.sendBeacon(url + "/events") as text/plain JSON arrays
+ * (no CORS preflight), split to stay under beaconMaxBytes each. flush() counts events handed to
+ * a beacon as "beaconed". A page never sees a beacon's answer (a 503, a 429 or a dropped
+ * connection looks like success), so the stored copy is what makes delivery at least once: the
+ * next client created on a page of the same origin (any tab, any later visit) adopts every
+ * client's stored events (moving them under its own key), sends them first with POST /events,
+ * and removes each from storage only once a POST answered for it: a 202 (stored now, or a
+ * duplicate the beacon already delivered), or a final 4xx (dropped and reported through onError
+ * and flush(), as for any event). Retryable failures leave them stored, even after maxRetries.
+ * A page that comes back on screen (visibilitychange to visible, or a bfcache restore) re-sends
+ * its own stored events the same way. Browsers cap what may be in flight from a page at 64 KiB
+ * (Chromium refuses a second 60 KB beacon while the first is still going), so a long queue does
+ * not fit: what a beacon refuses stays queued (sent normally if the page stays) as well as
+ * stored. Storage is bounded by persistMaxEvents and persistMaxBytes per client. Since the
+ * server stores an event_id once, at least once from the client is exactly once in the log.
  *
  * Session id: one per tab, kept in sessionStorage under sessionKey (default
  * "gravityd.session_id") of the page's origin, so reloads and navigations within the tab keep
@@ -127,30 +143,59 @@ function tabSessionId(key) {
   }
 }
 
-/** Events that earlier pages of this origin could not send; taken out of storage. */
-function adoptLeftovers(prefix) {
-  if (!prefix) return [];
+/**
+ * What earlier pages of this origin left in localStorage under prefix + ":*": {keys, events},
+ * events without repeats (two pages may hold the same one). Nothing is removed here: the caller
+ * removes the keys once it has written the events under its own key.
+ */
+function readLeftovers(prefix) {
+  const keys = [];
   const events = [];
+  if (!prefix) return { keys, events };
   try {
     const store = globalThis.localStorage;
-    const keys = [];
     for (let i = 0; i < store.length; i += 1) {
       const key = store.key(i);
       if (key !== null && key.startsWith(`${prefix}:`)) keys.push(key);
     }
+    const seen = new Set();
     for (const key of keys) {
       try {
         const saved = JSON.parse(store.getItem(key));
-        if (Array.isArray(saved)) events.push(...saved.filter((e) => e && e.event_id));
+        if (!Array.isArray(saved)) continue;
+        for (const e of saved) {
+          if (!e || typeof e.event_id !== "string" || seen.has(e.event_id)) continue;
+          seen.add(e.event_id);
+          events.push(e);
+        }
       } catch {
-        // a damaged entry is dropped
+        // a damaged entry is dropped with its key
       }
-      store.removeItem(key);
     }
   } catch {
     // storage blocked: nothing to adopt
   }
-  return events;
+  return { keys, events };
+}
+
+function removeKeys(keys) {
+  for (const key of keys) {
+    try {
+      globalThis.localStorage.removeItem(key);
+    } catch {
+      return; // storage blocked
+    }
+  }
+}
+
+function isQuotaError(e) {
+  return Boolean(
+    e &&
+      (e.name === "QuotaExceededError" ||
+        e.name === "NS_ERROR_DOM_QUOTA_REACHED" ||
+        e.code === 22 ||
+        e.code === 1014),
+  );
 }
 
 function record(event) {
@@ -197,6 +242,8 @@ export function createGravityClient(options = {}) {
     context = undefined,
     sessionKey = DEFAULT_SESSION_KEY,
     persistKey = DEFAULT_PERSIST_KEY,
+    persistMaxEvents = 5000,
+    persistMaxBytes = 1000000,
     onError = undefined,
   } = options;
   if (!(batchSize >= 1)) throw new RangeError("batchSize must be at least 1");
@@ -205,15 +252,22 @@ export function createGravityClient(options = {}) {
   const sessionId = tabSessionId(sessionKey);
   const encoder = new TextEncoder();
 
-  // A record is one tracked event and its delivery state; `done` is set once, by settle().
-  const queue = adoptLeftovers(persistKey).map((event) => record(event)); // in tracking order
+  // Events not yet acknowledged by a POST /events that must outlive this page (handed to a
+  // beacon, refused by one, or adopted from an earlier page): this page's copy of what is under
+  // ownKey, oldest first. Removed once a POST /events answers for them (202, or a final 4xx).
   const ownKey = persistKey ? `${persistKey}:${uuid4()}` : null;
-  let persisted = false; // ownKey holds leftovers
+  const stored = new Map(); // event_id -> {event, json, bytes}
+  let storedBytes = 2; // the brackets
+  let persisted = false; // ownKey exists in localStorage
+  let adopting = []; // earlier pages' keys, removed once their events are under ownKey
+
+  // A record is one tracked event and its delivery state; `done` is set once, by settle().
+  const queue = []; // in tracking order
   let current = null; // {records, attempt, timer}: the batch in flight or waiting to retry
   let flushTimer = null;
   let closed = false;
-  let unsettled = queue.length;
-  let due = queue.length > 0; // send partial batches now: leftovers, timer fired, flush()
+  let unsettled = 0;
+  let due = false; // send partial batches now: leftovers, timer fired, flush()
   const waiters = new Set(); // flush() calls: {remaining, report, resolve}
 
   function report(err) {
@@ -245,17 +299,112 @@ export function createGravityClient(options = {}) {
       }
     }
     record.waiters = null;
-    if (unsettled === 0 && persisted) persist([]);
   }
 
-  function persist(events) {
-    persisted = events.length > 0;
+  // ------------------------------------------------------------- localStorage (at least once)
+
+  /** Another page of the origin adopted our key: it answers for those events now. */
+  function checkClaimed() {
+    if (!persisted) return;
     try {
-      if (!persisted) globalThis.localStorage.removeItem(ownKey);
-      else globalThis.localStorage.setItem(ownKey, JSON.stringify(events));
+      if (globalThis.localStorage.getItem(ownKey) !== null) return;
     } catch {
-      // storage blocked or full: these events live only as long as the page
+      return;
     }
+    persisted = false;
+    stored.clear();
+    storedBytes = 2;
+  }
+
+  function dropStored(id, why) {
+    const s = stored.get(id);
+    stored.delete(id);
+    storedBytes -= s.bytes;
+    report({
+      code: "persist_dropped",
+      message:
+        `no longer kept in localStorage (${why}): ` +
+        "lost unless its beacon or this page delivers it",
+      status: 0,
+      event: s.event,
+    });
+  }
+
+  /** Write `stored` under ownKey, oldest dropped (and reported) past the caps or the quota. */
+  function save() {
+    for (const id of stored.keys()) {
+      if (stored.size <= persistMaxEvents && storedBytes <= persistMaxBytes) break;
+      dropStored(id, "over persistMaxEvents or persistMaxBytes");
+    }
+    for (;;) {
+      try {
+        if (stored.size === 0) {
+          if (persisted) globalThis.localStorage.removeItem(ownKey);
+          persisted = false;
+        } else {
+          const parts = Array.from(stored.values(), (s) => s.json);
+          globalThis.localStorage.setItem(ownKey, `[${parts.join(",")}]`);
+          persisted = true;
+        }
+        return;
+      } catch (e) {
+        if (!isQuotaError(e) || stored.size === 0) return; // blocked: they live with the page
+        if (adopting.length) {
+          removeKeys(adopting); // their events are in `stored`: make room before dropping any
+          adopting = [];
+          continue;
+        }
+        let n = Math.ceil(stored.size / 4);
+        for (const id of stored.keys()) {
+          if (n-- <= 0) break;
+          dropStored(id, "localStorage is full");
+        }
+      }
+    }
+  }
+
+  /** Keep these events under ownKey until a POST /events answers for them. */
+  function keep(events) {
+    if (ownKey === null) return;
+    checkClaimed();
+    let added = false;
+    for (const event of events) {
+      if (stored.has(event.event_id)) continue;
+      const json = JSON.stringify(event);
+      const bytes = encoder.encode(json).length + 1;
+      stored.set(event.event_id, { event, json, bytes });
+      storedBytes += bytes;
+      added = true;
+    }
+    if (added) save();
+  }
+
+  /** A POST /events answered for these events (acknowledged or refused for good). */
+  function forget(events) {
+    if (ownKey === null || stored.size === 0) return;
+    checkClaimed();
+    let removed = false;
+    for (const { event_id: id } of events) {
+      const s = stored.get(id);
+      if (s === undefined) continue;
+      stored.delete(id);
+      storedBytes -= s.bytes;
+      removed = true;
+    }
+    if (removed) save();
+  }
+
+  /** Queue stored events that no record of this page is delivering: they go first. */
+  function resend(events) {
+    const live = new Set();
+    if (current !== null) for (const r of current.records) if (!r.done) live.add(r.event.event_id);
+    for (const r of queue) if (!r.done) live.add(r.event.event_id);
+    const fresh = events.filter((e) => !live.has(e.event_id)).map((e) => record(e));
+    if (fresh.length === 0) return;
+    queue.unshift(...fresh);
+    unsettled += fresh.length;
+    due = true;
+    pump();
   }
 
   function scheduleTimer() {
@@ -318,12 +467,13 @@ export function createGravityClient(options = {}) {
   async function send(batch) {
     const live = batch.records.filter((r) => !r.done);
     if (live.length === 0) return finish(batch);
+    const events = live.map((r) => r.event);
     let response;
     try {
       response = await fetch(endpoint, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(live.map((r) => r.event)),
+        body: JSON.stringify(events),
         credentials: "omit",
         mode: "cors",
       });
@@ -358,6 +508,7 @@ export function createGravityClient(options = {}) {
         settle(r, "rejected", { ...(byIndex.get(i) || whole), status, event: r.event });
       });
     }
+    forget(events); // answered for, even those a beacon took meanwhile
     finish(batch);
   }
 
@@ -366,6 +517,9 @@ export function createGravityClient(options = {}) {
     if (current !== null) records.push(...current.records.filter((r) => !r.done));
     records.push(...queue.filter((r) => !r.done));
     if (records.length === 0) return;
+    // Stored before the beacons leave: a beacon's answer is never seen, so the next page
+    // re-sends them (a page killed right after the beacons still has them).
+    keep(records.map((r) => r.event));
     let chunk = [];
     let parts = [];
     let size = 2; // the brackets
@@ -395,9 +549,6 @@ export function createGravityClient(options = {}) {
     const left = queue.filter((r) => !r.done);
     queue.length = 0;
     queue.push(...left);
-    if (ownKey !== null && (persisted || records.some((r) => !r.done))) {
-      persist(records.filter((r) => !r.done).map((r) => r.event));
-    }
     pump();
   }
 
@@ -417,9 +568,15 @@ export function createGravityClient(options = {}) {
     }
   }
 
+  // Back on screen (another app, or the bfcache): confirm what the beacons took.
+  const resendOwn = () => resend(Array.from(stored.values(), (s) => s.event));
   const onPageHide = () => beaconAll();
+  const onPageShow = (e) => {
+    if (e.persisted) resendOwn();
+  };
   const onVisibility = () => {
     if (document.visibilityState === "hidden") beaconAll();
+    else if (document.visibilityState === "visible") resendOwn();
   };
   const onOnline = () => {
     // Connectivity is back: a batch waiting out its backoff goes now.
@@ -432,10 +589,19 @@ export function createGravityClient(options = {}) {
   const hasWindow = typeof window !== "undefined" && typeof document !== "undefined";
   if (hasWindow) {
     window.addEventListener("pagehide", onPageHide);
+    window.addEventListener("pageshow", onPageShow);
     document.addEventListener("visibilitychange", onVisibility);
     window.addEventListener("online", onOnline);
   }
-  if (queue.length) pump(); // adopted leftovers
+  if (ownKey !== null) {
+    // Leftovers of earlier pages: held under our own key before theirs go, then sent first.
+    const { keys, events } = readLeftovers(persistKey);
+    adopting = keys;
+    keep(events);
+    removeKeys(adopting);
+    adopting = [];
+    resend(events);
+  }
 
   function track(eventType, trackId, { meta, context: ctx, timestamp, userId: uid } = {}) {
     if (closed) throw new Error("this gravityd client is closed");
@@ -487,6 +653,7 @@ export function createGravityClient(options = {}) {
     flushTimer = null;
     if (hasWindow) {
       window.removeEventListener("pagehide", onPageHide);
+      window.removeEventListener("pageshow", onPageShow);
       document.removeEventListener("visibilitychange", onVisibility);
       window.removeEventListener("online", onOnline);
     }

@@ -8,6 +8,14 @@
 // bookmarked and reloaded; travelling to a neighbour pushes a history entry, controls replace it.
 
 const UUID_RE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
+// a whole track id, as the server checks it; anything else (`..`, `../../metrics`) is never put
+// into a request path
+const TRACK_ID_RE = new RegExp(`^${UUID_RE.source}$`, UUID_RE.flags);
+// what the server answers for a malformed id (GET /tracks/{id}: 400 invalid_track_id)
+const BAD_TRACK_ID = Object.freeze({
+  code: "invalid_track_id",
+  message: "the track id must be a UUID",
+});
 const DIRECTIONS = ["out", "in", "both"];
 const DEFAULTS = Object.freeze({ limit: 10, direction: "out", rejected: false });
 const STATS_EVERY_MS = 2000;
@@ -226,6 +234,12 @@ async function load(view) {
   el.centerTitle.textContent = shortId(view.track);
   el.centerId.textContent = view.track;
   el.centerCounts.textContent = "";
+  if (!TRACK_ID_RE.test(view.track)) {
+    // refused here, exactly as the server would refuse it, without a request
+    render();
+    showFailure(new ApiFailure(400, BAD_TRACK_ID.code, BAD_TRACK_ID.message, "id"));
+    return;
+  }
   setMessage("loading", "Loading warp lanes…");
   const ctl = new AbortController();
   state.abort = ctl;
@@ -274,7 +288,12 @@ function showFailure(err) {
   if (err instanceof ApiFailure && err.status >= 400 && err.status < 500) {
     const badId = err.field === "id" || err.code === "invalid_track_id" || err.status === 404;
     el.centerTitle.textContent = badId ? "Not a track id" : "Bad request";
-    setMessage("bad-request", `The server refused this request: ${err.message}`);
+    setMessage(
+      "bad-request",
+      err.code === BAD_TRACK_ID.code
+        ? `Not a valid track id: ${err.message} (such as 6f1c1d2e-8b7a-4a52-9a37-0d7d2f6f2a11).`
+        : `The server refused this request: ${err.message}`,
+    );
   } else if (err instanceof ApiFailure && err.status === 0) {
     el.centerTitle.textContent = "Server unreachable";
     setMessage("server-error", err.message);
