@@ -395,7 +395,6 @@ class Guard:
 
     def __init__(self, svc: Gravityd) -> None:
         cfg = svc.config
-        self.metrics = svc.metrics
         self.max_url = cfg.max_url_bytes
         self.max_inflight = cfg.max_concurrent_requests
         self.inflight = 0

@@ -83,20 +83,20 @@ def add_static_routes(app: web.Application) -> None:
     """GET / (the explorer), GET /client.js (for other origins), GET /static/{name}."""
     assets = load_assets()
 
-    async def index(request: web.Request) -> web.Response:
-        return _get(request, "index.html")
-
-    async def client_js(request: web.Request) -> web.Response:
-        return _get(request, "client.js")
-
-    async def static(request: web.Request) -> web.Response:
-        return _get(request, request.match_info["name"])
-
-    def _get(request: web.Request, name: str) -> web.Response:
+    def get(request: web.Request, name: str) -> web.Response:
         asset = assets.get(name)
         if asset is None:
             raise web.HTTPNotFound(reason=f"no such file: {name}")
         return _respond(request, asset)
+
+    async def index(request: web.Request) -> web.Response:
+        return get(request, "index.html")
+
+    async def client_js(request: web.Request) -> web.Response:
+        return get(request, "client.js")
+
+    async def static(request: web.Request) -> web.Response:
+        return get(request, request.match_info["name"])
 
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
