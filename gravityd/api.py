@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gravityd.assets import add_static_routes
 from gravityd.events import EventError, canonical_uuid, parse_batch, validate_event
-from gravityd.limits import ClientIdentity, RateLimiter, parse_networks, retry_after
+from gravityd.limits import (
+    ClientIdentity,
+    RateLimiter,
+    parse_address,
+    parse_networks,
+    retry_after,
+)
 from gravityd.log import LogError
 from gravityd.metrics import CONTENT_TYPE_LATEST
 from gravityd.openapi import build_spec
@@ -298,14 +303,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def _is_loopback(remote: str | None) -> bool:
-    if not remote:
-        return False
-    try:
-        addr = ipaddress.ip_address(remote)
-    except ValueError:
-        return False
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return (mapped or addr).is_loopback
+    addr = parse_address(remote)
+    return addr is not None and addr.is_loopback
 
 
 def _require_admin(request: web.Request) -> None:

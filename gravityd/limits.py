@@ -25,7 +25,7 @@ def parse_networks(values: list[str], what: str) -> list[Network]:
     return out
 
 
-def _addr(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def parse_address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """An address from a peer or a forwarded hop; proxies may add a port ("1.2.3.4:5555",
     "[2001:db8::1]:443") or brackets."""
     if not text:
@@ -60,12 +60,12 @@ class ClientIdentity:
 
     def client(self, remote: str | None, forwarded_for: str | None) -> str:
         """The client's address, or the raw text of a forwarded hop nobody can parse."""
-        addr = _addr(remote)
+        addr = parse_address(remote)
         if addr is None:
             return remote or "unknown"
         if forwarded_for and self.trusted and self._trusted(addr):
             for hop in reversed(forwarded_for.split(",")):
-                hop_addr = _addr(hop)
+                hop_addr = parse_address(hop)
                 if hop_addr is None:
                     # Unreadable, yet the proxy passed it on: charge that text itself, never
                     # the (often exempt) proxy, and never anything left of it.
@@ -78,7 +78,7 @@ class ClientIdentity:
     def key(self, remote: str | None, forwarded_for: str | None) -> str | None:
         """The rate-limit key, or None for an exempt client."""
         who = self.client(remote, forwarded_for)
-        addr = _addr(who)
+        addr = parse_address(who)
         if addr is not None and any(addr in net for net in self.exempt):
             return None
         return who

@@ -25,19 +25,20 @@ def _find(names: tuple[str, ...]) -> str | None:
     return None
 
 
-def make_driver(width: int = 1280, height: int = 900) -> Any:
-    """A headless Chromium driven through chromedriver; never downloads anything."""
+class BrowserMissing(RuntimeError):
+    """Debian's chromium or chromedriver is not installed."""
+
+
+def chromium(width: int = 1280, height: int = 900, *extra_args: str) -> Any:
+    """A headless Chromium driven through chromedriver; never downloads anything.
+
+    Shared by the browser tests and scripts/screenshots.py; raises BrowserMissing."""
     binary, driver = _find(CHROMIUM_NAMES), _find(DRIVER_NAMES)
     if binary is None or driver is None:
-        reason = "no chromium or chromedriver: apt-get install chromium chromium-driver"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:  # pragma: no cover - selenium is in the test extra
-        pytest.fail("selenium is missing: pip install '.[test]'")
+        raise BrowserMissing("no chromium/chromedriver: apt-get install chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
     for arg in (
@@ -48,10 +49,21 @@ def make_driver(width: int = 1280, height: int = 900) -> Any:
         "--no-first-run",
         "--disable-extensions",
         f"--window-size={width},{height}",
+        *extra_args,
     ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
+
+
+def make_driver(width: int = 1280, height: int = 900) -> Any:
+    """chromium() for a test: skipped where the browser is missing, failed under CI."""
+    try:
+        return chromium(width, height)
+    except BrowserMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
 
 
 @pytest.fixture

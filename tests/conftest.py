@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -54,6 +55,18 @@ async def client(aiohttp_client: Any, config: Config) -> Any:
     """A real aiohttp server on a loopback port around a real service and SQLite file."""
     svc = Gravityd(config)
     return await aiohttp_client(create_app(svc))
+
+
+async def serve(aiohttp_client: Any, tmp_path: Path, **overrides: Any) -> tuple[Any, Gravityd]:
+    """A real server on a loopback port around a service with these config overrides."""
+    svc = Gravityd(make_config(tmp_path, **overrides))
+    return await aiohttp_client(create_app(svc)), svc
+
+
+def metric(text: str, name: str) -> float:
+    """The value of one sample line of the Prometheus text (0 if absent)."""
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sqlite3
 import subprocess
 import time
@@ -23,13 +22,7 @@ from gravityd.api import SERVICE, create_app
 from gravityd.service import Gravityd
 from gravityd.snapshot import list_snapshots, load_snapshot
 
-from .conftest import event, make_config, run_cli, tid
-
-
-def metric(text: str, name: str) -> float:
-    """The value of one sample line of the Prometheus text (0 if absent)."""
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
+from .conftest import event, make_config, metric, run_cli, serve, tid
 
 
 def stored_event_ids(db: str | Path) -> list[str]:
@@ -78,11 +71,6 @@ def unwritable(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
-
-
-async def serve(aiohttp_client: Any, tmp_path: Path, **overrides: Any) -> tuple[Any, Gravityd]:
-    svc = Gravityd(make_config(tmp_path, **overrides))
-    return await aiohttp_client(create_app(svc)), svc
 
 
 # ------------------------------------------------------------------------------- the log

@@ -11,12 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gravityd.api import create_app
 from gravityd.config import ConfigError
 from gravityd.limits import ClientIdentity, RateLimiter, parse_networks, retry_after
-from gravityd.service import Gravityd
 
-from .conftest import event, make_config
+from .conftest import event, make_config, serve
 
 # ------------------------------------------------------------------------------ pure logic
 
@@ -74,12 +72,8 @@ def test_bad_networks_in_config_are_one_line_errors(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- on a server
 
 
-async def serve(aiohttp_client: Any, tmp_path: Path, **overrides: Any) -> Any:
-    return await aiohttp_client(create_app(Gravityd(make_config(tmp_path, **overrides))))
-
-
 async def test_rate_limit_per_client_with_retry_after(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await serve(
+    client, _ = await serve(
         aiohttp_client, tmp_path, rate_limit_per_s=0.5, rate_limit_burst=3, rate_limit_exempt=[]
     )
     url = str(client.make_url("/event"))
@@ -109,7 +103,7 @@ async def test_forwarded_for_from_a_trusted_proxy_uses_its_last_line(
 ) -> None:
     """A proxy appends its own X-Forwarded-For line after whatever the client sent: reading
     only the first line would let a client claim loopback (exempt) or rotate addresses."""
-    client = await serve(
+    client, _ = await serve(
         aiohttp_client,
         tmp_path,
         rate_limit_per_s=0.01,
@@ -130,7 +124,7 @@ async def test_forwarded_for_from_a_trusted_proxy_uses_its_last_line(
 
 
 async def test_loopback_is_exempt_by_default(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await serve(aiohttp_client, tmp_path, rate_limit_per_s=0.5, rate_limit_burst=1)
+    client, _ = await serve(aiohttp_client, tmp_path, rate_limit_per_s=0.5, rate_limit_burst=1)
     for i in range(10):
         assert (await client.post("/event", json=event(f"s{i}"))).status == 202
 
@@ -149,7 +143,7 @@ async def stalled_body(
 async def test_concurrency_cap_answers_503_and_probes_still_answer(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    client = await serve(aiohttp_client, tmp_path, max_concurrent_requests=1)
+    client, _ = await serve(aiohttp_client, tmp_path, max_concurrent_requests=1)
     release, started = asyncio.Event(), asyncio.Event()
     slow = asyncio.create_task(
         client.post(
@@ -178,7 +172,7 @@ async def test_concurrency_cap_answers_503_and_probes_still_answer(
 async def test_slow_body_gets_408_and_nothing_is_stored(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    client = await serve(aiohttp_client, tmp_path, body_timeout_s=0.2)
+    client, _ = await serve(aiohttp_client, tmp_path, body_timeout_s=0.2)
     release = asyncio.Event()
     try:
         resp = await client.post(
@@ -195,7 +189,7 @@ async def test_slow_body_gets_408_and_nothing_is_stored(
 
 
 async def test_idle_connection_is_closed(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await serve(aiohttp_client, tmp_path, keepalive_timeout_s=0.2)
+    client, _ = await serve(aiohttp_client, tmp_path, keepalive_timeout_s=0.2)
     loop = asyncio.get_running_loop()
     with socket.create_connection((client.host, client.port)) as sock:
         sock.setblocking(False)
@@ -208,7 +202,7 @@ async def test_idle_connection_is_closed(aiohttp_client: Any, tmp_path: Path) ->
 async def test_long_url_and_headers_are_refused(
     aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = await serve(
+    client, _ = await serve(
         aiohttp_client, tmp_path, max_url_bytes=1024, max_header_bytes=2048, max_headers=20
     )
     resp = await client.get("/tracks/x/gravity_neighbors?pad=" + "a" * 1500)
@@ -229,7 +223,7 @@ async def test_long_url_and_headers_are_refused(
 async def test_oversized_meta_is_refused_in_batches_too(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    client = await serve(aiohttp_client, tmp_path, max_meta_bytes=1000)
+    client, _ = await serve(aiohttp_client, tmp_path, max_meta_bytes=1000)
     big = event("s", 2, meta={"note": "x" * 2000})
     resp = await client.post("/events", json=[event("s", 1), big])
     body = await resp.json()
@@ -246,7 +240,7 @@ async def test_oversized_meta_is_refused_in_batches_too(
 
 
 async def test_cross_origin_pages_can_read_retry_after(aiohttp_client: Any, tmp_path: Path) -> None:
-    client = await serve(
+    client, _ = await serve(
         aiohttp_client, tmp_path, rate_limit_per_s=0.01, rate_limit_burst=1, rate_limit_exempt=[]
     )
     origin = {"Origin": "https://player.example"}
