@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gravityd.events import FoldEvent
-from gravityd.log import _INSERT, connect_sync, new_event_id
+from gravityd.log.sqlite import _INSERT, connect_sync, new_event_id
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -20,7 +20,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bare_server, gravityd, post_script, tempdir, wrk
-from gravityd.log import _INSERT, connect_sync, new_event_id
+from gravityd.log.sqlite import _INSERT, connect_sync, new_event_id
 
 EVENT = {
     "session_id": "bench-session-1",

@@ -34,6 +34,7 @@ class FoldEvent(NamedTuple):
     event_type: str
     ts: float  # event time, Unix seconds UTC
     elapsed_ms: int | None
+    context: str | None = None  # the radio's arm on radio_next; the fold itself ignores it
 
 
 class EventError(ValueError):

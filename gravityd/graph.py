@@ -349,7 +349,7 @@ class GravityGraph:
         count = 0
         try:
             for ev in events:
-                eid, sid, tid, etype, t, elapsed = ev
+                eid, sid, tid, etype, t, elapsed, _ = ev
                 if eid <= cursor:
                     continue
                 count += 1

@@ -19,7 +19,7 @@ from gravityd.events import ValidEvent
 from gravityd.graph import GravityGraph
 from gravityd.log import (
     Appended,
-    EventLog,
+    SqliteLog,
     connect_sync,
     delete_folded_before,
     set_cursor,
@@ -69,7 +69,7 @@ class Gravityd:
     def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or Metrics()
-        self.log = EventLog(
+        self.log = SqliteLog(
             config.db,
             synchronous=config.synchronous,
             max_commit_events=config.commit_max_events,

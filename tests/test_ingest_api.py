@@ -336,9 +336,9 @@ async def test_a_row_the_database_refuses_fails_only_its_own_request(tmp_path: A
     import asyncio
 
     from gravityd.events import ValidationLimits, validate_event
-    from gravityd.log import EventLog, LogError
+    from gravityd.log import LogError, SqliteLog
 
-    log = EventLog(tmp_path / "iso.db")
+    log = SqliteLog(tmp_path / "iso.db")
     await log.open()
     try:
         good = [validate_event(event(track=i), ValidationLimits()) for i in range(5)]

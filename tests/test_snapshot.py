@@ -88,7 +88,7 @@ def write_events(cfg: Any, events: list[dict]) -> None:
     import time as _t
 
     from gravityd.events import ValidationLimits, validate_event
-    from gravityd.log import _write_batch
+    from gravityd.log.sqlite import _write_batch
 
     conn = connect_sync(cfg.db)
     try:

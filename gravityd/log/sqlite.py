@@ -1,4 +1,4 @@
-"""The SQLite event log: the source of truth every graph state is rebuilt from.
+"""The SQLite backend of the event log: the source of truth every graph state is rebuilt from.
 
 One writer task owns every write and commits in groups: requests enqueue validated events and
 wait; the writer takes everything queued, writes it with one executemany and one commit, then
@@ -23,11 +23,11 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from random import getrandbits as _getrandbits
-from typing import NamedTuple
 
 import aiosqlite
 
 from gravityd.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
+from gravityd.log import Appended, LogError, LogLocked
 
 log = logging.getLogger("gravityd.log")
 
@@ -98,27 +98,11 @@ _PROBLEM = (
 )
 _READ_AFTER = (
     f"SELECT id, session_id, track_id, CASE WHEN {_PROBLEM} IS NULL THEN event_type END, ts,"
-    " elapsed_ms FROM events WHERE id > ? ORDER BY id LIMIT ?"
+    " elapsed_ms, context FROM events WHERE id > ? ORDER BY id LIMIT ?"
 )
 _BAD_ROWS = (
     f"SELECT id, {_PROBLEM} AS problem FROM events WHERE id > ? AND id <= ? AND problem IS NOT NULL"
 )
-
-
-class LogError(Exception):
-    """The log cannot take writes right now (disk full, locked, closed); retry later."""
-
-
-class LogLocked(LogError):
-    """Another process holds the log's lock file."""
-
-
-class Appended(NamedTuple):
-    """What the log did with one event: its id, its event_id, and whether it was a repeat."""
-
-    id: int
-    event_id: str
-    duplicate: bool
 
 
 def new_event_id() -> str:
@@ -241,7 +225,7 @@ class ProcessLock:
             self._fd = None
 
 
-class EventLog:
+class SqliteLog:
     """Append-only event log with a single group-committing writer."""
 
     def __init__(
