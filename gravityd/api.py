@@ -26,6 +26,7 @@ from gravityd.log import LogError
 from gravityd.metrics import CONTENT_TYPE_LATEST
 from gravityd.openapi import build_spec
 from gravityd.ranking import validate_rank_request
+from gravityd.scoreboard import parse_report_query
 from gravityd.service import Gravityd
 
 log = logging.getLogger("gravityd.api")
@@ -285,6 +286,18 @@ async def post_rank(request: web.Request) -> web.Response:
         status = 413 if exc.code == "pool_too_large" else 400
         raise _event_error(exc, status) from None
     return json_response({"ranked": svc.rank(req)})
+
+
+async def get_radio_report(request: web.Request) -> web.Response:
+    """The radio's scoreboard; `until` defaults to the server's clock."""
+    svc = request.app[SERVICE]
+    try:
+        query = parse_report_query(
+            request.query, time.time(), svc.config.report, svc.config.max_context_len
+        )
+    except EventError as exc:
+        raise _event_error(exc) from None
+    return json_response(svc.radio_report(query))
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -575,6 +588,7 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app.router.add_post("/admin/fold", admin_fold)
     app.router.add_post("/admin/snapshot", admin_snapshot)
     app.router.add_get("/stats", get_stats)
+    app.router.add_get("/radio/report", get_radio_report)
     spec = orjson.dumps(build_spec(cfg))
 
     async def openapi(request: web.Request) -> web.Response:

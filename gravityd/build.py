@@ -21,6 +21,7 @@ from gravityd.log import (
     set_cursor,
     write_track_edges,
 )
+from gravityd.scoreboard import from_snapshot_parts, snapshot_records
 from gravityd.snapshot import (
     fsync_dir,
     list_snapshots,
@@ -57,12 +58,14 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
             found = load_newest(cfg.snapshot_dir, cfg.graph)
             gg = found[2] if found else GravityGraph(cfg.graph)
             start = gg.cursor
+            radio = from_snapshot_parts(found[1]["parts"] if found else {}, start, cfg.report)
             skipped = 0
             while True:
                 events, bad = read_after_sync(conn, gg.cursor, batch)
                 if not events:
                     break
                 gg.fold(events)  # rows in `bad` come back as no-ops: the cursor passes them
+                radio.fold(events)
                 skipped += len(bad)
                 for eid, problem in bad[:10]:
                     log.error(
@@ -73,7 +76,12 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
                 return BuildResult(
                     gg.cursor, 0, None, gg.edge_count, time.perf_counter() - started, skipped
                 )
-            path = write_snapshot(gg, cfg.snapshot_dir, cfg.snapshot_chunk)
+            path = write_snapshot(
+                gg,
+                cfg.snapshot_dir,
+                cfg.snapshot_chunk,
+                snapshot_records(radio, cfg.snapshot_chunk),
+            )
             conn.execute("BEGIN IMMEDIATE")
             set_cursor(conn, gg.cursor, path.name)
             conn.execute("COMMIT")

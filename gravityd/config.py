@@ -21,6 +21,7 @@ from gravityd.events import ValidationLimits
 from gravityd.graph import FoldParams
 from gravityd.limits import parse_networks
 from gravityd.ranking import RankParams
+from gravityd.scoreboard import ReportParams
 
 ENV_PREFIX = "GRAVITYD_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gravityd.toml"
@@ -104,6 +105,8 @@ class Config:
     graph: FoldParams = field(default_factory=FoldParams, metadata={"section": "graph"})
     # [rank]: the blend of embedding and graph, see gravityd/ranking.py
     rank: RankParams = field(default_factory=RankParams, metadata={"section": "rank"})
+    # [report]: the radio's scoreboard, see gravityd/scoreboard.py
+    report: ReportParams = field(default_factory=ReportParams, metadata={"section": "report"})
 
     @property
     def limits(self) -> ValidationLimits:
@@ -116,7 +119,7 @@ class Config:
         )
 
 
-_NESTED: dict[str, type] = {"graph": FoldParams, "rank": RankParams}
+_NESTED: dict[str, type] = {"graph": FoldParams, "rank": RankParams, "report": ReportParams}
 
 
 def _base_type(tp: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -106,6 +108,28 @@ class Metrics:
         self.snapshot_errors = Counter(
             "gravityd_snapshot_errors", "Snapshot writes that failed.", registry=r
         )
+
+        self.radio_transitions = Counter(
+            "gravityd_radio_transitions",
+            "Radio picks by arm (the radio_next context; 'none' without one, 'other' past the "
+            "first report_metric_arms arms seen) and verdict (skipped, kept, unresolved).",
+            ["context", "verdict"],
+            registry=r,
+        )
+        self._radio_labels: dict[str | None, str] = {}
+
+    def count_radio(self, tally: Mapping[tuple[str | None, str], int], max_arms: int) -> None:
+        """Add a fold's verdicts; contexts come from clients, so only the first `max_arms`
+        distinct ones get a label of their own (bounded series), the rest count as 'other'."""
+        labels = self._radio_labels
+        for (context, verdict), n in tally.items():
+            label = labels.get(context)
+            if label is None:
+                if len(labels) < max_arms:
+                    label = labels[context] = "none" if context is None else context
+                else:
+                    label = "other"
+            self.radio_transitions.labels(label, verdict).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

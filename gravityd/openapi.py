@@ -188,6 +188,109 @@ def _track_id_param() -> dict[str, Any]:
     return {"name": "id", "in": "path", "required": True, "schema": UUID}
 
 
+def _radio_report(cfg: Config) -> dict[str, Any]:
+    """GET /radio/report: the radio's scoreboard (gravityd/scoreboard.py)."""
+    rate = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
+    interval = {
+        "type": ["array", "null"],
+        "items": {"type": "number"},
+        "minItems": 2,
+        "maxItems": 2,
+    }
+    counts = {
+        "skipped": {"type": "integer", "minimum": 0},
+        "kept": {"type": "integer", "minimum": 0},
+        "unresolved": {"type": "integer", "minimum": 0},
+    }
+    point = {
+        "type": "object",
+        "required": ["start", "skipped", "kept", "skip_rate"],
+        "properties": {
+            "start": {"type": "string", "format": "date-time"},
+            **counts,
+            "skip_rate": rate,
+            "span": {"const": "day", "description": "a day already merged, in an hour report"},
+        },
+    }
+    arm = {
+        "type": "object",
+        "required": ["context", "transitions", "skipped", "kept", "skip_rate", "ci95", "series"],
+        "properties": {
+            "context": {"type": ["string", "null"], "description": "the radio_next context"},
+            "transitions": {"type": "integer", "minimum": 0, "description": "skipped + kept"},
+            **counts,
+            "skip_rate": rate,
+            "ci95": {**interval, "description": "Wilson score interval of the skip rate"},
+            "series": {"type": "array", "items": point},
+        },
+    }
+    comparison = {
+        "type": "object",
+        "required": ["a", "b", "difference", "ci95", "p_value"],
+        "properties": {
+            "a": {"type": ["string", "null"]},
+            "b": {"type": ["string", "null"]},
+            "difference": {"type": ["number", "null"], "description": "b's rate minus a's"},
+            "ci95": interval,
+            "p_value": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        },
+    }
+    when = "ISO 8601 date-time (a naive one is UTC)"
+    return {
+        "get": {
+            "summary": "The radio's scoreboard: skip rate per arm and hour or day",
+            "parameters": [
+                {
+                    "name": "since",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                    "description": f"{when}; rounds down to its bucket; default: until minus "
+                    "the bucket's horizon",
+                },
+                {
+                    "name": "until",
+                    "in": "query",
+                    "schema": {"type": "string", "format": "date-time"},
+                    "description": f"{when}, exclusive; default: now",
+                },
+                {
+                    "name": "bucket",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["day", "hour"], "default": "day"},
+                },
+                {
+                    "name": "arms",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "comma-separated contexts, in the comparison's order (a,b); "
+                    "null names picks without a context; default: every arm with data",
+                },
+            ],
+            "responses": {
+                "200": _json(
+                    "per arm: counts, skip rate, Wilson interval and series; a comparison when "
+                    "exactly two arms are reported",
+                    {
+                        "type": "object",
+                        "required": ["bucket", "since", "until", "arms"],
+                        "properties": {
+                            "bucket": {"enum": ["day", "hour"]},
+                            "since": {"type": "string", "format": "date-time"},
+                            "until": {"type": "string", "format": "date-time"},
+                            "arms": {"type": "array", "items": arm},
+                            "comparison": comparison,
+                            "pending": {"type": "integer", "minimum": 0},
+                            "cursor": {"type": "integer"},
+                        },
+                    },
+                ),
+                "400": _error("a bad since, until, bucket or arms (the error names it)"),
+                **GUARD,
+            },
+        }
+    }
+
+
 def build_spec(cfg: Config) -> dict[str, Any]:
     """The whole API as an OpenAPI 3.1 document."""
     ingest_body = {
@@ -424,6 +527,7 @@ def build_spec(cfg: Config) -> dict[str, Any]:
                 },
             }
         },
+        "/radio/report": _radio_report(cfg),
         "/admin/fold": {
             "post": {
                 "summary": "Fold every event committed so far",

@@ -27,6 +27,7 @@ from gravityd.log import (
 )
 from gravityd.metrics import Metrics
 from gravityd.ranking import RankRequest, rank_candidates
+from gravityd.scoreboard import ReportQuery, Scoreboard, from_snapshot_parts, snapshot_records
 from gravityd.snapshot import (
     SnapshotWriter,
     iter_edge_rows,
@@ -76,6 +77,7 @@ class Gravityd:
             busy_timeout_ms=config.busy_timeout_ms,
         )
         self.graph = GravityGraph(config.graph)
+        self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
         self.ready = False
         self._ready_target = 0
         self._fold_lock = asyncio.Lock()
@@ -142,6 +144,7 @@ class Gravityd:
         info, header, graph = found
         gc.freeze()  # keep full collections off the loaded graph: they stall requests
         self.graph = graph
+        self._load_scoreboard(header, graph.cursor)
         self._last_snapshot = (header["created_at"], graph.cursor)
         log.info(
             "snapshot loaded",
@@ -225,9 +228,39 @@ class Gravityd:
                     log.exception("fold failed", extra={"first_id": part[0][0]})
                     n = self._fold_one_by_one(part)
                 self.metrics.fold_events.inc(n)
+                self._fold_radio(part)
                 await asyncio.sleep(0)  # let reads in between slices
             self.log.forget_through(self.graph.cursor)
         return len(events)
+
+    # ------------------------------------------------------------------ the radio's scoreboard
+
+    def _load_scoreboard(self, header: dict[str, Any], cursor: int) -> None:
+        """The scoreboard the snapshot carries (empty at its cursor if it has none or a bad one:
+        the graph is still good)."""
+        try:
+            parts = header.get("parts", {})
+            self.scoreboard = from_snapshot_parts(parts, cursor, self.config.report)
+        except ValueError as exc:
+            log.error("snapshot scoreboard unreadable: it starts empty", extra={"error": str(exc)})
+            self.scoreboard = from_snapshot_parts({}, cursor, self.config.report)
+
+    def _fold_radio(self, part: list) -> None:
+        """Feed the scoreboard the rows the graph just folded; its failure never stops the fold."""
+        try:
+            tally = self.scoreboard.fold(part)
+        except Exception:
+            self.metrics.fold_errors.inc()
+            log.exception("scoreboard fold failed", extra={"first_id": part[0][0]})
+            return
+        if tally:
+            self.metrics.count_radio(tally, self.config.report.report_metric_arms)
+
+    def radio_report(self, query: ReportQuery) -> dict[str, Any]:
+        """GET /radio/report: the scoreboard as of the fold's cursor."""
+        out = self.scoreboard.report(query.since, query.until, query.bucket, query.arms)
+        out["cursor"] = self.graph.cursor
+        return out
 
     def _report_skipped(self, bad: list[tuple[int, str]]) -> None:
         """Stored rows the fold cannot trust: counted by reason, logged (the first few by id)."""
@@ -381,7 +414,12 @@ class Gravityd:
             started = time.perf_counter()
             try:
                 async with self._fold_lock:
-                    writer = SnapshotWriter(self.graph, cfg.snapshot_dir, cfg.snapshot_chunk)
+                    writer = SnapshotWriter(
+                        self.graph,
+                        cfg.snapshot_dir,
+                        cfg.snapshot_chunk,
+                        extra=snapshot_records(self.scoreboard, cfg.snapshot_chunk),
+                    )
                     try:
                         while writer.step():
                             await asyncio.sleep(0)

@@ -7,7 +7,9 @@ File layout (all integers big-endian):
                      counts, the scalars of the graph state)
     repeated:
     u32 n, n bytes   one record: msgpack [part, payload], part in tracks | edges | sessions;
-                     lists of the same part concatenate in order
+                     lists of the same part concatenate in order; after the graph's records,
+                     the records of extra parts (``radio``: the scoreboard, see
+                     gravityd/scoreboard.py), which a loader hands back by name
     u32 0            end of records
     32 bytes         BLAKE2b-256 of everything before it
 
@@ -27,7 +29,7 @@ import os
 import re
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ SUFFIX = ".gsnap"
 _NAME_RE = re.compile(r"^gravity-(\d{12})-c(\d+)\.gsnap$")
 _U32 = struct.Struct(">I")
 _DIGEST = 32
+GRAPH_PARTS = frozenset({"meta", "tracks", "edges", "sessions"})
 
 
 class SnapshotError(Exception):
@@ -87,7 +90,15 @@ def next_path(folder: str | os.PathLike, cursor: int) -> Path:
 class SnapshotWriter:
     """Writes one snapshot in steps: `step()` packs and writes one record, `finish()` seals it."""
 
-    def __init__(self, gg: GravityGraph, folder: str | os.PathLike, chunk: int = 50_000) -> None:
+    def __init__(
+        self,
+        gg: GravityGraph,
+        folder: str | os.PathLike,
+        chunk: int = 50_000,
+        extra: Iterable[tuple[str, Any]] = (),
+    ) -> None:
+        """`extra`: (part, payload) records written after the graph's, e.g. the scoreboard's;
+        like the graph they must not change until the last step."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.cursor = gg.cursor
@@ -95,7 +106,7 @@ class SnapshotWriter:
         self.tmp = self.folder / f".{self.final.name}.{os.getpid()}.tmp"
         self._hash = hashlib.blake2b(digest_size=_DIGEST)
         self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish()/abort()
-        self._records = gg.iter_state(chunk)
+        self._records = itertools.chain(gg.iter_state(chunk), _extra_records(extra))
         self._packer = msgpack.Packer(use_bin_type=True)
         self.bytes = 0
         meta = next(self._records)  # the scalars come first
@@ -155,9 +166,21 @@ class SnapshotWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def write_snapshot(gg: GravityGraph, folder: str | os.PathLike, chunk: int = 50_000) -> Path:
+def _extra_records(extra: Iterable[tuple[str, Any]]) -> Iterator[tuple[str, Any]]:
+    for part, payload in extra:
+        if part in GRAPH_PARTS:
+            raise ValueError(f"extra snapshot part {part!r} is one of the graph's")
+        yield part, payload
+
+
+def write_snapshot(
+    gg: GravityGraph,
+    folder: str | os.PathLike,
+    chunk: int = 50_000,
+    extra: Iterable[tuple[str, Any]] = (),
+) -> Path:
     """Write a snapshot in one go (the CLI's form; the daemon steps a SnapshotWriter)."""
-    w = SnapshotWriter(gg, folder, chunk)
+    w = SnapshotWriter(gg, folder, chunk, extra)
     try:
         while w.step():
             pass
@@ -224,13 +247,27 @@ def _unpack_header(path: Path, block: bytes) -> dict[str, Any]:
 def load_snapshot(
     path: str | os.PathLike, params: FoldParams | None = None
 ) -> tuple[dict[str, Any], GravityGraph]:
-    """Verify and load one snapshot; raise SnapshotError if it cannot be used."""
+    """Verify and load one snapshot; raise SnapshotError if it cannot be used.
+
+    The payloads of parts other than the graph's come back in ``header["parts"]``, a dict of
+    part name -> list of payloads in file order (empty for a snapshot written without them).
+    """
     p = Path(path)
     blocks = _read_blocks(p)
     header = _unpack_header(p, next(blocks))
+    parts: dict[str, list[Any]] = {}
+    header["parts"] = parts
+
+    def graph_records() -> Iterator[tuple[str, Any]]:
+        for block in blocks:
+            part, payload = msgpack.unpackb(block, raw=False, strict_map_key=False)
+            if part in GRAPH_PARTS:
+                yield part, payload
+            else:
+                parts.setdefault(part, []).append(payload)
+
     try:
-        records = (msgpack.unpackb(block, raw=False, strict_map_key=False) for block in blocks)
-        state = state_from_records(itertools.chain([("meta", header["state"])], records))
+        state = state_from_records(itertools.chain([("meta", header["state"])], graph_records()))
         state["cursor"] = header["cursor"]
         gg = GravityGraph.from_state(state, params)
     except SnapshotError:

@@ -67,6 +67,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     d = Daemon(tmp_path_factory.mktemp("fuzz")).start()
     try:
         events = [event(f"s{i % 5}", i % 17) for i in range(300)]
+        for i in range(6):  # radio picks of two arms, so the report's schema meets real arms
+            arm = f"radio:{'ab'[i % 2]}"
+            events.append(event(f"r{i}", 20 + i, "radio_next", context=arm))
+            events.append(event(f"r{i}", 20 + i, "skip" if i < 3 else "play_10s"))
         requests.post(d.url + "/events", json=events, timeout=10).raise_for_status()
         requests.post(d.url + "/admin/fold", timeout=10).raise_for_status()
         schema = schemathesis.openapi.from_url(d.url + "/openapi.json")
@@ -207,6 +211,8 @@ def test_documented_statuses_are_real(live: tuple[str, Any], strict: str) -> Non
         ("GET /readyz", url, {}, "200"),
         ("GET /metrics", url, {}, "200"),
         ("GET /stats", url, {}, "200"),
+        ("GET /radio/report", url, {"query": {"bucket": "hour", "arms": "radio:a,radio:b"}}, "200"),
+        ("GET /radio/report", url, {"query": {"bucket": "week"}}, "400"),
         ("POST /admin/fold", url, {}, "200"),
         ("POST /admin/fold", strict, {}, "401"),
         ("POST /admin/snapshot", url, {}, "200"),
