@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import NoReturn
 
-from gravityd import __version__, evaluate
+from gravityd import __version__, evaluate, report
 from gravityd.config import Config, ConfigError, load_config
 
 EXIT_USAGE = 2
@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--url", default="http://127.0.0.1:8080")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
+
+    p = sub.add_parser(
+        "report",
+        help="print the radio's scoreboard of a running daemon",
+        description="GET /radio/report as a table: skip rate per arm (the radio_next context) "
+        "with its 95%% interval, the comparison of two arms in plain words, and the skip rate "
+        "per day or hour.",
+    )
+    report.add_arguments(p)
 
     p = sub.add_parser(
         "eval",
@@ -280,6 +289,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _fail(str(exc))
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    return report.run(args)
+
+
 COMMANDS = {
     "serve": cmd_serve,
     "build": cmd_build,
@@ -288,6 +301,7 @@ COMMANDS = {
     "simulate": cmd_simulate,
     "eval": cmd_eval,
     "catalog": cmd_catalog,
+    "report": cmd_report,
 }
 
 
