@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_positive, default=8, help="sessions posted at once")
     p.add_argument("--tracks", type=_positive, default=200, help="tracks in the catalogue")
     p.add_argument("--closed-loop", action="store_true", help="compare three radios")
+    p.add_argument(
+        "--only-gravity",
+        action="store_true",
+        help="closed loop: post only the gravity radio's sessions (default: every radio's, "
+        "each with its arm as the radio_next context)",
+    )
     p.add_argument("--block", type=_positive, default=50, help="sessions per block (closed loop)")
     p.add_argument("--plot", metavar="PNG", help="write the learning curve (needs matplotlib)")
     p.add_argument(

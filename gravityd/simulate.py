@@ -13,10 +13,13 @@ transition graph can, by watching which transitions listeners keep.
 
 `gravityd simulate` posts plausible sessions to a running daemon (the open loop). The closed
 loop (`--closed-loop`) runs three radios over the same listeners, block after block: embedding
-only, the gravity blend (each pick is a `POST /rank` on the daemon, and the listeners' events go
-back to it), and an oracle that knows the hidden truth. All three pick from the same candidate
-pools with the same variety rule, and the listeners draw the same random numbers, so the skip
-rates differ only by what each radio knows.
+only, the gravity blend (each pick is a `POST /rank` on the daemon), and an oracle that knows the
+hidden truth. All three pick from the same candidate pools with the same variety rule, and the
+listeners draw the same random numbers, so the skip rates differ only by what each radio knows.
+Every radio's sessions go to the daemon (an A/B test: the graph learns from all the traffic), each
+radio's picks with its own arm as the `context` of their `radio_next` events (`radio:embedding`,
+`radio:gravity`, `radio:oracle`), so `GET /radio/report` shows the comparison; `--only-gravity`
+posts the gravity radio's sessions alone (the graph then learns from its own picks only).
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from typing import Any
 
 SIM_NAMESPACE = uuid.UUID("6c0f7a1e-4d0b-4c55-9a55-2a7e3f1c9b10")
 RADIOS = ("embedding", "gravity", "oracle")
+ARMS = {radio: f"radio:{radio}" for radio in RADIOS}  # the context of each radio's radio_next
+# A simulated skip is an early one (under the scoreboard's default report_skip_ms of 30 s), so
+# the scoreboard counts exactly the skips the simulator does.
+MAX_SKIP_MS = 29_999
 # Sessions start this far apart (many listeners at once): a long run spans days, not months,
 # so the 30-day half-life does not wash out what the graph learnt early.
 SESSION_SPACING_S = 60.0
@@ -143,9 +150,17 @@ def _iso(ts: float) -> str:
 
 
 def _react(
-    world: World, a: int | None, b: int, rnd: random.Random, sid: str, k: int, clock: list[float]
+    world: World,
+    a: int | None,
+    b: int,
+    rnd: random.Random,
+    sid: str,
+    k: int,
+    clock: list[float],
+    arm: str = "radio",
 ) -> tuple[bool, list[dict[str, Any]]]:
-    """The listener's events on b after a (a None: the first track, always kept)."""
+    """The listener's events on b after a (a None: the first track, always kept); the radio's
+    pick carries `arm` as its context."""
     t = world.ids[b]
     draw_accept, draw_like, draw_elapsed = rnd.random(), rnd.random(), rnd.random()
     accepted = a is None or draw_accept < world.accept_prob(a, b)
@@ -166,7 +181,7 @@ def _react(
         )
 
     if a is not None:
-        ev("radio_next", 0.5)
+        ev("radio_next", 0.5, context=arm)
     ev("play_start", 0.5)
     if accepted:
         ev("play_10s", 10.0)
@@ -174,7 +189,7 @@ def _react(
             ev("like", 20.0)
         clock[0] += 150.0
     else:
-        elapsed = int(min(30000.0, -math.log(1.0 - draw_elapsed) * 4000.0))
+        elapsed = int(min(MAX_SKIP_MS, -math.log(1.0 - draw_elapsed) * 4000.0))
         ev("skip", elapsed / 1000.0, meta={"elapsed_ms": elapsed})
     return not accepted, events
 
@@ -184,7 +199,12 @@ Picker = Callable[[int, list[int], list[int]], list[int]]
 
 
 def session(
-    world: World, seed: int, index: int, base_time: float, prefix: str = "sim"
+    world: World,
+    seed: int,
+    index: int,
+    base_time: float,
+    prefix: str = "sim",
+    arm: str = ARMS["embedding"],
 ) -> Generator[Request, list[int], list[Step]]:
     """One radio session as a generator: it yields (current, pool, history) and is sent back
     the pool best first, so a radio may rank in-process or over HTTP alike.
@@ -213,16 +233,24 @@ def session(
                 pick = i
                 break
         nxt = ranked[min(pick, len(ranked) - 1)]
-        skipped, events = _react(world, current, nxt, rnd, sid, k, clock)
+        skipped, events = _react(world, current, nxt, rnd, sid, k, clock, arm)
         steps.append(Step(current, nxt, skipped, events))
         history.append(nxt)
         current = nxt
     return steps
 
 
-def run_session(world: World, seed: int, index: int, order: Picker, base_time: float) -> list[Step]:
+def run_session(
+    world: World,
+    seed: int,
+    index: int,
+    order: Picker,
+    base_time: float,
+    radio: str = "embedding",
+    prefix: str = "sim",
+) -> list[Step]:
     """A session whose radio ranks in-process with `order(current, pool, history)`."""
-    gen = session(world, seed, index, base_time)
+    gen = session(world, seed, index, base_time, prefix, ARMS[radio])
     try:
         request = next(gen)
         while True:
@@ -253,6 +281,16 @@ def session_events(steps: list[Step]) -> list[dict[str, Any]]:
 def skip_rate(sessions: list[list[Step]]) -> float:
     moves = [s for steps in sessions for s in steps[1:]]
     return sum(s.skipped for s in moves) / max(1, len(moves))
+
+
+def verdicts(sessions: list[list[Step]]) -> Counter[str]:
+    """Skipped and kept radio picks, as the scoreboard counts them (the first track of a
+    session is no pick)."""
+    out: Counter[str] = Counter(skipped=0, kept=0)
+    for steps in sessions:
+        for s in steps[1:]:
+            out["skipped" if s.skipped else "kept"] += 1
+    return out
 
 
 # ------------------------------------------------------------------------------- over HTTP
@@ -295,7 +333,7 @@ async def _gravity_session(
     world: World, client: Client, seed: int, index: int, base_time: float
 ) -> list[Step]:
     """A gravity-radio session: each pick is a POST /rank on the daemon's live graph."""
-    gen = session(world, seed, index, base_time)
+    gen = session(world, seed, index, base_time, arm=ARMS["gravity"])
     try:
         current, pool, history = next(gen)
         while True:
@@ -319,6 +357,8 @@ class LoopResult:
 
     blocks: list[dict[str, float]]
     sessions_per_block: int
+    # per arm context: the skipped and kept picks of the sessions posted to the daemon
+    posted: dict[str, Counter[str]] = field(default_factory=dict)
 
     def tail(self, radio: str, n: int) -> float:
         rows = self.blocks[-n:]
@@ -339,14 +379,20 @@ async def closed_loop(
     token: str = "",
     world: World | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
+    only_gravity: bool = False,
 ) -> LoopResult:
-    """Run the three radios block by block; only the gravity radio talks to the daemon."""
+    """Run the three radios block by block; the gravity radio ranks on the daemon, and every
+    radio's sessions (only the gravity radio's with `only_gravity`) are posted to it before the
+    block's fold."""
     world = world or World(seed)
     base_time = float(int(time.time()) - blocks * block_sessions * SESSION_SPACING_S - 3600)
     client = Client(url, token)
     emb, orc = embedding_order(world), oracle_order(world)
     sem = asyncio.Semaphore(concurrency)
     rows = []
+    posted = {
+        ARMS[r]: Counter(skipped=0, kept=0) for r in (("gravity",) if only_gravity else RADIOS)
+    }
     try:
         for b in range(blocks):
             idx = range(b * block_sessions, (b + 1) * block_sessions)
@@ -357,21 +403,33 @@ async def closed_loop(
                     await client.post_events(session_events(steps))
                     return steps
 
-            grav = await asyncio.gather(*[one(i) for i in idx])
+            grav = list(await asyncio.gather(*[one(i) for i in idx]))
+            runs = {"gravity": grav}
+            for radio, order in (("embedding", emb), ("oracle", orc)):
+                runs[radio] = [
+                    run_session(world, seed, i, order, base_time, radio, f"sim-{radio}")
+                    for i in idx
+                ]
+            for radio, arm in ((r, ARMS[r]) for r in RADIOS):
+                if arm not in posted:
+                    continue
+                posted[arm].update(verdicts(runs[radio]))
+                if radio != "gravity":
+                    events = [e for steps in runs[radio] for e in session_events(steps)]
+                    for i in range(0, len(events), 2000):
+                        await client.post_events(events[i : i + 2000])
             await client.fold()
             row = {
                 "block": b + 1,
                 "sessions": (b + 1) * block_sessions,
-                "embedding": skip_rate([run_session(world, seed, i, emb, base_time) for i in idx]),
-                "gravity": skip_rate(list(grav)),
-                "oracle": skip_rate([run_session(world, seed, i, orc, base_time) for i in idx]),
+                **{radio: skip_rate(runs[radio]) for radio in RADIOS},
             }
             rows.append(row)
             if progress:
                 progress(row)
     finally:
         await client.close()
-    return LoopResult(rows, block_sessions)
+    return LoopResult(rows, block_sessions, posted)
 
 
 async def open_loop(
@@ -593,9 +651,15 @@ def run(args: Any) -> int:
                 token=token,
                 world=world,
                 progress=show,
+                only_gravity=args.only_gravity,
             )
         )
         print(format_table(res))
+        arms = ",".join(ARMS[r] for r in ("embedding", "gravity") if ARMS[r] in res.posted)
+        print(
+            f"the daemon's scoreboard of these sessions: gravityd report --url {args.url} "
+            f"--arms {arms}"
+        )
         if args.plot:
             plot(res, args.plot)
             print(f"learning curve: {args.plot}")

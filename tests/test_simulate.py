@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from gravityd.api import create_app
 from gravityd.events import ValidationLimits, validate_event
 from gravityd.service import Gravityd
@@ -18,7 +20,7 @@ from gravityd.simulate import (
     skip_rate,
 )
 
-from .conftest import make_config
+from .conftest import Daemon, make_config
 
 BASE = 1_780_000_000.0
 
@@ -78,3 +80,39 @@ async def test_closed_loop_gravity_beats_embedding(aiohttp_client: Any, tmp_path
     assert res.tail("gravity", 2) < first["gravity"] - 0.05
     assert res.tail("gravity", 2) < res.tail("embedding", 2) - 0.05
     assert res.tail("oracle", 2) < res.tail("gravity", 2)
+
+
+def test_closed_loop_report_counts_equal_the_simulators(daemon_factory: Any, tmp_path: Any) -> None:
+    """Every radio's sessions reach the daemon under their own arm, and the scoreboard counts
+    exactly the skips and keeps the simulator's listeners gave."""
+    import asyncio
+    import json
+    import urllib.request
+
+    d = daemon_factory().start()
+    res = asyncio.run(closed_loop(d.url, blocks=2, block_sessions=12, seed=3, concurrency=4))
+    assert set(res.posted) == {"radio:embedding", "radio:gravity", "radio:oracle"}
+    q = "since=2000-01-01T00:00:00Z&until=9000-01-01T00:00:00Z"
+    with urllib.request.urlopen(f"{d.url}/radio/report?{q}", timeout=10) as r:
+        rep = json.loads(r.read())
+    got = {a["context"]: {"skipped": a["skipped"], "kept": a["kept"]} for a in rep["arms"]}
+    assert got == {arm: dict(c) for arm, c in res.posted.items()}
+    for arm, c in res.posted.items():
+        assert c["skipped"] + c["kept"] == 24 * 9, arm  # 9 radio picks per 10-track session
+    assert rep["pending"] == 0 and all(a["unresolved"] == 0 for a in rep["arms"])
+    # the simulator's skip rates are the report's, arm by arm
+    for radio in ("embedding", "gravity", "oracle"):
+        arm = next(a for a in rep["arms"] if a["context"] == f"radio:{radio}")
+        assert arm["skip_rate"] == pytest.approx(sum(b[radio] for b in res.blocks) / 2)
+    d.kill()
+    # with --only-gravity the other radios stay out of the daemon
+    (tmp_path / "only").mkdir()
+    d2 = Daemon(tmp_path / "only").start()
+    res2 = asyncio.run(
+        closed_loop(d2.url, blocks=1, block_sessions=8, seed=3, concurrency=4, only_gravity=True)
+    )
+    with urllib.request.urlopen(f"{d2.url}/radio/report?{q}", timeout=10) as r:
+        rep2 = json.loads(r.read())
+    assert [a["context"] for a in rep2["arms"]] == ["radio:gravity"]
+    assert rep2["arms"][0]["skipped"] == res2.posted["radio:gravity"]["skipped"]
+    d2.kill()
