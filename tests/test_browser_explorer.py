@@ -554,8 +554,8 @@ def test_titles_and_artists_are_shown_as_text_never_as_markup(
             "xss": "undefined",
             "onAttrs": [],
             "imgs": 0,
-            "scripts": ["/static/explorer.js"],
-            "svgs": ["brand-mark", "graph"],
+            "scripts": ["/static/explorer.js", "/static/radio.js"],
+            "svgs": ["brand-mark", "graph", "radio-chart"],
         }
     finally:
         drv.execute_cdp_cmd("Page.setBypassCSP", {"enabled": False})
