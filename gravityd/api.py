@@ -297,7 +297,7 @@ async def get_radio_report(request: web.Request) -> web.Response:
         )
     except EventError as exc:
         raise _event_error(exc) from None
-    return json_response(svc.radio_report(query))
+    return json_response(await svc.radio_report(query))
 
 
 async def healthz(request: web.Request) -> web.Response:

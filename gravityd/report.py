@@ -58,7 +58,8 @@ def verdict_words(cmp: dict[str, Any]) -> str:
         return f"{b} vs {a}: not comparable yet (an arm has no verdicts in this range)"
     diff, p = cmp["difference"], cmp["p_value"]
     lo, hi = cmp["ci95"]
-    what = f"{b} minus {a}: {diff:+.3f} skip rate (95% CI {lo:+.3f} to {hi:+.3f}), p = {p:.2g}"
+    shown = "< 1e-300" if p == 0 else f"= {p:.2g}"  # below a float's range: no exact zero
+    what = f"{b} minus {a}: {diff:+.3f} skip rate (95% CI {lo:+.3f} to {hi:+.3f}), p {shown}"
     if p < ALPHA and diff != 0:
         who = f"{b} skips less than {a}" if diff < 0 else f"{b} skips more than {a}"
         return f"{what}: {who}, significant at the 5% level"

@@ -26,9 +26,10 @@ log in one batch or any split gives the same state. Pure: no I/O, no wall clock.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -53,6 +54,7 @@ DAY = 86400
 BUCKETS = {"hour": HOUR, "day": DAY}
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 SKIPPED, KEPT, UNRESOLVED = 0, 1, 2
+ZERO = (0, 0, 0)
 VERDICTS = ("skipped", "kept", "unresolved")
 NULL_ARM = "null"  # how `arms=` names the arm of radio_next events without a context
 _MIN_TS = datetime(1, 1, 2, tzinfo=UTC).timestamp()  # keeps every rounded time printable
@@ -157,8 +159,16 @@ class ReportQuery(NamedTuple):
 
 def format_time(ts: float) -> str:
     """Unix seconds as ISO 8601 UTC with a Z, as the report prints every time."""
+    if ts == int(ts):
+        return _format_whole(int(ts))
     text = datetime.fromtimestamp(ts, UTC).isoformat()
     return text.removesuffix("+00:00") + "Z"
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _format_whole(ts: int) -> str:
+    """Bucket starts: a few thousand distinct values, formatted once (a report has many)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().removesuffix("+00:00") + "Z"
 
 
 def _time_param(raw: str, name: str) -> float:
@@ -232,9 +242,10 @@ def floor_to(ts: float, size: int) -> int:
 class Scoreboard:
     """Skipped / kept / unresolved counts per (arm, hour or day), and the open radio picks.
 
-    ``hours`` and ``days`` map arm -> bucket start (Unix seconds) -> [skipped, kept,
-    unresolved]. ``sessions`` map a session id to [latest ts, the track it is on, open picks],
-    an open pick being [track id, arm, ts of its radio_next].
+    ``hours`` and ``days`` map arm -> bucket start (Unix seconds) -> (skipped, kept,
+    unresolved), tuples replaced on each count so that a shallow copy is a consistent view.
+    ``sessions`` map a session id to [latest ts, the track it is on, open picks], an open pick
+    being [track id, arm, ts of its radio_next].
     """
 
     def __init__(self, params: ReportParams | None = None) -> None:
@@ -243,12 +254,13 @@ class Scoreboard:
         self.clock = -math.inf  # latest event time folded: the log's notion of now
         self.day_mark = -(1 << 62)  # the clock's day when buckets were last compacted
         self.hour_mark = -(1 << 62)  # the clock's hour when idle sessions were last swept
-        self.hours: dict[Arm, dict[int, list[int]]] = {}
-        self.days: dict[Arm, dict[int, list[int]]] = {}
+        self.hours: dict[Arm, dict[int, tuple[int, int, int]]] = {}
+        self.days: dict[Arm, dict[int, tuple[int, int, int]]] = {}
         self.sessions: dict[str, list[Any]] = {}
         self.overflow = [0, 0, 0]  # picks of arms past report_max_arms
         self.expired = [0, 0, 0]  # verdicts that fell past the day horizon (dropped), by kind
         self._tally: Counter[tuple[Arm, str]] = Counter()
+        self._open = 0  # picks waiting for a verdict, over every session
 
     # ------------------------------------------------------------------- folding
 
@@ -263,45 +275,56 @@ class Scoreboard:
         timeout = p.report_pending_timeout_s
         skip_ms = p.report_skip_ms
         cap = p.report_pending_per_session
-        for ev in events:
-            eid, sid, tid, etype, t, elapsed, context = ev
-            if eid <= self.cursor:
-                continue
-            self.cursor = eid
-            if t > self.clock:
-                self._advance(t)
-            st = sessions.get(sid)
-            if st is not None and t - st[0] > timeout:
-                self._close_session(sid, st)
-                st = None
-            if st is None:
-                if etype != "radio_next":
-                    continue  # only sessions the radio is in are followed
-                st = sessions[sid] = [t, None, []]
-            elif t > st[0]:
-                st[0] = t
-            pending: list[list[Any]] = st[2]
-            if etype == "radio_next":
-                if tid != st[1] and all(pk[0] != tid for pk in pending):
-                    pending.append([tid, context, t])
-                    if len(pending) > cap:
-                        old = pending.pop(0)
-                        self._count(old[1], old[2], UNRESOLVED)
-            elif pending and (
-                etype in ("play_10s", "like")
-                or (etype == "skip" and (elapsed is None or elapsed < skip_ms))
-            ):
-                for i, pk in enumerate(pending):
-                    if pk[0] == tid:
-                        del pending[i]
-                        self._count(pk[1], pk[2], SKIPPED if etype == "skip" else KEPT)
-                        break
-            st[1] = tid
+        cursor, clock = self.cursor, self.clock
+        next_hour = self.hour_mark + HOUR  # the clock entering it sweeps (and maybe compacts)
+        try:
+            for ev in events:
+                eid, sid, tid, etype, t, elapsed, context = ev
+                if eid <= cursor:
+                    continue
+                cursor = eid
+                if t > clock:
+                    clock = t
+                    if t >= next_hour:
+                        self._advance(t)
+                        next_hour = self.hour_mark + HOUR
+                st = sessions.get(sid)
+                if st is not None and t - st[0] > timeout:
+                    self._close_session(sid, st)
+                    st = None
+                if st is None:
+                    if etype != "radio_next":
+                        continue  # only sessions the radio is in are followed
+                    st = sessions[sid] = [t, None, []]
+                elif t > st[0]:
+                    st[0] = t
+                pending: list[list[Any]] = st[2]
+                if etype == "radio_next":
+                    if tid != st[1] and all(pk[0] != tid for pk in pending):
+                        pending.append([tid, context, t])
+                        self._open += 1
+                        if len(pending) > cap:
+                            old = pending.pop(0)
+                            self._open -= 1
+                            self._count(old[1], old[2], UNRESOLVED)
+                elif pending and (
+                    etype in ("play_10s", "like")
+                    or (etype == "skip" and (elapsed is None or elapsed < skip_ms))
+                ):
+                    for i, pk in enumerate(pending):
+                        if pk[0] == tid:
+                            del pending[i]
+                            self._open -= 1
+                            self._count(pk[1], pk[2], SKIPPED if etype == "skip" else KEPT)
+                            break
+                st[1] = tid
+        finally:
+            self.cursor, self.clock = cursor, clock
         self._tally = Counter()
         return tally
 
     def _advance(self, t: float) -> None:
-        """The log clock moves to t: compact on a new day, sweep idle sessions on a new hour."""
+        """The log clock enters a new hour at t: sweep idle sessions, compact on a new day."""
         self.clock = t
         hour = floor_to(t, HOUR)
         if hour > self.hour_mark:
@@ -318,6 +341,7 @@ class Scoreboard:
     def _close_session(self, sid: str, st: list[Any]) -> None:
         for pk in st[2]:
             self._count(pk[1], pk[2], UNRESOLVED)
+        self._open -= len(st[2])
         del self.sessions[sid]
 
     def _frontiers(self) -> tuple[int, int]:
@@ -335,9 +359,9 @@ class Scoreboard:
             for start in [s for s in hours if s < hour_frontier]:
                 c = hours.pop(start)
                 day = floor_to(start, DAY)
-                d = self.days.setdefault(arm, {}).setdefault(day, [0, 0, 0])
-                for i in range(3):
-                    d[i] += c[i]
+                days = self.days.setdefault(arm, {})
+                d = days.get(day, ZERO)
+                days[day] = (d[0] + c[0], d[1] + c[1], d[2] + c[2])
             if not hours:
                 del self.hours[arm]
         for arm in list(self.days):
@@ -366,11 +390,18 @@ class Scoreboard:
             table, start = self.hours, floor_to(ts, HOUR)
         else:
             table, start = self.days, day
-        table.setdefault(arm, {}).setdefault(start, [0, 0, 0])[verdict] += 1
+        rows = table.setdefault(arm, {})
+        c = rows.get(start, ZERO)
+        rows[start] = (
+            c[0] + (verdict == SKIPPED),
+            c[1] + (verdict == KEPT),
+            c[2] + (verdict == UNRESOLVED),
+        )
 
     @property
     def pending_count(self) -> int:
-        return sum(len(st[2]) for st in self.sessions.values())
+        """Radio picks waiting for their verdict (kept as a running count: reports read it)."""
+        return self._open
 
     # ------------------------------------------------------------------- reading
 
@@ -392,47 +423,53 @@ class Scoreboard:
         [since, until). In an hour report, days already merged show as points with
         ``"span": "day"``.
         """
+        steps = self.report_steps(since, until, bucket, arms)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+
+    def report_steps(
+        self,
+        since: float,
+        until: float,
+        bucket: str = "day",
+        arms: Sequence[Arm] | None = None,
+    ) -> Generator[None, None, dict[str, Any]]:
+        """report() in steps of one arm, for a caller that serves others in between.
+
+        The first step copies what the report reads (the buckets in range and the scalars), so
+        the state may change between steps and the answer is still the state of one cursor.
+        """
         size = BUCKETS[bucket]
         lo = floor_to(since, size)
-        wanted = list(arms) if arms is not None else None
-        series: dict[Arm, dict[int, list[Any]]] = {}
-        for table, span in ((self.hours, HOUR), (self.days, DAY)):
-            for arm, buckets in table.items():
-                if wanted is not None and arm not in wanted:
-                    continue
-                out = series.setdefault(arm, {})
-                for start, c in buckets.items():
-                    if not lo <= start < until:
-                        continue
-                    key = floor_to(start, size) if span <= size else start
-                    point = out.get(key)
-                    if point is None:
-                        point = out[key] = [0, 0, 0, False]
-                    point[3] = point[3] or span > size
-                    point[0] += c[0]
-                    point[1] += c[1]
-                    point[2] += c[2]
-        if wanted is None:
-            wanted = sorted((a for a, pts in series.items() if pts), key=_arm_key)
+        names = list(arms) if arms is not None else self.arms()
+        # shallow copies (the counts are immutable tuples): cheap, and a view of one cursor
+        empty: dict[int, tuple[int, int, int]] = {}
+        frozen = [
+            (arm, self.hours.get(arm, empty).copy(), self.days.get(arm, empty).copy())
+            for arm in names
+        ]
+        tail = {
+            "pending": self.pending_count,
+            "overflow": dict(zip(VERDICTS, self.overflow, strict=True)),
+            "clock": format_time(self.clock) if math.isfinite(self.clock) else None,
+            "cursor": self.cursor,
+        }
+        yield
         rows = []
-        for arm in wanted:
-            points = series.get(arm, {})
-            skipped = sum(pt[0] for pt in points.values())
-            kept = sum(pt[1] for pt in points.values())
-            n = skipped + kept
-            ci = wilson(skipped, n)
-            rows.append(
-                {
-                    "context": arm,
-                    "transitions": n,
-                    "skipped": skipped,
-                    "kept": kept,
-                    "unresolved": sum(pt[2] for pt in points.values()),
-                    "skip_rate": skipped / n if n else None,
-                    "ci95": list(ci) if ci else None,
-                    "series": [_point(start, points[start]) for start in sorted(points)],
-                }
-            )
+        for arm, hours, days in frozen:
+            items = [
+                (start, span, c)
+                for table, span in ((hours, HOUR), (days, DAY))
+                for start, c in table.items()
+                if lo <= start < until
+            ]
+            if arms is None and not items:
+                continue
+            rows.append(_arm_row(arm, items, size))
+            yield
         out: dict[str, Any] = {
             "bucket": bucket,
             "since": format_time(lo),
@@ -449,9 +486,7 @@ class Scoreboard:
                 "ci95": list(cmp[1]) if cmp else None,
                 "p_value": cmp[2] if cmp else None,
             }
-        out["pending"] = self.pending_count
-        out["overflow"] = dict(zip(VERDICTS, self.overflow, strict=True))
-        out["clock"] = format_time(self.clock) if math.isfinite(self.clock) else None
+        out.update(tail)
         return out
 
     # ------------------------------------------------------------------- state
@@ -513,9 +548,10 @@ class Scoreboard:
             if arm is not None and not isinstance(arm, str):
                 raise ValueError("buckets: an arm must be a string or null")
             table = sb.days if kind else sb.hours
-            table.setdefault(arm, {})[int(start)] = [int(s), int(k), int(u)]
+            table.setdefault(arm, {})[int(start)] = (int(s), int(k), int(u))
         for sid, last_ts, track, pending in state["sessions"]:
             sb.sessions[sid] = [float(last_ts), track, [[t, a, float(ts)] for t, a, ts in pending]]
+            sb._open += len(pending)
         sb._compact()
         return sb
 
@@ -558,18 +594,51 @@ def _arm_key(arm: Arm) -> tuple[int, str]:
     return (0, "") if arm is None else (1, arm)
 
 
-def _point(start: int, pt: list[Any]) -> dict[str, Any]:
-    n = pt[0] + pt[1]
-    out: dict[str, Any] = {
-        "start": format_time(start),
-        "skipped": pt[0],
-        "kept": pt[1],
-        "unresolved": pt[2],
-        "skip_rate": pt[0] / n if n else None,
+def _arm_row(
+    arm: Arm, items: list[tuple[int, int, tuple[int, int, int]]], size: int
+) -> dict[str, Any]:
+    """One arm of a report from its buckets in range: totals, interval and the series."""
+    points: dict[int, list[Any]] = {}
+    for start, span, (sk, kp, un) in items:
+        key = start - start % size if span < size else start
+        pt = points.get(key)
+        if pt is None:
+            points[key] = [sk, kp, un, span > size]
+        else:
+            pt[0] += sk
+            pt[1] += kp
+            pt[2] += un
+            pt[3] = pt[3] or span > size
+    skipped = kept = unresolved = 0
+    series = []
+    for start in sorted(points):
+        sk, kp, un, merged = points[start]
+        skipped += sk
+        kept += kp
+        unresolved += un
+        n = sk + kp
+        point: dict[str, Any] = {
+            "start": _format_whole(start),
+            "skipped": sk,
+            "kept": kp,
+            "unresolved": un,
+            "skip_rate": sk / n if n else None,
+        }
+        if merged:
+            point["span"] = "day"
+        series.append(point)
+    n = skipped + kept
+    ci = wilson(skipped, n)
+    return {
+        "context": arm,
+        "transitions": n,
+        "skipped": skipped,
+        "kept": kept,
+        "unresolved": unresolved,
+        "skip_rate": skipped / n if n else None,
+        "ci95": list(ci) if ci else None,
+        "series": series,
     }
-    if pt[3]:
-        out["span"] = "day"
-    return out
 
 
 # ---------------------------------------------------------------------------- snapshots

@@ -256,11 +256,16 @@ class Gravityd:
         if tally:
             self.metrics.count_radio(tally, self.config.report.report_metric_arms)
 
-    def radio_report(self, query: ReportQuery) -> dict[str, Any]:
-        """GET /radio/report: the scoreboard as of the fold's cursor."""
-        out = self.scoreboard.report(query.since, query.until, query.bucket, query.arms)
-        out["cursor"] = self.graph.cursor
-        return out
+    async def radio_report(self, query: ReportQuery) -> dict[str, Any]:
+        """GET /radio/report, built one arm per step so a large one never holds the loop long
+        (it is the scoreboard as of one cursor even if the fold runs in between)."""
+        steps = self.scoreboard.report_steps(query.since, query.until, query.bucket, query.arms)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value
+            await asyncio.sleep(0)
 
     def _report_skipped(self, bad: list[tuple[int, str]]) -> None:
         """Stored rows the fold cannot trust: counted by reason, logged (the first few by id)."""

@@ -425,6 +425,8 @@ def test_any_batch_split_and_any_save_point_give_the_same_state(
     split.fold(rows[at:])
     split.fold(rows)  # a replay of what was folded is a no-op
     assert split.signature() == whole.signature()
+    open_picks = sum(len(st[2]) for st in whole.sessions.values())
+    assert split.pending_count == whole.pending_count == open_picks
     for bucket in ("day", "hour"):
         assert split.report(0, 4e9, bucket) == whole.report(0, 4e9, bucket)
     # every verdict lands somewhere: counted, overflowing, expired or still open
