@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from gravityd.events import EventError, FoldEvent, parse_timestamp
+from gravityd.events import EVENT_TYPES, EventError, FoldEvent, parse_timestamp
 from gravityd.params import check_fields
 
 __all__ = [
@@ -283,6 +283,8 @@ class Scoreboard:
                 if eid <= cursor:
                     continue
                 cursor = eid
+                if etype not in EVENT_TYPES:  # a stored row the log marks as unreadable
+                    continue
                 if t > clock:
                     clock = t
                     if t >= next_hour:

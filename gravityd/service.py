@@ -11,6 +11,7 @@ import gc
 import heapq
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,12 @@ class Gravityd:
         except Exception:
             self.metrics.fold_errors.inc()
             log.exception("scoreboard fold failed", extra={"first_id": part[0][0]})
-            return
+            tally = Counter()
+            for ev in part:  # the rest of the part one by one, skipping what raises
+                try:
+                    tally.update(self.scoreboard.fold([ev]))
+                except Exception:
+                    log.error("event skipped by the scoreboard", extra={"event_id": ev[0]})
         if tally:
             self.metrics.count_radio(tally, self.config.report.report_metric_arms)
 

@@ -480,3 +480,14 @@ def test_a_snapshot_without_a_scoreboard_gives_an_empty_one_at_its_cursor() -> N
     assert sb.report(0, 4e9)["arms"] == []
     with pytest.raises(ValueError, match="radio scoreboard records"):
         from_snapshot_parts({"radio": [{"version": 1}]}, 0, None)
+
+
+def test_rows_the_log_marks_unreadable_only_move_the_cursor() -> None:
+    """The log hands back a row it cannot trust with event_type None and its raw values."""
+    log = Log().pick("s", "B", T0)
+    log.rows.append(FoldEvent(2, "s", "B", None, "yesterday", -40, None))  # type: ignore[arg-type]
+    log.rows.append(FoldEvent(3, "s", b"\x00blob", None, T0, None, None))  # type: ignore[arg-type]
+    log.add("s", "B", "play_10s", T0 + 10)
+    sb = board(log)
+    assert sb.cursor == 4
+    assert arm_row(everything(sb), "radio:gravity")["kept"] == 1
