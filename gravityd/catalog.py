@@ -20,6 +20,7 @@ import orjson
 
 from gravityd.events import canonical_uuid
 from gravityd.log import connect_sync
+from gravityd.log.sqlite import upsert_tracks
 
 FORMATS = ("csv", "jsonl", "yes")
 MAX_TEXT = 500  # characters of a title or artist; longer ones are refused, not cut
@@ -148,15 +149,7 @@ def load_catalog(db: str | os.PathLike, rows: list[Row], now: float | None = Non
     now = time.time() if now is None else now
     conn = connect_sync(db)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO tracks (track_id, title, artist, updated_at) VALUES (?,?,?,?)"
-            " ON CONFLICT(track_id) DO UPDATE SET title = excluded.title,"
-            " artist = excluded.artist, updated_at = excluded.updated_at",
-            [(t, title, artist, now) for t, title, artist in rows],
-        )
-        conn.execute("COMMIT")
-        (total,) = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()
+        total = upsert_tracks(conn, rows, now)
     finally:
         conn.close()
     return total

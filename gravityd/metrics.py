@@ -107,5 +107,28 @@ class Metrics:
             "gravityd_snapshot_errors", "Snapshot writes that failed.", registry=r
         )
 
+        self.info = Gauge(
+            "gravityd_info",
+            "1, labelled with this process's role and its worker index under a supervisor.",
+            ["role", "worker"],
+            registry=r,
+        )
+        self.snapshotter = Gauge(
+            "gravityd_snapshotter",
+            "1 while this process holds the snapshotter lease (writes snapshots).",
+            registry=r,
+        )
+        self.read_waits = Counter(
+            "gravityd_read_waits",
+            "Reads with a min_cursor ahead of the graph, by outcome (caught_up, not_caught_up).",
+            ["outcome"],
+            registry=r,
+        )
+        self.worker_starts = Gauge(
+            "gravityd_worker_starts",
+            "How many times the supervisor has started this worker slot (1 = never restarted).",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
