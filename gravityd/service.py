@@ -112,6 +112,7 @@ class Gravityd:
         self._catalog: tuple[float, int] = (-1e9, 0)  # (counted at, tracks in the catalogue)
         # Resolved (and replaced) after every fold batch: what min_cursor readers wait on.
         self._advanced: asyncio.Future[None] | None = None
+        self._urgent = asyncio.Event()  # a min_cursor read waits: fold without gathering
         self.log.on_commit = self._on_commit
         self.log.on_commit_error = self.metrics.commit_errors.inc
         m = self.metrics
@@ -328,6 +329,7 @@ class Gravityd:
             # Do not wait for the next poll: the writer may have committed a moment ago.
             with contextlib.suppress(LogError):
                 await self.log.refresh()
+        self._urgent.set()
         while self.graph.cursor < position:
             left = deadline - loop.time()
             if left <= 0:
@@ -372,8 +374,11 @@ class Gravityd:
             while not self._closing:
                 await self.log.committed.wait()
                 self.log.committed.clear()
-                if interval:
-                    await asyncio.sleep(interval)  # gather more commits into each fold
+                if interval and not self._urgent.is_set():
+                    # Gather more commits into each fold, unless a min_cursor read waits.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._urgent.wait(), interval)
+                self._urgent.clear()
                 await self.fold_pending()
         except asyncio.CancelledError:
             raise

@@ -25,7 +25,6 @@ from gravityd.service import Gravityd
 from .conftest import Daemon, event, make_config
 
 
-
 @schemathesis.check
 def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
     """not_a_server_error, except the contract's own 503: a read for a position the log has not
