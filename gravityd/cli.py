@@ -257,13 +257,16 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
     from gravityd.catalog import CatalogError, distinct_rows, load_catalog, read_catalog
     from gravityd.log import LogError
+    from gravityd.progress import Stages
 
     if args.catalog_command != "load":
         return _fail("say what to do: gravityd catalog load FILE")
     cfg = _config(args)
     try:
-        rows, repeats = distinct_rows(read_catalog(args.file, args.format))
-        total = load_catalog(cfg.db, rows)
+        with Stages(units={"check": "row", "write": "row"}) as bar:
+            checked = read_catalog(args.file, args.format, lambda n: bar("check", n, None))
+            rows, repeats = distinct_rows(checked)
+            total = load_catalog(cfg.db, rows, progress=lambda n: bar("write", n, len(rows)))
     except CatalogError as exc:
         return _fail(str(exc))
     except (LogError, sqlite3.Error, OSError) as exc:

@@ -55,9 +55,7 @@ def dashboard_panels(model: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def dashboard_exprs(model: dict[str, Any]) -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of the dashboard."""
-    return [
-        (p["title"], t["expr"]) for p in dashboard_panels(model) for t in p.get("targets", [])
-    ]
+    return [(p["title"], t["expr"]) for p in dashboard_panels(model) for t in p.get("targets", [])]
 
 
 def grafana_to_promql(expr: str) -> str:
@@ -335,7 +333,7 @@ def test_dashboard_and_alerts_on_a_real_prometheus(scraped: tuple[Daemon, Promet
 
     # prometheus-client's _created series are switched off.
     assert prom.query('{__name__=~"gravityd_.*_created"}') == []
-    counted = 'gravityd_events_accepted_total == bool ' + str(accepted)
+    counted = "gravityd_events_accepted_total == bool " + str(accepted)
     wait_for("the load scraped", lambda: prom.query(counted)[0]["value"][1] == "1" or None)
 
     # Every alert expression evaluates; nothing fires on a healthy daemon.
@@ -364,8 +362,7 @@ def test_dashboard_and_alerts_on_a_real_prometheus(scraped: tuple[Daemon, Promet
             (
                 a
                 for a in alerts
-                if a["labels"]["alertname"] == "GravitydSnapshotFailing"
-                and a["state"] == "firing"
+                if a["labels"]["alertname"] == "GravitydSnapshotFailing" and a["state"] == "firing"
             ),
             None,
         )
