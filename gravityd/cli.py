@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replay",
         metavar="DIR",
-        help="post the real radio playlists of a Yes.com folder (e.g. ../shared/data/yes_small) "
-        "instead of simulated sessions; replaying twice adds nothing",
+        help="post the real radio playlists of a Yes.com folder (yes_small from the data page "
+        "of Chen et al., KDD 2012: see the README; tests/data/yes_sample is a small generated "
+        "one) instead of simulated sessions; replaying twice adds nothing",
     )
     p.add_argument("--playlists", type=_positive, help="with --replay: only the first N")
 
