@@ -7,6 +7,8 @@ import os
 import pty
 import select
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,28 @@ def test_stages_open_one_meter_per_stage() -> None:
     s = Stages(file=progress_out)
     s.close()  # nothing opened: nothing to close
     assert progress_out.getvalue() == ""
+
+
+def test_tqdm_disable_silences_it() -> None:
+    """tqdm's own switch, read from the environment when tqdm is imported."""
+    code = (
+        "from gravityd.progress import Progress\n"
+        "with Progress(10, 'job', delay=0, interval=0) as bar:\n"
+        "    bar.update(10)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert shown.returncode == 0 and "job: 100% 10/10" in shown.stderr
+    quiet = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "TQDM_DISABLE": "1"},
+        cwd=REPO,
+    )
+    assert quiet.returncode == 0 and quiet.stderr == ""
 
 
 @pytest.fixture
