@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replay",
         metavar="DIR",
-        help="post the real radio playlists of a Yes.com folder (e.g. ../shared/data/yes_small) "
-        "instead of simulated sessions; replaying twice adds nothing",
+        help="post the real radio playlists of a Yes.com folder (yes_small from the data page "
+        "of Chen et al., KDD 2012: see the README; tests/data/yes_sample is a small generated "
+        "one) instead of simulated sessions; replaying twice adds nothing",
     )
     p.add_argument("--playlists", type=_positive, help="with --replay: only the first N")
 
@@ -363,13 +364,16 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
     from gravityd.catalog import CatalogError, distinct_rows, load_catalog, read_catalog
     from gravityd.log import LogError
+    from gravityd.progress import Stages
 
     if args.catalog_command != "load":
         return _fail("say what to do: gravityd catalog load FILE")
     cfg = _config(args)
     try:
-        rows, repeats = distinct_rows(read_catalog(args.file, args.format))
-        total = load_catalog(cfg.db, rows)
+        with Stages(units={"check": "row", "write": "row"}) as bar:
+            checked = read_catalog(args.file, args.format, lambda n: bar("check", n, None))
+            rows, repeats = distinct_rows(checked)
+            total = load_catalog(cfg.db, rows, progress=lambda n: bar("write", n, len(rows)))
     except CatalogError as exc:
         return _fail(str(exc))
     except (LogError, sqlite3.Error, OSError) as exc:

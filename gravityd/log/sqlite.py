@@ -728,16 +728,24 @@ def _track_meta(
 
 
 def upsert_tracks(
-    conn: sqlite3.Connection, rows: list[tuple[str, str | None, str | None]], now: float
+    conn: sqlite3.Connection,
+    rows: list[tuple[str, str | None, str | None]],
+    now: float,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 10_000,
 ) -> int:
-    """The catalogue load: upsert (track_id, title, artist) rows in one transaction; the total."""
+    """The catalogue load: upsert (track_id, title, artist) rows in one transaction, telling
+    `progress` the rows written after each chunk; return the catalogue's size."""
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(
-        "INSERT INTO tracks (track_id, title, artist, updated_at) VALUES (?,?,?,?)"
-        " ON CONFLICT(track_id) DO UPDATE SET title = excluded.title,"
-        " artist = excluded.artist, updated_at = excluded.updated_at",
-        [(t, title, artist, now) for t, title, artist in rows],
-    )
+    for start in range(0, len(rows), chunk):
+        conn.executemany(
+            "INSERT INTO tracks (track_id, title, artist, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(track_id) DO UPDATE SET title = excluded.title,"
+            " artist = excluded.artist, updated_at = excluded.updated_at",
+            [(t, title, artist, now) for t, title, artist in rows[start : start + chunk]],
+        )
+        if progress:
+            progress(min(len(rows), start + chunk))
     conn.execute("COMMIT")
     return conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
 
