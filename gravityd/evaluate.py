@@ -1,7 +1,7 @@
 """Offline evaluation on real radio playlists (Yes.com, Chen et al., KDD 2012): does the graph
 predict what a station plays next?
 
-The recipe (DESIGN.md section 3, issue 6):
+The recipe (docs/design.md, section 3):
 
 1. **Load** a Yes.com folder: ``train.txt`` (line 1 the song ids, line 2 play counts, then one
    playlist per line as 0-based song indices), ``tags.txt`` (line i: tag indices of song i, ``#``

@@ -1,6 +1,6 @@
 """The gravity graph: how listeners move between tracks, folded into a weighted directed graph.
 
-Model (DESIGN.md section 2). Events are grouped by session and applied in log (id) order. Each
+Model (docs/design.md, section 2). Events are grouped by session and applied in log (id) order. Each
 session remembers its recent tracks ("steps", newest last) with the verdicts already given on each.
 An event on a track that is not the session's current track makes it the new current track: the
 session moved from its previous step A to B, which counts one traversal (`n`) on A->B. The events
