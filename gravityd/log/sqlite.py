@@ -24,7 +24,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from random import getrandbits as _getrandbits
 from typing import Any, TypeVar
 
 from gravityd.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
@@ -118,17 +117,29 @@ _BAD_ROWS = (
 
 
 def new_event_id() -> str:
-    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index.
+    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index."""
+    return new_event_ids(1)[0]
 
-    The 74 random bits come from `random`, not `secrets`: they only need to be unique, and this
-    runs once per ingested event.
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_event_ids(n: int) -> list[str]:
+    """n UUIDv7s (RFC 9562: 48-bit Unix ms, version 7, 74 random bits, variant 0b10).
+
+    Made in bulk for a group commit: one clock read, one urandom call and a few slices per id
+    (about a sixth of the cost of building each from integers, which was a third of the
+    writer's own work per event).
     """
-    value = (time.time_ns() // 1_000_000) << 80 | _getrandbits(74)
-    # version 7 in bits 76..79, variant 0b10 in bits 62..63
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    ms = time.time_ns() // 1_000_000
+    t = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
+    head = f"{t[:8]}-{t[8:]}-7"
+    rnd = os.urandom(10 * n).hex()  # 20 hex digits per id, 19 of them used (74 random bits + 2)
+    var = _VARIANT
+    return [
+        f"{head}{r[:3]}-{var[r[3]]}{r[4:7]}-{r[7:19]}"
+        for r in (rnd[i : i + 20] for i in range(0, 20 * n, 20))
+    ]
 
 
 def _write_batch(
@@ -141,6 +152,8 @@ def _write_batch(
     """
     client_ids = list(dict.fromkeys(e.event_id for events, _ in work for e in events if e.event_id))
     existing = _lookup(conn, client_ids)
+    anonymous = sum(1 for events, _ in work for e in events if e.event_id is None)
+    fresh = iter(new_event_ids(anonymous))
     rows = []
     results: list[list[Appended]] = []
     for events, received_at in work:
@@ -151,7 +164,7 @@ def _write_batch(
                 out.append(Appended(existing[eid], eid, True))
                 continue
             if eid is None:
-                eid = new_event_id()
+                eid = next(fresh)
             else:
                 existing[eid] = next_id
             rows.append(
