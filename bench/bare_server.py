@@ -1,4 +1,5 @@
-"""The ceiling for ingest: a bare aiohttp handler that only parses the event with orjson."""
+"""The ceilings: a bare aiohttp POST handler that only parses the event with orjson, and a bare
+GET that serialises a fixed neighbors answer (argv[2], a JSON file; default []) per request."""
 
 from __future__ import annotations
 
@@ -17,11 +18,18 @@ async def bare_event(request: web.Request) -> web.Response:
     )
 
 
+ANSWER: object = []
+
+
 async def bare_get(request: web.Request) -> web.Response:
-    return web.Response(body=b"[]", content_type="application/json")
+    return web.Response(body=orjson.dumps(ANSWER), content_type="application/json")
 
 
 def main() -> None:
+    global ANSWER
+    if len(sys.argv) > 2:
+        with open(sys.argv[2], "rb") as f:
+            ANSWER = orjson.loads(f.read())
     app = web.Application()
     app.router.add_post("/event", bare_event)
     app.router.add_post("/events", bare_event)

@@ -58,10 +58,12 @@ def gravityd(
 
 
 @contextmanager
-def bare_server() -> Iterator[str]:
+def bare_server(answer_file: Path | None = None) -> Iterator[str]:
+    """The bare aiohttp ceiling; its GET neighbors serialises the JSON in answer_file."""
     port = free_port()
+    extra = [str(answer_file)] if answer_file is not None else []
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "bare_server.py"), str(port)],
+        [sys.executable, str(REPO / "bench" / "bare_server.py"), str(port), *extra],
         stdout=subprocess.DEVNULL,
     )
     try:

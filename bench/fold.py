@@ -91,7 +91,7 @@ def updates_per_event(events: list[FoldEvent]) -> float:
 def ceilings(gg: GravityGraph, updates: int, seed: int) -> tuple[float, float, int]:
     """networkx get_edge_data/add_edge updates/s and plain dict updates/s on the same edges,
     and the RSS growth of building the networkx DiGraph."""
-    edges = [(u, v, e["pos"] - e["neg"]) for u, nbrs in gg.g._succ.items() for v, e in nbrs.items()]
+    edges = [(u, v, w) for u, v, w, *_ in gg.to_edge_list()]
     rng = random.Random(seed)
     pairs = [edges[rng.randrange(len(edges))][:2] for _ in range(updates)]
     gc.collect()
@@ -198,7 +198,7 @@ def main() -> None:
     )
 
     rng = random.Random(5)
-    with_lanes = [u for u, nbrs in gg.g._succ.items() if nbrs]
+    with_lanes = [u for u in gg.tracks() if gg.out_edges(u)]
     ids = rng.sample(with_lanes, min(1000, len(with_lanes)))
     paths = [f"/tracks/{t}/gravity_neighbors" for t in ids]
     get_lua = get_script(paths)

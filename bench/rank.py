@@ -65,22 +65,21 @@ def make_pools(
 ) -> list[dict[str, Any]]:
     """`count` POST /rank bodies (see the module docstring for their make-up)."""
     rng = random.Random(seed)
-    succ = gg.g._succ
-    catalogue = list(gg.g._node)
-    with_lanes = [u for u, nbrs in succ.items() if nbrs]
+    catalogue = gg.tracks()
+    with_lanes = [u for u in catalogue if gg.out_edges(u)]
     bodies = []
     while len(bodies) < count:
         # A session: a walk along lanes, no track twice; the walk's end is the current track.
         walk = [rng.choice(with_lanes)]
         while len(walk) < history_len + 1:
-            nxt = [v for v in succ.get(walk[-1], ()) if v not in walk]
+            nxt = [v for v in gg.out_edges(walk[-1]) or () if v not in walk]
             walk.append(rng.choice(nxt) if nxt else rng.choice(catalogue))
         current, history = walk[-1], walk[:-1]
         pool: dict[str, None] = {}
-        lanes = list(succ.get(current, ()))
+        lanes = list(gg.out_edges(current) or ())
         pool.update(dict.fromkeys(rng.sample(lanes, min(120, len(lanes)))))
         for h in history[-5:]:
-            hl = list(succ.get(h, ()))
+            hl = list(gg.out_edges(h) or ())
             pool.update(dict.fromkeys(rng.sample(hl, min(12, len(hl)))))
         pool.update(dict.fromkeys(rng.sample(history, 3)))
         pool.pop(current, None)

@@ -111,7 +111,7 @@ def main() -> None:
         load_s = time.perf_counter() - t
         edges = gg.edge_count
         rng = random.Random(5)
-        with_lanes = [u for u, nbrs in gg.g._succ.items() if nbrs]
+        with_lanes = [u for u in gg.tracks() if gg.out_edges(u)]
         ids = rng.sample(with_lanes, min(1000, len(with_lanes)))
         del with_lanes
         gc.collect()

@@ -24,10 +24,10 @@ from gravityd.limits import (
 )
 from gravityd.log import LogError
 from gravityd.metrics import CONTENT_TYPE_LATEST
-from gravityd.openapi import build_spec
+from gravityd.openapi import build_spec, role_paths
 from gravityd.ranking import validate_rank_request
 from gravityd.scoreboard import parse_report_query
-from gravityd.service import Gravityd
+from gravityd.service import Gravityd, NotSnapshotter
 
 log = logging.getLogger("gravityd.api")
 
@@ -47,6 +47,12 @@ _HTTP_CODES = {
     413: "payload_too_large",
 }
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+CURSOR_HEADER = "Gravityd-Cursor"
+MAX_POSITION = 2**63 - 1
+# The routes whose answer reflects the graph: they take min_cursor and carry Gravityd-Cursor.
+READ_ROUTES = frozenset(
+    {"/tracks/top", "/tracks/{id}", "/tracks/{id}/gravity_neighbors", "/rank", "/stats"}
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -216,6 +222,52 @@ def _bool_param(request: web.Request, name: str) -> bool:
     return _BOOLS[raw]
 
 
+def _parse_min_cursor(raw: Any, in_body: bool = False) -> int | None:
+    """min_cursor from a query string or a JSON body (a JSON integer there): a position,
+    0..2^63-1; None if absent."""
+    if raw is None:
+        return None
+    if isinstance(raw, str) and not in_body:
+        text = raw.strip()
+        value = int(text) if text.isascii() and text.isdigit() else -1
+    elif type(raw) is int:
+        value = raw
+    else:
+        value = -1
+    if not 0 <= value <= MAX_POSITION:
+        raise ApiError(
+            400,
+            "invalid_min_cursor",
+            "min_cursor must be a log position: an integer from 0 to 2^63-1",
+            "min_cursor",
+        )
+    return value
+
+
+async def _read_gate(request: web.Request, raw: Any = None) -> dict[str, str]:
+    """Read your writes: wait until the graph has folded through min_cursor (if given), else a
+    503 not_caught_up; record the cursor the answer reflects for the Gravityd-Cursor header."""
+    svc = request.app[SERVICE]
+    if raw is None:
+        position = _parse_min_cursor(request.query.get("min_cursor"))
+    else:
+        position = _parse_min_cursor(raw, in_body=True)
+    if position is not None and svc.graph.cursor < position:
+        wait_s = svc.config.read_wait_ms / 1000
+        if not await svc.caught_up(position, wait_s):
+            svc.metrics.read_waits.labels("not_caught_up").inc()
+            raise ApiError(
+                503,
+                "not_caught_up",
+                f"the graph reflects the log through {svc.graph.cursor}, not yet {position}"
+                f" (waited {svc.config.read_wait_ms:g} ms)",
+                "min_cursor",
+                headers={"Retry-After": "1"},
+            )
+        svc.metrics.read_waits.labels("caught_up").inc()
+    return {CURSOR_HEADER: str(svc.graph.cursor)}
+
+
 def _track_param(request: web.Request) -> str:
     track_id = canonical_uuid(request.match_info["id"])
     if track_id is None:
@@ -248,29 +300,36 @@ async def get_neighbors(request: web.Request) -> web.Response:
         raise ApiError(
             400, "invalid_min_score", "min_score must be a number in [0, 1]", "min_score"
         )
+    rejected = _bool_param(request, "rejected")
+    with_meta = _with_meta(request)
+    cursor = await _read_gate(request)
     out = await svc.neighbors(
         track_id,
         limit=limit,
         direction=direction,
         min_score=min_score,
-        rejected=_bool_param(request, "rejected"),
-        with_meta=_with_meta(request),
+        rejected=rejected,
+        with_meta=with_meta,
     )
-    return json_response(out)
+    return json_response(out, headers=cursor)
 
 
 async def get_track(request: web.Request) -> web.Response:
-    return json_response(await request.app[SERVICE].track(_track_param(request)))
+    track_id = _track_param(request)
+    cursor = await _read_gate(request)
+    return json_response(await request.app[SERVICE].track(track_id), headers=cursor)
 
 
 async def get_top_tracks(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     limit = _int_param(request, "limit", 20, 1, svc.config.max_neighbors_limit)
-    return json_response(await svc.top_tracks(limit))
+    cursor = await _read_gate(request)
+    return json_response(await svc.top_tracks(limit), headers=cursor)
 
 
 async def get_stats(request: web.Request) -> web.Response:
-    return json_response(await request.app[SERVICE].stats())
+    cursor = await _read_gate(request)
+    return json_response(await request.app[SERVICE].stats(), headers=cursor)
 
 
 async def post_rank(request: web.Request) -> web.Response:
@@ -285,7 +344,16 @@ async def post_rank(request: web.Request) -> web.Response:
     except EventError as exc:
         status = 413 if exc.code == "pool_too_large" else 400
         raise _event_error(exc, status) from None
-    return json_response({"ranked": svc.rank(req)})
+    in_body = obj.get("min_cursor")
+    if in_body is not None and request.query.get("min_cursor") is not None:
+        raise ApiError(
+            400,
+            "invalid_min_cursor",
+            "give min_cursor in the query or the body, not both",
+            "min_cursor",
+        )
+    cursor = await _read_gate(request, in_body)
+    return json_response({"ranked": svc.rank(req)}, headers=cursor)
 
 
 async def get_radio_report(request: web.Request) -> web.Response:
@@ -297,7 +365,8 @@ async def get_radio_report(request: web.Request) -> web.Response:
         )
     except EventError as exc:
         raise _event_error(exc) from None
-    return json_response(await svc.radio_report(query))
+    cursor = await _read_gate(request)
+    return json_response(await svc.radio_report(query), headers=cursor)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -363,7 +432,10 @@ async def admin_fold(request: web.Request) -> web.Response:
     _require_admin(request)
     svc = request.app[SERVICE]
     started = time.perf_counter()
-    cursor = await svc.fold_pending()
+    try:
+        cursor = await svc.fold_pending()
+    except LogError as exc:
+        raise ApiError(503, "log_unavailable", str(exc), headers={"Retry-After": "1"}) from None
     return json_response(
         {
             "cursor": cursor,
@@ -380,6 +452,8 @@ async def admin_snapshot(request: web.Request) -> web.Response:
         raise ApiError(503, "not_ready", "the graph is still loading", headers={"Retry-After": "1"})
     try:
         result = await svc.snapshot_now()
+    except NotSnapshotter as exc:
+        raise ApiError(409, "not_snapshotter", str(exc)) from None
     except OSError as exc:
         raise ApiError(
             503,
@@ -450,6 +524,9 @@ def make_middleware(svc: Gravityd) -> Any:
     latency: dict[tuple[Any, str, int], Any] = {}
     origins = svc.config.cors_origins
     guard = Guard(svc)
+    reads = svc.reads
+    elsewhere = role_paths("all") - role_paths(svc.role)  # served by the other role
+    other = "a writer (--role writer or all)" if not svc.writes else "a replica (--role replica)"
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -472,8 +549,7 @@ def make_middleware(svc: Gravityd) -> Any:
                 except ApiError as exc:
                     response = exc.response()
                 except web.HTTPException as exc:
-                    code = _HTTP_CODES.get(exc.status, "http_error")
-                    response = ApiError(exc.status, code, exc.reason).response()
+                    response = _http_error(exc, request, elsewhere, svc.role, other)
                 except Exception:
                     log.exception("request failed", extra={"path": path, "method": method})
                     response = ApiError(500, "internal_error", "internal error").response()
@@ -489,8 +565,11 @@ def make_middleware(svc: Gravityd) -> Any:
         finally:
             if counted:
                 guard.inflight -= 1
-        # One histogram observation per request, its child cached per (route, method, status).
         resource = request.match_info.route.resource
+        if reads and resource is not None and resource.canonical in READ_ROUTES:
+            # Answers that never reached the graph (a 400, a refusal) still say where it is.
+            response.headers.setdefault(CURSOR_HEADER, str(svc.graph.cursor))
+        # One histogram observation per request, its child cached per (route, method, status).
         key = (resource, method, response.status)
         child = latency.get(key)
         if child is None:
@@ -500,6 +579,31 @@ def make_middleware(svc: Gravityd) -> Any:
         return response
 
     return middleware
+
+
+def _http_error(
+    exc: web.HTTPException, request: web.Request, elsewhere: set[str], role: str, other: str
+) -> web.Response:
+    """aiohttp's own answers in the contract's shape; a path of the other role says so."""
+    if exc.status == 404 and _route_of(request.path) in elsewhere:
+        return ApiError(
+            404, "wrong_role", f"this gravityd is a {role}: {request.path} is served by {other}"
+        ).response()
+    code = _HTTP_CODES.get(exc.status, "http_error")
+    return ApiError(exc.status, code, exc.reason).response()
+
+
+def _route_of(path: str) -> str:
+    """The documented route a concrete path would match (for the wrong-role answer)."""
+    if path.startswith("/tracks/") and path != "/tracks/top":
+        return (
+            "/tracks/{id}/gravity_neighbors"
+            if path.endswith("/gravity_neighbors")
+            else ("/tracks/{id}")
+        )
+    if path.startswith("/static/"):
+        return "/static/{name}"
+    return path
 
 
 def _check_limits(guard: Guard, request: web.Request, path: str, method: str) -> None:
@@ -576,26 +680,30 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
         },
     )
     app[SERVICE] = svc
-    app.router.add_post("/event", post_event)
-    app.router.add_post("/events", post_events)
-    app.router.add_get("/tracks/top", get_top_tracks)
-    app.router.add_get("/tracks/{id}", get_track)
-    app.router.add_get("/tracks/{id}/gravity_neighbors", get_neighbors)
-    app.router.add_post("/rank", post_rank)
+    if svc.writes:
+        app.router.add_post("/event", post_event)
+        app.router.add_post("/events", post_events)
+    if svc.reads:
+        app.router.add_get("/tracks/top", get_top_tracks)
+        app.router.add_get("/tracks/{id}", get_track)
+        app.router.add_get("/tracks/{id}/gravity_neighbors", get_neighbors)
+        app.router.add_post("/rank", post_rank)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_post("/admin/fold", admin_fold)
-    app.router.add_post("/admin/snapshot", admin_snapshot)
-    app.router.add_get("/stats", get_stats)
-    app.router.add_get("/radio/report", get_radio_report)
+    if svc.reads:
+        app.router.add_post("/admin/fold", admin_fold)
+        app.router.add_post("/admin/snapshot", admin_snapshot)
+        app.router.add_get("/stats", get_stats)
+        app.router.add_get("/radio/report", get_radio_report)
     spec = orjson.dumps(build_spec(cfg))
 
     async def openapi(request: web.Request) -> web.Response:
         return web.Response(body=spec, headers=_JSON_HEADERS)
 
     app.router.add_get("/openapi.json", openapi)
-    add_static_routes(app)
+    if svc.reads:
+        add_static_routes(app)
     if manage_service:
 
         async def _start(app: web.Application) -> None:

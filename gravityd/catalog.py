@@ -13,16 +13,18 @@ import csv
 import io
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 
 from gravityd.events import canonical_uuid
 from gravityd.log import connect_sync
+from gravityd.log.sqlite import upsert_tracks
 
 FORMATS = ("csv", "jsonl", "yes")
 MAX_TEXT = 500  # characters of a title or artist; longer ones are refused, not cut
+PROGRESS_ROWS = 10_000  # rows between two progress reports (and per executemany)
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 Row = tuple[str, str | None, str | None]
@@ -108,8 +110,14 @@ def _yes_rows(text: str, name: str) -> Iterator[Row]:
         yield _row(track_uuid(int(parts[0])), title, artist, f"{name}:{n}")
 
 
-def read_catalog(path: str | os.PathLike, fmt: str | None = None) -> list[Row]:
-    """Every row of the file, checked; raises CatalogError naming the first bad line."""
+def read_catalog(
+    path: str | os.PathLike,
+    fmt: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Row]:
+    """Every row of the file, checked; raises CatalogError naming the first bad line.
+
+    `progress(rows checked)` every `PROGRESS_ROWS` rows."""
     fmt = fmt or guess_format(path)
     if fmt not in FORMATS:
         raise CatalogError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -123,7 +131,13 @@ def read_catalog(path: str | os.PathLike, fmt: str | None = None) -> list[Row]:
     except UnicodeDecodeError as exc:
         raise CatalogError(f"{name}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     parse = {"csv": _csv_rows, "jsonl": _jsonl_rows, "yes": _yes_rows}[fmt]
-    rows = list(parse(text, name))
+    rows: list[Row] = []
+    for row in parse(text, name):
+        rows.append(row)
+        if progress and len(rows) % PROGRESS_ROWS == 0:
+            progress(len(rows))
+    if progress:
+        progress(len(rows))
     if not rows:
         raise CatalogError(f"{name}: no tracks in the file")
     return rows
@@ -136,10 +150,16 @@ def distinct_rows(rows: list[Row]) -> tuple[list[Row], int]:
     return list(last.values()), len(rows) - len(last)
 
 
-def load_catalog(db: str | os.PathLike, rows: list[Row], now: float | None = None) -> int:
+def load_catalog(
+    db: str | os.PathLike,
+    rows: list[Row],
+    now: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Upsert the rows in one transaction; safe while the daemon runs (WAL, busy timeout).
 
     The log must exist: a mistyped --db would otherwise create an empty log nobody reads.
+    `progress(rows written)` after each slice of `PROGRESS_ROWS`, all inside the transaction.
     """
     if not Path(db).is_file():
         raise CatalogError(
@@ -148,15 +168,7 @@ def load_catalog(db: str | os.PathLike, rows: list[Row], now: float | None = Non
     now = time.time() if now is None else now
     conn = connect_sync(db)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO tracks (track_id, title, artist, updated_at) VALUES (?,?,?,?)"
-            " ON CONFLICT(track_id) DO UPDATE SET title = excluded.title,"
-            " artist = excluded.artist, updated_at = excluded.updated_at",
-            [(t, title, artist, now) for t, title, artist in rows],
-        )
-        conn.execute("COMMIT")
-        (total,) = conn.execute("SELECT COUNT(*) FROM tracks").fetchone()
+        total = upsert_tracks(conn, rows, now, progress, PROGRESS_ROWS)
     finally:
         conn.close()
     return total

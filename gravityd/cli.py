@@ -10,7 +10,7 @@ import argparse
 import logging
 import socket
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from gravityd import __version__, evaluate, report
 from gravityd.config import Config, ConfigError, load_config
@@ -56,10 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gravityd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("serve", help="run the daemon")
+    p = sub.add_parser(
+        "serve",
+        help="run the daemon",
+        description="all (the default): one process ingests, folds, snapshots and serves. "
+        "writer: ingest only. replica: tails the log read-only and serves every read; "
+        "--workers N runs N replicas on one port. See README 'Replicas'.",
+    )
     _add_store_flags(p)
     p.add_argument("--host", metavar="H", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", metavar="P", type=int, help="port to bind (default 8080)")
+    p.add_argument("--role", choices=("all", "writer", "replica"), help="default: all")
+    p.add_argument(
+        "--workers", metavar="N", type=_positive, help="replica processes on one port"
+    )
+    p.add_argument(
+        "--log-url",
+        metavar="URL",
+        help="sqlite:///PATH (default: the --db file) or nats://HOST:PORT[,HOST:PORT...]",
+    )
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
     p = sub.add_parser("build", help="one-shot batch build for cron")
     _add_store_flags(p)
@@ -89,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replay",
         metavar="DIR",
-        help="post the real radio playlists of a Yes.com folder (e.g. ../shared/data/yes_small) "
-        "instead of simulated sessions; replaying twice adds nothing",
+        help="post the real radio playlists of a Yes.com folder (yes_small from the data page "
+        "of Chen et al., KDD 2012: see the README; tests/data/yes_sample is a small generated "
+        "one) instead of simulated sessions; replaying twice adds nothing",
     )
     p.add_argument("--playlists", type=_positive, help="with --replay: only the first N")
 
@@ -144,32 +161,92 @@ def _config(args: argparse.Namespace, **flags: object) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    import signal
+
     from aiohttp import web
 
     from gravityd.api import create_app
-    from gravityd.log import LogError
+    from gravityd.log import LogError, LogMissing
+    from gravityd.log.sqlite import check_log_file
     from gravityd.logs import setup_logging
     from gravityd.service import Gravityd
 
-    cfg = _config(args, host=args.host, port=args.port)
+    cfg = _config(
+        args,
+        host=args.host,
+        port=args.port,
+        role=args.role,
+        workers=args.workers,
+        log_url=args.log_url,
+    )
+    kind, where = cfg.log_backend
+    if kind != "sqlite":
+        return _fail(f"log_url {where}: no backend for it in this build")
+    if cfg.role == "replica":
+        try:  # a file that is not a gravityd log is one line now; a missing one is waited for
+            check_log_file(where)
+        except LogMissing:
+            pass
+        except LogError as exc:
+            return _fail(f"cannot use {where} as the log: {exc}")
+    setup_logging(cfg.log_level, cfg.log_format)
+    if cfg.workers > 1:
+        from gravityd.supervisor import Supervisor
+
+        try:  # the port must be ours to share: a busy one is one clear line, not N
+            probe = socket.create_server((cfg.host, cfg.port), reuse_port=True)
+        except OSError as exc:
+            return _fail(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
+        probe.close()
+        return Supervisor(cfg, args.argv).run()
+    shared = args.worker_index > 0
     try:
         # Bind before anything else starts, so a busy port is one clear line, not a traceback.
-        sock = socket.create_server((cfg.host, cfg.port), reuse_port=False)
+        sock = socket.create_server((cfg.host, cfg.port), reuse_port=shared)
     except OSError as exc:
         return _fail(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}")
-    setup_logging(cfg.log_level, cfg.log_format)
     # The log's writer and snapshot threads hold the interpreter lock while they build rows;
     # the default 5 ms switch interval would let each of them stall the event loop that long.
     sys.setswitchinterval(0.0005)
-    app = create_app(Gravityd(cfg))
+    svc = Gravityd(cfg, worker=args.worker_index)
+    svc.metrics.worker_starts.set(int(os.environ.get("GRAVITYD_WORKER_STARTS", "1") or 1))
+    app = create_app(svc)
     host, port = sock.getsockname()[:2]
 
     async def _listening(app: web.Application) -> None:
         logging.getLogger("gravityd").info(
-            "listening", extra={"host": host, "port": port, "db": cfg.db, "version": __version__}
+            "listening",
+            extra={
+                "host": host,
+                "port": port,
+                "role": cfg.role,
+                "worker": args.worker_index,
+                "log": svc.log.description,
+                "version": __version__,
+            },
         )
 
+        async def stop_on_failure() -> None:
+            await svc.failed.wait()  # the log turned out not to be ours: stop, exit 2
+            signal.raise_signal(signal.SIGTERM)
+
+        watch.append(asyncio.create_task(stop_on_failure()))
+
+    async def _unwatch(app: web.Application) -> None:
+        for task in watch:
+            task.cancel()
+
+    watch: list[asyncio.Task] = []
     app.on_startup.append(_listening)
+    app.on_cleanup.append(_unwatch)
+    if shared:
+        try:
+            asyncio.run(_serve_when_ready(app, svc, sock, cfg.shutdown_timeout_s))
+        finally:
+            sock.close()
+        return _fail(svc.fatal) if svc.fatal else 0
     try:
         web.run_app(
             app,
@@ -183,7 +260,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     finally:
         sock.close()
+    if svc.fatal:
+        return _fail(svc.fatal)
     return 0
+
+
+async def _serve_when_ready(app: Any, svc: Any, sock: socket.socket, timeout_s: float) -> None:
+    """A supervised worker accepts connections only once its graph is caught up: the port is
+    shared, so a loading worker that listened would answer reads from a half-loaded graph (or
+    503s) for whoever the kernel sent to it. SIGTERM/SIGINT stop it as web.run_app would."""
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=timeout_s)
+    await runner.setup()  # starts the service: snapshot, log, fold
+    try:
+        ready = asyncio.create_task(svc.wait_ready())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({ready, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        if not stop.is_set():
+            await web.SockSite(runner, sock).start()
+            await stopped
+        stopped.cancel()
+    finally:
+        await runner.cleanup()
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -272,13 +379,16 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
     from gravityd.catalog import CatalogError, distinct_rows, load_catalog, read_catalog
     from gravityd.log import LogError
+    from gravityd.progress import Stages
 
     if args.catalog_command != "load":
         return _fail("say what to do: gravityd catalog load FILE")
     cfg = _config(args)
     try:
-        rows, repeats = distinct_rows(read_catalog(args.file, args.format))
-        total = load_catalog(cfg.db, rows)
+        with Stages(units={"check": "row", "write": "row"}) as bar:
+            checked = read_catalog(args.file, args.format, lambda n: bar("check", n, None))
+            rows, repeats = distinct_rows(checked)
+            total = load_catalog(cfg.db, rows, progress=lambda n: bar("write", n, len(rows)))
     except CatalogError as exc:
         return _fail(str(exc))
     except (LogError, sqlite3.Error, OSError) as exc:
@@ -314,6 +424,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a supervisor re-runs
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -98,6 +98,13 @@ class Config:
     snapshot_track_edges: bool = _s("snapshot", True)
     snapshot_on_shutdown: bool = _s("snapshot", True)
     log_retention_days: float = _s("snapshot", 0.0, 0)
+    # [roles]: one process doing everything, or writers and replicas over one log
+    role: str = _s("roles", "all", choices=("all", "writer", "replica"))
+    workers: int = _s("roles", 1, 1)
+    log_url: str = _s("roles", "")
+    read_wait_ms: float = _s("roles", 1000.0, 0)
+    log_poll_ms: float = _s("roles", 2.0, 0.1)
+    worker_restart_max_s: float = _s("roles", 30.0, 0.1)
     # [log]
     log_level: str = _s("log", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _s("log", "json", choices=("json", "text"))
@@ -107,6 +114,18 @@ class Config:
     rank: RankParams = field(default_factory=RankParams, metadata={"section": "rank"})
     # [report]: the radio's scoreboard, see gravityd/scoreboard.py
     report: ReportParams = field(default_factory=ReportParams, metadata={"section": "report"})
+
+    @property
+    def log_backend(self) -> tuple[str, str]:
+        """("sqlite", file) or ("nats", servers) from log_url; an empty log_url is the db file."""
+        url = self.log_url.strip()
+        if not url:
+            return "sqlite", self.db
+        if url.startswith("sqlite:///"):
+            return "sqlite", url[len("sqlite:///") :]
+        if url.startswith("nats://"):
+            return "nats", url
+        return "", url
 
     @property
     def limits(self) -> ValidationLimits:
@@ -267,6 +286,16 @@ def load_config(
             built[name] = cls(**nested[name])
         except ValueError as exc:
             raise ConfigError(f"setting {exc}") from None
+    cfg_log_url = str(built.get("log_url", "")).strip()
+    if cfg_log_url and not cfg_log_url.startswith(("sqlite:///", "nats://")):
+        raise ConfigError(
+            "setting log_url: must be sqlite:///PATH or nats://HOST:PORT[,...],"
+            f" got {cfg_log_url!r}"
+        )
+    if cfg_log_url.startswith("sqlite:///") and len(cfg_log_url) == len("sqlite:///"):
+        raise ConfigError("setting log_url: sqlite:/// needs a file path")
+    if built.get("workers", 1) > 1 and built.get("role", "all") != "replica":
+        raise ConfigError("setting workers: more than one worker needs role replica")
     for key in ("rate_limit_exempt", "trusted_proxies"):
         try:
             parse_networks(built.get(key, []), f"setting {key}")

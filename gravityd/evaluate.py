@@ -1,7 +1,7 @@
 """Offline evaluation on real radio playlists (Yes.com, Chen et al., KDD 2012): does the graph
 predict what a station plays next?
 
-The recipe (DESIGN.md section 3, issue 6):
+The recipe (docs/design.md, section 3):
 
 1. **Load** a Yes.com folder: ``train.txt`` (line 1 the song ids, line 2 play counts, then one
    playlist per line as 0-based song indices), ``tags.txt`` (line i: tag indices of song i, ``#``
@@ -55,7 +55,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -250,24 +250,33 @@ def replay_events(
 
 
 def replay(
-    playlists: Sequence[Sequence[int]], uuids: Sequence[str], params: FoldParams
+    playlists: Sequence[Sequence[int]],
+    uuids: Sequence[str],
+    params: FoldParams,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[GravityGraph, int, float]:
-    """Fold the playlists into a fresh graph; returns (graph, events folded, fold seconds)."""
+    """Fold the playlists into a fresh graph; returns (graph, events folded, fold seconds).
+
+    `progress(playlists replayed, playlists in all)` after each folded batch."""
     graph = GravityGraph(params)
     n_events = 0
     fold_s = 0.0
     pending: list[FoldEvent] = []
-    for batch in replay_events(playlists, uuids):
+    for k, batch in enumerate(replay_events(playlists, uuids), start=1):
         pending.extend(batch)
         if len(pending) >= 5000:
             t0 = time.perf_counter()
             n_events += graph.fold(pending)
             fold_s += time.perf_counter() - t0
             pending = []
+            if progress:
+                progress(k, len(playlists))
     if pending:
         t0 = time.perf_counter()
         n_events += graph.fold(pending)
         fold_s += time.perf_counter() - t0
+    if progress:
+        progress(len(playlists), len(playlists))
     return graph, n_events, fold_s
 
 
@@ -468,8 +477,12 @@ def evaluate(
     pool_size: int = 100,
     methods: str = "all",
     tie_break: str = "index",
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Split, replay, score; returns counts, timings, parameters and the two metric tables.
+
+    ``progress(stage, done, total)`` as it goes: stage "fold" counts training playlists,
+    "score" held-out transitions (for a progress bar; it changes nothing).
 
     ``methods`` "all", "full" (full-catalogue lists only) or "pool" (candidate pools only), so a
     parameter sweep can skip what it does not need. ``tie_break`` orders the baselines' equal
@@ -493,7 +506,8 @@ def evaluate(
     uuids = [track_uuid(i) for i in range(data.n_songs)]
     index_of = {u: i for i, u in enumerate(uuids)}
 
-    graph, n_events, fold_s = replay(split.train, uuids, fold_params)
+    fold_progress = (lambda d, t: progress("fold", d, t)) if progress else None
+    graph, n_events, fold_s = replay(split.train, uuids, fold_params, fold_progress)
     now = graph.clock
     t_replayed = time.perf_counter()
 
@@ -547,7 +561,9 @@ def evaluate(
     cos_a: dict[int, float] = {}
     lists: dict[str, list[int]] = {}
     neigh_s = rank_s = 0.0
-    for i in order:
+    for scored, i in enumerate(order):
+        if progress and scored % 500 == 0:
+            progress("score", scored, len(order))
         k, j = transitions[i]
         songs = split.test[k]
         a, b = songs[j], songs[j + 1]
@@ -610,6 +626,8 @@ def evaluate(
         target = uuids[b]
         pos = next((r + 1 for r, item in enumerate(ranked) if item["track_id"] == target), None)
         pool_m["gravity blend"].add(pos)
+    if progress:
+        progress("score", len(order), len(order))
     t_end = time.perf_counter()
 
     return {
@@ -725,7 +743,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path",
         metavar="DATA_DIR",
-        help="a Yes.com folder (train.txt, tags.txt), e.g. ../shared/data/yes_small",
+        help="a Yes.com folder (train.txt, tags.txt): yes_small or yes_big from the data page "
+        "of Chen et al., KDD 2012 (see the README), or tests/data/yes_sample",
     )
     parser.add_argument("--seed", type=int, default=0, help="split and sampling seed (default 0)")
     parser.add_argument(
@@ -862,18 +881,22 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-playlists: must be at least 1")
     if args.max_transitions is not None and args.max_transitions < 0:
         raise ValueError("--max-transitions: must be at least 0 (0 = all)")
+    from gravityd.progress import Stages
+
     data = load_yes(args.path)
-    result = evaluate(
-        data,
-        fold_params=fold_params,
-        rank_params=rank_params,
-        seed=args.seed,
-        test_fraction=args.test_fraction,
-        max_playlists=args.max_playlists,
-        max_transitions=args.max_transitions or None,
-        pool_size=args.pool_size,
-        tie_break=args.tie_break,
-    )
+    with Stages(units={"fold": "playlist", "score": "transition"}) as stages:
+        result = evaluate(
+            data,
+            fold_params=fold_params,
+            rank_params=rank_params,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+            max_playlists=args.max_playlists,
+            max_transitions=args.max_transitions or None,
+            pool_size=args.pool_size,
+            tie_break=args.tie_break,
+            progress=stages,
+        )
     if args.json:
         print(json.dumps(result, sort_keys=False))
     else:

@@ -1,6 +1,6 @@
 """The gravity graph: how listeners move between tracks, folded into a weighted directed graph.
 
-Model (DESIGN.md section 2). Events are grouped by session and applied in log (id) order. Each
+Model (docs/design.md, section 2). Events are grouped by session and applied in log (id) order. Each
 session remembers its recent tracks ("steps", newest last) with the verdicts already given on each.
 An event on a track that is not the session's current track makes it the new current track: the
 session moved from its previous step A to B, which counts one traversal (`n`) on A->B. The events
@@ -59,7 +59,7 @@ import heapq
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,8 @@ _CODES = {
 }
 _DIRECTIONS = ("out", "in", "both")
 _DAY = 86400.0
+# Tracks whose sorted lanes are kept between reads; past it the oldest entry goes (FIFO).
+LANES_CACHE_TRACKS = 100_000
 
 EdgeRow = tuple[str, str, float, float, float, int]
 
@@ -202,6 +204,11 @@ class GravityGraph:
         self._session_parts: list[set[str]] = [set() for _ in range(p.maintenance_parts)]
         self._sweep = 0
         self._steps_cap = 2 * p.credit_window + 2
+        # track -> {direction: (lanes best first, top weight, rejected most first)}, in stored
+        # (forward-scaled) weights. Forward decay scales every weight by the same factor, so a
+        # track's order only changes when the fold touches one of its edges: the fold drops the
+        # entries of the tracks it touches and a read costs O(limit), not a sort of every lane.
+        self._lanes: dict[str, dict[str, tuple[list, float, list]]] = {}
 
     # ----------------------------------------------------------------------- reading
 
@@ -216,6 +223,24 @@ class GravityGraph:
     @property
     def session_count(self) -> int:
         return len(self.sessions)
+
+    def tracks(self) -> list[str]:
+        """Every track in the graph (a copy: safe to walk while the fold runs between slices)."""
+        return list(self.g._node)
+
+    def out_edges(self, track_id: str) -> Mapping[str, Mapping[str, Any]] | None:
+        """The stored (forward-scaled) out-edges of a track, read-only: {dst: {pos, neg, acc, n}}.
+
+        For hot readers (the ranking) that weigh many edges: multiply by decay_factor() to read
+        weights. None for a track the graph does not hold.
+        """
+        return self.g._succ.get(track_id)
+
+    def advance_cursor(self, position: int) -> None:
+        """Move the cursor past positions that hold nothing to fold (ids reserved after a restored
+        snapshot, an event the fold had to skip); never backwards."""
+        if position > self.cursor:
+            self.cursor = position
 
     def decay_factor(self, now: float | None = None) -> float:
         """Multiply a stored value by this to get its weight at `now` (seconds, default: now)."""
@@ -264,6 +289,33 @@ class GravityGraph:
             raise ValueError("direction: must be out, in or both")
         if limit <= 0 or track_id not in self.g._succ:
             return []
+        cached = self._lanes.get(track_id)
+        if cached is None:
+            if len(self._lanes) >= LANES_CACHE_TRACKS:
+                del self._lanes[next(iter(self._lanes))]
+            cached = self._lanes[track_id] = {}
+        entry = cached.get(direction)
+        if entry is None:
+            entry = cached[direction] = self._sorted_lanes(track_id, direction)
+        best, top, against = entry
+        out: list[dict[str, Any]] = []
+        f = self.decay_factor(now)
+        for w, t, d, e in best:
+            if len(out) >= limit or w / top < min_score:
+                break
+            if w * f <= 0.0:  # decayed to nothing (underflow): not a lane any more
+                break
+            out.append(_lane(t, w, min(1.0, w / top), d, e, f))
+        if rejected:
+            for w, t, d, e in against[:limit]:
+                lane = _lane(t, w, 0.0, d, e, f)
+                lane["rejected"] = True
+                out.append(lane)
+        return out
+
+    def _sorted_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
+        """Every lane of a track in one direction, best first, and its rejected edges, most
+        rejected first (ties by track id); stored weights, so valid until the fold touches it."""
         lanes: dict[str, tuple[float, str, dict[str, Any]]] = {}
         against: dict[str, tuple[float, str, dict[str, Any]]] = {}
         sides = []
@@ -278,28 +330,22 @@ class GravityGraph:
                     have = lanes.get(v)
                     if have is None or w > have[0]:
                         lanes[v] = (w, d, e)
-                elif rejected and e["neg"] > 0.0:
+                elif e["neg"] > 0.0:
                     have = against.get(v)
                     if have is None or w < have[0]:
                         against[v] = (w, d, e)
-        out: list[dict[str, Any]] = []
-        f = self.decay_factor(now)
-        if lanes:
-            top = max(item[0] for item in lanes.values())
-            items = [(w, t, d, e) for t, (w, d, e) in lanes.items()]
-            if min_score > 0.0:
-                items = [it for it in items if it[0] / top >= min_score]
-            for w, t, d, e in _best(items, limit, _lane_key):
-                if w * f <= 0.0:  # decayed to nothing (underflow): not a lane any more
-                    continue
-                out.append(_lane(t, w, min(1.0, w / top), d, e, f))
-        if against:
-            items = [(w, t, d, e) for t, (w, d, e) in against.items() if t not in lanes]
-            for w, t, d, e in _best(items, limit, _rejected_key):
-                lane = _lane(t, w, 0.0, d, e, f)
-                lane["rejected"] = True
-                out.append(lane)
-        return out
+        best = sorted(((w, t, d, e) for t, (w, d, e) in lanes.items()), key=_lane_key)
+        top = best[0][0] if best else 0.0
+        worst = sorted(
+            ((w, t, d, e) for t, (w, d, e) in against.items() if t not in lanes),
+            key=_rejected_key,
+        )
+        return best, top, worst
+
+    def _forget_lanes(self, *tracks: str) -> None:
+        lanes = self._lanes
+        for t in tracks:
+            lanes.pop(t, None)
 
     def lane_counts(self, track_id: str) -> tuple[int, int]:
         """How many out- and in-lanes (positive net weight) a track has."""
@@ -346,6 +392,8 @@ class GravityGraph:
         intern = sys.intern
         credit = self._credit
         new_edge = self._new_edge
+        lanes = self._lanes
+        forget = self._forget_lanes
         count = 0
         try:
             for ev in events:
@@ -401,6 +449,8 @@ class GravityGraph:
                             e = nbrs.get(tid) if nbrs is not None else None
                             if e is None:
                                 e = new_edge(a, tid, t)
+                                if lanes:
+                                    forget(a, tid)
                             e["n"] += 1
                 if code != _RADIO:
                     fl = flags[j]
@@ -440,6 +490,8 @@ class GravityGraph:
                                     if e is None:
                                         e = new_edge(a, b, t)
                                     e["neg"] += x * s
+                                    if lanes:
+                                        forget(a, b)
                             else:
                                 credit(steps, flags, j, x * s, t)
                 else:
@@ -452,7 +504,11 @@ class GravityGraph:
         finally:
             self.cursor = cursor
             self.clock = clock
-            nx._clear_cache(self.g)
+            # networkx >= 3.3 caches conversions for its backends; the fold changed the graph
+            # under it. The attribute is the documented backend interface, absent before 3.3.
+            nx_cache = getattr(self.g, "__networkx_cache__", None)
+            if nx_cache:
+                nx_cache.clear()
         return count
 
     def _credit(self, steps: list[str], flags: list[int], j: int, v: float, t: float) -> None:
@@ -486,7 +542,12 @@ class GravityGraph:
         cap = 2 * keep
         created = 0
         direct = v  # the nearest visible step is the direct predecessor: a verdict on a->b
+        lanes = self._lanes
+        if lanes:
+            lanes.pop(b, None)
         for a, dd in pairs:
+            if lanes:
+                lanes.pop(a, None)
             c = v * dd
             e = pred_b.get(a)  # the same dict as succ[a][b]: one lookup instead of two
             if e is None:
@@ -546,9 +607,14 @@ class GravityGraph:
             drop.extend(v for _, v in ranked[k:])
         if drop:
             pred = self.g._pred
+            lanes = self._lanes
+            if lanes:
+                lanes.pop(u, None)
             for v in drop:
                 del nbrs[v]
                 del pred[v][u]
+                if lanes:
+                    lanes.pop(v, None)
             self._n_edges -= len(drop)
         return drop
 
@@ -561,6 +627,7 @@ class GravityGraph:
                 e["acc"] *= f
                 e["neg"] *= f
         self.t0 = t
+        self._lanes.clear()  # every stored weight moved
 
     def _maintain(self, now: float) -> None:
         """One sweep step over the next slice: faint edges, edgeless tracks, idle sessions."""

@@ -56,6 +56,82 @@ ADMIN = {
 }
 
 
+WRITER_PATHS = frozenset({"/event", "/events"})
+COMMON_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
+# Served by every role that holds a graph (all, replica).
+READER_PATHS = frozenset(
+    {
+        "/tracks/top",
+        "/tracks/{id}",
+        "/tracks/{id}/gravity_neighbors",
+        "/rank",
+        "/stats",
+        "/radio/report",
+        "/admin/fold",
+        "/admin/snapshot",
+        "/",
+        "/client.js",
+        "/static/{name}",
+    }
+)
+READ_OPS = frozenset(
+    {
+        "/tracks/top",
+        "/tracks/{id}",
+        "/tracks/{id}/gravity_neighbors",
+        "/rank",
+        "/stats",
+        "/radio/report",
+    }
+)
+
+
+def role_paths(role: str) -> set[str]:
+    """The documented paths a process of this role serves."""
+    out = set(COMMON_PATHS)
+    if role in ("all", "writer"):
+        out |= WRITER_PATHS
+    if role in ("all", "replica"):
+        out |= READER_PATHS
+    return out
+
+
+MIN_CURSOR = {
+    "name": "min_cursor",
+    "in": "query",
+    "description": "read your writes: answer from a graph folded through at least this log "
+    "position (an `id`/`last_id` a write answered), waiting up to read_wait_ms, else 503 "
+    "not_caught_up",
+    "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+}
+CURSOR_HEADERS = {
+    "Gravityd-Cursor": {
+        "description": "the log position the answer's graph reflects",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+
+
+def _read_op(path: str, op: dict[str, Any]) -> None:
+    """Every read takes min_cursor, may answer 503 not_caught_up, and carries Gravityd-Cursor."""
+    if path != "/rank":
+        op["parameters"] = [*op.get("parameters", []), MIN_CURSOR]
+    else:
+        body = op["requestBody"]["content"][JSON]["schema"]
+        body["properties"]["min_cursor"] = {k: v for k, v in MIN_CURSOR.items() if k == "schema"}[
+            "schema"
+        ]
+        op["parameters"] = [MIN_CURSOR]
+    responses = op["responses"]
+    responses["200"] = {**responses["200"], "headers": CURSOR_HEADERS}
+    responses.setdefault("400", _error("a bad parameter (the error names it)"))
+    responses["503"] = _error(
+        "not_caught_up (the graph has not folded through min_cursor within read_wait_ms), or "
+        "too many requests in flight",
+        True,
+    )
+
+
 def _schemas(cfg: Config) -> dict[str, Any]:
     lanes_evidence = {
         "type": "object",
@@ -162,13 +238,21 @@ def _schemas(cfg: Config) -> dict[str, Any]:
         },
         "Status": {
             "type": "object",
-            "required": ["ready", "cursor", "last_id", "nodes", "edges"],
+            "required": ["ready", "role", "last_id"]
+            + (["cursor", "nodes", "edges"] if cfg.role != "writer" else []),
             "properties": {
                 "ready": {"type": "boolean"},
+                "role": {"type": "string", "enum": ["all", "writer", "replica"]},
+                "worker": {"type": "integer", "description": "index under --workers (0 alone)"},
+                "pid": {"type": "integer", "description": "the process that answered"},
                 "cursor": {"type": "integer", "description": "last event folded"},
                 "last_id": {"type": "integer", "description": "last event committed"},
                 "nodes": {"type": "integer"},
                 "edges": {"type": "integer"},
+                "snapshotter": {
+                    "type": "boolean",
+                    "description": "this process holds the snapshotter lease",
+                },
             },
         },
     }
@@ -565,6 +649,7 @@ def build_spec(cfg: Config) -> dict[str, Any]:
                         },
                     ),
                     **ADMIN,
+                    "409": _error("not_snapshotter: another process holds the snapshotter lease"),
                     **GUARD,
                 },
             }
@@ -601,6 +686,11 @@ def build_spec(cfg: Config) -> dict[str, Any]:
             }
         },
     }
+    served = role_paths(cfg.role)
+    paths = {p: ops for p, ops in paths.items() if p in served}
+    for path in READ_OPS & served:
+        for op in paths[path].values():
+            _read_op(path, op)
     return {
         "openapi": "3.1.0",
         "info": {

@@ -187,13 +187,13 @@ def rank_candidates(
     hist: dict[str, list[float]] = {}
     f = 1.0
     if graph is not None:
-        succ = graph.g._succ
+        out_edges = graph.out_edges
         f = graph.decay_factor(now)
         k = p.rank_confidence_half_evidence
         a0 = p.rank_neutral_acceptance
         up = 1.0 / (1.0 - a0)
         down = 1.0 / a0
-        nbrs = succ.get(current_track_id)
+        nbrs = out_edges(current_track_id)
         if nbrs:
             if len(nbrs) <= len(pool):
                 items = [(v, e) for v, e in nbrs.items() if v in pool]
@@ -222,7 +222,7 @@ def rank_candidates(
                 if h in taken:
                     continue
                 taken.add(h)
-                nbrs = succ.get(h)
+                nbrs = out_edges(h)
                 if nbrs and r > 0.0:
                     if len(nbrs) <= len(pool):
                         items = [(v, e) for v, e in nbrs.items() if v in pool]

@@ -1,6 +1,10 @@
 """The daemon's core: the log, the live graph and the task that folds one into the other.
 
-Nothing here knows about HTTP; the API layer parses requests and calls these methods.
+One class for the three roles (docs/design.md, "Roles"): `all` appends, folds, snapshots and
+serves; `writer` only appends (no graph, no fold); `replica` opens the log read-only, starts
+from the newest snapshot, tails the log and serves every read. Which process writes snapshots
+is decided by the snapshotter lease (gravityd/lease.py). Nothing here knows about HTTP; the API
+layer parses requests and calls these methods.
 """
 
 from __future__ import annotations
@@ -10,22 +14,16 @@ import contextlib
 import gc
 import heapq
 import logging
+import os
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from gravityd.config import Config
 from gravityd.events import ValidEvent
 from gravityd.graph import GravityGraph
-from gravityd.log import (
-    Appended,
-    SqliteLog,
-    connect_sync,
-    delete_folded_before,
-    set_cursor,
-    write_track_edges,
-)
+from gravityd.lease import SnapshotLease
+from gravityd.log import Appended, EventLog, LogError, LogMissing, SqliteLog
 from gravityd.metrics import Metrics
 from gravityd.ranking import RankRequest, rank_candidates
 from gravityd.scoreboard import ReportQuery, Scoreboard, from_snapshot_parts, snapshot_records
@@ -42,6 +40,26 @@ log = logging.getLogger("gravityd.service")
 TOP_TRACKS_TTL_S = 10.0
 LOOP_WATCH_S = 0.1  # how often the event loop's lateness is sampled
 CATALOG_COUNT_TTL_S = 10.0
+LOG_WAIT_S = 0.5  # how often a replica looks for a log that does not exist yet
+
+
+class NotSnapshotter(Exception):
+    """Another process holds the snapshotter lease: this one never writes snapshots."""
+
+
+def open_log(config: Config) -> EventLog:
+    """The log backend this process's role and log_url ask for."""
+    kind, where = config.log_backend
+    if kind != "sqlite":
+        raise LogError(f"log_url {where!r}: this build has no backend for it")
+    return SqliteLog(
+        where,
+        synchronous=config.synchronous,
+        max_commit_events=config.commit_max_events,
+        busy_timeout_ms=config.busy_timeout_ms,
+        readonly=config.role == "replica",
+        poll_ms=config.log_poll_ms,
+    )
 
 
 class RateMeter:
@@ -68,18 +86,21 @@ class RateMeter:
 class Gravityd:
     """One process: accepts events into the log, folds them into the graph, serves reads."""
 
-    def __init__(self, config: Config, metrics: Metrics | None = None) -> None:
+    def __init__(self, config: Config, metrics: Metrics | None = None, worker: int = 0) -> None:
         self.config = config
+        self.worker = worker  # this process's index under a --workers supervisor (0 alone)
+        self.role = config.role
+        self.writes = self.role in ("all", "writer")  # appends to the log
+        self.reads = self.role in ("all", "replica")  # holds a graph, folds, serves reads
         self.metrics = metrics or Metrics()
-        self.log = SqliteLog(
-            config.db,
-            synchronous=config.synchronous,
-            max_commit_events=config.commit_max_events,
-            busy_timeout_ms=config.busy_timeout_ms,
-        )
+        self.log: EventLog = open_log(config)
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
+        self.lease = SnapshotLease(config.snapshot_dir)
+        self.fatal: str | None = None  # set when the process must stop (a log that is not ours)
+        self.failed = asyncio.Event()
         self.ready = False
+        self._ready_event = asyncio.Event()
         self._ready_target = 0
         self._fold_lock = asyncio.Lock()
         self._fold_task: asyncio.Task | None = None
@@ -92,35 +113,82 @@ class Gravityd:
         self._rate = RateMeter()
         self._top: tuple[float, list[str], int] = (-1e9, [], 0)  # (computed at, ids, how many)
         self._catalog: tuple[float, int] = (-1e9, 0)  # (counted at, tracks in the catalogue)
+        # Resolved (and replaced) after every fold batch: what min_cursor readers wait on.
+        self._advanced: asyncio.Future[None] | None = None
+        self._urgent = asyncio.Event()  # a min_cursor read waits: fold without gathering
         self.log.on_commit = self._on_commit
         self.log.on_commit_error = self.metrics.commit_errors.inc
         m = self.metrics
-        m.fold_lag_events.set_function(lambda: max(0, self.log.last_id - self.graph.cursor))
-        m.fold_lag_seconds.set_function(lambda: self.log.lag_seconds(self.graph.cursor))
-        m.graph_nodes.set_function(lambda: self.graph.node_count)
-        m.graph_edges.set_function(lambda: self.graph.edge_count)
-        m.graph_sessions.set_function(lambda: len(self.graph.sessions))
-        m.cursor.set_function(lambda: self.graph.cursor)
+        m.info.labels(self.role, str(worker)).set(1)
         m.log_last_id.set_function(lambda: self.log.last_id)
         m.ready.set_function(lambda: 1 if self.ready else 0)
-        m.snapshot_age.set_function(self.snapshot_age)
+        if self.reads:
+            m.fold_lag_events.set_function(
+                lambda: max(0, self.log.last_id - max(self.graph.cursor, self.log.reserved))
+            )
+            m.fold_lag_seconds.set_function(lambda: self.log.lag_seconds(self.graph.cursor))
+            m.graph_nodes.set_function(lambda: self.graph.node_count)
+            m.graph_edges.set_function(lambda: self.graph.edge_count)
+            m.graph_sessions.set_function(lambda: len(self.graph.sessions))
+            m.cursor.set_function(lambda: self.graph.cursor)
+            m.snapshot_age.set_function(self.snapshot_age)
+            m.snapshotter.set_function(lambda: 1 if self.lease.held else 0)
 
     async def start(self) -> None:
-        """Open the log (ingest works from here on), then load and catch up in the background."""
-        await self.log.open()
-        snaps = list_snapshots(self.config.snapshot_dir)
-        if snaps:  # ids must continue after any snapshot's cursor, even a restored one
-            self.log.reserve_after(max(s.cursor for s in snaps))
-        self._ready_target = self.log.last_id
-        log.info("log opened", extra={"db": self.config.db, "last_id": self.log.last_id})
-        self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
+        """A writer opens the log now (ingest works from here on; a bad log fails the start);
+        the graph is loaded and caught up in the background. A replica waits for its log."""
         self._tasks.append(asyncio.create_task(self._watch_loop(), name="gravityd-loop-lag"))
+        if self.writes:
+            await self._open_log()
+            if self.role == "writer":
+                self.ready = True
+                self._ready_event.set()
+                self._tasks.append(asyncio.create_task(self._retain_loop(), name="gravityd-retain"))
+                return
+        self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
+
+    async def _open_log(self) -> None:
+        await self.log.open()
+        if self.writes:
+            snaps = list_snapshots(self.config.snapshot_dir)
+            if snaps:  # ids must continue after any snapshot's cursor, even a restored one
+                self.log.reserve_after(max(s.cursor for s in snaps))
+        self._ready_target = self.log.last_id
+        log.info(
+            "log opened",
+            extra={"log": self.log.description, "role": self.role, "last_id": self.log.last_id},
+        )
+
+    async def _wait_for_log(self) -> bool:
+        """A replica started before its writer: one line, then look again every LOG_WAIT_S.
+
+        A file that is there but is not a gravityd log stops the process (`fatal`)."""
+        said = ""
+        while not self._closing:
+            try:
+                await self._open_log()
+                return True
+            except LogMissing as exc:
+                if str(exc) != said:
+                    log.warning("waiting for the log", extra={"log": self.log.description,
+                                                              "reason": str(exc)})
+                    said = str(exc)
+            except LogError as exc:
+                self.fatal = str(exc)
+                log.error("cannot use the log", extra={"error": str(exc)})
+                self.failed.set()
+                return False
+            await asyncio.sleep(LOG_WAIT_S)
+        return False
 
     async def _run(self) -> None:
         try:
             await self._load_snapshot()
         finally:
             self._loaded.set()
+        if not self.writes and not await self._wait_for_log():
+            return
+        self.lease.try_acquire()
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)
         await self._fold_loop()
@@ -183,17 +251,29 @@ class Gravityd:
         be thrown away with it.
         """
         await self._loaded.wait()
-        target = self.log.last_id
+        target = await self.log.refresh()
         while self.graph.cursor < target:
             if not await self._fold_batch():
                 break  # nothing left to read (ids reserved past the end of the log)
         self._check_ready()
         return self.graph.cursor
 
+    async def wait_ready(self) -> None:
+        """Return once the graph has caught up with the log as it was at start (or the
+        process must stop: `failed`)."""
+        ready = asyncio.ensure_future(self._ready_event.wait())
+        failed = asyncio.ensure_future(self.failed.wait())
+        try:
+            await asyncio.wait({ready, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            failed.cancel()
+
     def _check_ready(self) -> None:
         if self.ready or self.graph.cursor < self._ready_target:
             return
         self.ready = True
+        self._ready_event.set()
         gc.freeze()  # the caught-up graph is long-lived: keep full collections off it
         log.info(
             "graph ready",
@@ -218,7 +298,8 @@ class Gravityd:
             if bad:
                 self._report_skipped(bad)
             if not events:
-                self.graph.cursor = max(self.graph.cursor, self.log.reserved)
+                self.graph.advance_cursor(self.log.reserved)
+                self._wake_readers()
                 return 0
             for i in range(0, len(events), step):
                 part = events[i : i + step]
@@ -230,6 +311,7 @@ class Gravityd:
                     n = self._fold_one_by_one(part)
                 self.metrics.fold_events.inc(n)
                 self._fold_radio(part)
+                self._wake_readers()
                 await asyncio.sleep(0)  # let reads in between slices
             self.log.forget_through(self.graph.cursor)
         return len(events)
@@ -272,6 +354,34 @@ class Gravityd:
             except StopIteration as done:
                 return done.value
             await asyncio.sleep(0)
+    def _wake_readers(self) -> None:
+        fut = self._advanced
+        if fut is not None:
+            self._advanced = None
+            if not fut.done():
+                fut.set_result(None)
+
+    async def caught_up(self, position: int, timeout_s: float) -> bool:
+        """Wait (up to timeout_s) until the graph reflects every event through `position`: read
+        your writes across processes. False if it did not get there in time."""
+        if self.graph.cursor >= position:
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if not self.writes:
+            # Do not wait for the next poll: the writer may have committed a moment ago.
+            with contextlib.suppress(LogError):
+                await self.log.refresh()
+        self._urgent.set()
+        while self.graph.cursor < position:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            if self._advanced is None:
+                self._advanced = loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._advanced), left)
+        return True
 
     def _report_skipped(self, bad: list[tuple[int, str]]) -> None:
         """Stored rows the fold cannot trust: counted by reason, logged (the first few by id)."""
@@ -297,7 +407,7 @@ class Gravityd:
             except Exception:
                 self.metrics.fold_errors.inc()
                 log.error("event skipped by the fold", extra={"event_id": eid})
-                self.graph.cursor = eid
+                self.graph.advance_cursor(eid)
         return n
 
     async def _fold_loop(self) -> None:
@@ -307,8 +417,11 @@ class Gravityd:
             while not self._closing:
                 await self.log.committed.wait()
                 self.log.committed.clear()
-                if interval:
-                    await asyncio.sleep(interval)  # gather more commits into each fold
+                if interval and not self._urgent.is_set():
+                    # Gather more commits into each fold, unless a min_cursor read waits.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._urgent.wait(), interval)
+                self._urgent.clear()
                 await self.fold_pending()
         except asyncio.CancelledError:
             raise
@@ -357,7 +470,7 @@ class Gravityd:
         if now - cached_at > TOP_TRACKS_TTL_S or not ids or size < limit:
             want = max(limit, 20)
             lane_counts = self.graph.lane_counts
-            nodes = list(self.graph.g._succ)
+            nodes = self.graph.tracks()
             best: list[tuple[int, str]] = []
             for i in range(0, len(nodes), 250):  # ~1 ms of the loop per slice at 10 lanes
                 for u in nodes[i : i + 250]:
@@ -404,13 +517,21 @@ class Gravityd:
         return rank_candidates(**req._asdict(), graph=self.graph, params=self.config.rank)
 
     def status(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ready": self.ready,
-            "cursor": self.graph.cursor,
+            "role": self.role,
+            "worker": self.worker,
+            "pid": os.getpid(),  # which process answered, behind a port shared by workers
             "last_id": self.log.last_id,
-            "nodes": self.graph.node_count,
-            "edges": self.graph.edge_count,
         }
+        if self.reads:
+            out.update(
+                cursor=self.graph.cursor,
+                nodes=self.graph.node_count,
+                edges=self.graph.edge_count,
+                snapshotter=self.lease.held,
+            )
+        return out
 
     # ------------------------------------------------------------------ snapshots
 
@@ -420,6 +541,13 @@ class Gravityd:
         Folding pauses while records are packed (so the file is consistent at its cursor);
         ingest and reads go on between records. The fsync and the SQL tables run in threads.
         """
+        if not self.lease.try_acquire():
+            holder = self.lease.holder()
+            raise NotSnapshotter(
+                "another process holds the snapshotter lease"
+                + (f" (pid {holder})" if holder else "")
+                + "; ask that one"
+            )
         async with self._snapshot_lock:
             cfg = self.config
             started = time.perf_counter()
@@ -446,7 +574,13 @@ class Gravityd:
                     writer.abort()
                     raise
                 cursor = writer.cursor
-                await asyncio.to_thread(self._write_tables, cursor, path)
+                rows = None
+                if cfg.snapshot_track_edges:
+                    # short transactions: the log writer waits behind each one
+                    def rows() -> Any:
+                        return iter_edge_rows(path, time.time(), 2000)
+
+                await self.log.publish_graph(cursor, path.name, rows)
             except Exception as exc:
                 self.metrics.snapshot_errors.inc()
                 log.error("snapshot failed", extra={"error": str(exc)})
@@ -456,7 +590,8 @@ class Gravityd:
             self.metrics.snapshot_seconds.observe(seconds)
             gc.freeze()  # what the snapshot saw is long-lived: keep full collections off it
             removed = await asyncio.to_thread(prune, cfg.snapshot_dir, cfg.snapshot_keep)
-            await self._retain_log()
+            if self.writes:
+                await self._retain_log()
             log.info(
                 "snapshot written",
                 extra={
@@ -475,19 +610,6 @@ class Gravityd:
                 "seconds": round(seconds, 6),
             }
 
-    def _write_tables(self, cursor: int, path: Path) -> None:
-        conn = connect_sync(self.config.db, self.config.synchronous)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            set_cursor(conn, cursor, path.name)
-            conn.execute("COMMIT")
-            if self.config.snapshot_track_edges:
-                now = time.time()
-                # short transactions: the log writer waits behind each one
-                write_track_edges(conn, iter_edge_rows(path, now, 2000), now)
-        finally:
-            conn.close()
-
     async def _retain_log(self) -> None:
         """Delete events older than the retention age that every kept snapshot already holds."""
         days = self.config.log_retention_days
@@ -496,17 +618,19 @@ class Gravityd:
             return
         oldest_cursor = min(s.cursor for s in snaps)
         cutoff = time.time() - days * 86400
-
-        def run() -> int:
-            conn = connect_sync(self.config.db, self.config.synchronous)
-            try:
-                return delete_folded_before(conn, oldest_cursor, cutoff)
-            finally:
-                conn.close()
-
-        deleted = await asyncio.to_thread(run)
+        deleted = await self.log.retain(oldest_cursor, cutoff)
         if deleted:
             log.info("log retention", extra={"deleted": deleted, "upto": oldest_cursor})
+
+    async def _retain_loop(self) -> None:
+        """A writer role holds no graph: it applies retention on the snapshotter's schedule,
+        from the snapshots in the shared folder (events inside every kept one may go)."""
+        while not self._closing:
+            await asyncio.sleep(self.config.snapshot_interval_s)
+            try:
+                await self._retain_log()
+            except Exception as exc:
+                log.error("log retention failed", extra={"error": str(exc)})
 
     async def _snapshot_loop(self) -> None:
         """Snapshot every interval; after a failure (disk full, folder unwritable) retry sooner,
@@ -515,6 +639,9 @@ class Gravityd:
         delay = cfg.snapshot_interval_s
         while not self._closing:
             await asyncio.sleep(delay)
+            if not self.lease.try_acquire():
+                delay = cfg.snapshot_interval_s  # another process is the snapshotter
+                continue
             if self.graph.cursor - self._last_snapshot[1] < cfg.snapshot_min_events:
                 delay = cfg.snapshot_interval_s
                 continue
@@ -538,8 +665,9 @@ class Gravityd:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.log.drain()
-        if self.ready and self.config.snapshot_on_shutdown:
+        if self.writes:
+            await self.log.drain()
+        if self.reads and self.ready and self.lease.held and self.config.snapshot_on_shutdown:
             try:
                 await self.fold_pending()
                 if self.graph.cursor > self._last_snapshot[1]:
@@ -552,4 +680,8 @@ class Gravityd:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._fold_task
         await self.log.close()
-        log.info("stopped", extra={"last_id": self.log.last_id, "cursor": self.graph.cursor})
+        self.lease.release()
+        log.info(
+            "stopped",
+            extra={"role": self.role, "last_id": self.log.last_id, "cursor": self.graph.cursor},
+        )

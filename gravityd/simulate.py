@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gravityd.progress import Progress
+
 SIM_NAMESPACE = uuid.UUID("6c0f7a1e-4d0b-4c55-9a55-2a7e3f1c9b10")
 RADIOS = ("embedding", "gravity", "oracle")
 ARMS = {radio: f"radio:{radio}" for radio in RADIOS}  # the context of each radio's radio_next
@@ -526,6 +528,7 @@ async def replay_yes(
 
     One batch at a time: the log then holds the playlists in file order, so two replays of the
     same data build the same graph (per-track edge trimming depends on the order).
+    `progress(events posted, events in all)` after each batch.
     """
     sessions, _ = yes_replay_events(data, playlists, time.time())
     batches: list[list[dict[str, Any]]] = [[]]
@@ -535,6 +538,7 @@ async def replay_yes(
         batches[-1].extend(events)
     client = Client(url, token)
     done = [0, 0, 0]
+    total = sum(len(b) for b in batches)
     try:
         for batch in batches:
             if not batch:
@@ -543,25 +547,14 @@ async def replay_yes(
                 body = await r.json()
                 if r.status != 202 or body.get("rejected"):
                     raise RuntimeError(f"the daemon refused events: {r.status} {body}")
-            done[0] += 1
+            done[0] += len(batch)
             done[1] += body["accepted"]
             done[2] += body.get("duplicates", 0)
             if progress:
-                progress(done[0], done[1])
+                progress(done[0], total)
     finally:
         await client.close()
     return len(sessions), done[1], done[2]
-
-
-def _bar(done: int, total: int, events: int, started: float) -> None:
-    width = 30
-    filled = int(width * done / max(1, total))
-    rate = events / max(1e-9, time.monotonic() - started)
-    sys.stderr.write(
-        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} sessions, "
-        f"{events:,} events ({rate:,.0f}/s)"
-    )
-    sys.stderr.flush()
 
 
 def format_table(res: LoopResult) -> str:
@@ -615,16 +608,17 @@ def run(args: Any) -> int:
     token = os.environ.get("GRAVITYD_ADMIN_TOKEN", "")
     started = time.monotonic()
     if args.replay:
-        n, accepted, dups = asyncio.run(
-            replay_yes(
-                args.url,
-                args.replay,
-                playlists=args.playlists,
-                token=token,
-                progress=lambda d, e: sys.stderr.write(f"\r{d} batches, {e:,} events"),
+        with Progress(None, "replay", unit="event") as bar:
+
+            def posted(done: int, total: int) -> None:
+                bar.set_total(total)
+                bar.advance_to(done)
+
+            n, accepted, dups = asyncio.run(
+                replay_yes(
+                    args.url, args.replay, playlists=args.playlists, token=token, progress=posted
+                )
             )
-        )
-        sys.stderr.write("\n")
         print(
             f"replayed {n} playlists from {args.replay}: {accepted:,} events accepted "
             f"({dups:,} already there) in {time.monotonic() - started:.1f} s"
@@ -664,18 +658,18 @@ def run(args: Any) -> int:
             plot(res, args.plot)
             print(f"learning curve: {args.plot}")
         return 0
-    accepted, _, played = asyncio.run(
-        open_loop(
-            args.url,
-            sessions=args.sessions,
-            seed=args.seed,
-            concurrency=args.concurrency,
-            token=token,
-            world=world,
-            progress=lambda d, e: _bar(d, args.sessions, e, started),
+    with Progress(args.sessions, "simulate", unit="session") as bar:
+        accepted, _, played = asyncio.run(
+            open_loop(
+                args.url,
+                sessions=args.sessions,
+                seed=args.seed,
+                concurrency=args.concurrency,
+                token=token,
+                world=world,
+                progress=lambda d, e: bar.advance_to(d, postfix=f"{e:,} events"),
+            )
         )
-    )
-    sys.stderr.write("\n")
     print(
         f"posted {args.sessions} sessions, {accepted:,} events accepted in "
         f"{time.monotonic() - started:.1f} s"

@@ -1,6 +1,6 @@
 """Screenshots of the graph explorer for the README, on real listening data.
 
-    python scripts/screenshots.py [--out docs] [--playlists 6000] [--data ../shared/data/yes_small]
+    python scripts/screenshots.py --data DIR [--out docs] [--playlists 6000]
 
 Starts a temporary daemon (`python -m gravityd serve` on a free loopback port, its log and
 snapshots in a temporary folder), replays the first Yes.com radio playlists into it with
@@ -8,6 +8,8 @@ snapshots in a temporary folder), replays the first Yes.com radio playlists into
 yes`, folds, picks the best-connected track and saves `explorer-desktop.png` (1280x900, both
 directions, one lane's details shown) and `explorer-phone.png` (390x844) with headless Chromium.
 Everything it starts is stopped and removed at the end. Needs `chromium` and `chromedriver`.
+The README's pictures use `yes_small` from the authors' data page (README, "Real playlists:
+Yes.com radio"); without --data it uses the small generated tests/data/yes_sample.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ sys.path.insert(0, str(REPO))  # the daemon launcher of bench/, the browser of t
 from bench.common import http_get_json, http_post_json, serve  # noqa: E402
 from tests.browser import BrowserMissing, chromium  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "yes_small"
+DEFAULT_DATA = REPO / "tests" / "data" / "yes_sample"
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 
@@ -87,7 +89,7 @@ def shoot(url: str, path: Path, size: tuple[int, int], hover_rank: int | None) -
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default=str(REPO / "docs"), help="folder for the PNGs (docs)")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="a Yes.com folder (yes_small)")
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="a Yes.com folder (README: yes_small)")
     p.add_argument("--playlists", type=int, default=6000, help="playlists to replay (6000)")
     p.add_argument("--track", help="centre track id (default: the best-connected one)")
     args = p.parse_args(argv)

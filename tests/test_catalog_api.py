@@ -17,7 +17,8 @@ from gravityd.service import RateMeter
 from .conftest import REPO, run_cli, tid
 from .test_graph_api import post_and_fold, session
 
-YES_SMALL = REPO.parent / "shared" / "data" / "yes_small"
+# Generated in the Yes.com format by scripts/make_yes_sample.py: the repository needs no other data.
+YES_SAMPLE = REPO / "tests" / "data" / "yes_sample"
 
 
 def write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
@@ -135,13 +136,15 @@ def test_catalog_cli_errors(tmp_path: Path) -> None:
 
 
 def test_catalog_reads_the_yes_song_hash() -> None:
-    rows = read_catalog(YES_SMALL / "song_hash.txt")
-    assert len(rows) == 3168
+    n_songs = len((YES_SAMPLE / "train.txt").read_text().split("\n", 1)[0].split())
+    rows = read_catalog(YES_SAMPLE / "song_hash.txt")
+    assert len(rows) == n_songs == 300
     by_id = {t: (title, artist) for t, title, artist in rows}
-    assert all(by_id[track_uuid(i)][0] for i in (0, 1, 3167))
+    assert all(by_id[track_uuid(i)][0] for i in (0, 1, n_songs - 1))
+    assert by_id[track_uuid(17)][0] == "Song 17 (w/ Guest 6)"  # "\\/" unescaped
     assert not any("\\/" in (title or "") + (artist or "") for title, artist in by_id.values())
     with pytest.raises(CatalogError, match="expected index<TAB>title<TAB>artist"):
-        read_catalog(YES_SMALL / "tags.txt", "yes")
+        read_catalog(YES_SAMPLE / "tags.txt", "yes")
 
 
 # --------------------------------------------------------------------------------- the API
@@ -288,6 +291,27 @@ def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ Yes replay
 
 
+def test_the_yes_sample_is_what_its_script_writes(tmp_path: Path) -> None:
+    """The fixture is reproducible: scripts/make_yes_sample.py writes the same bytes."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "yes_sample"
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_yes_sample.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    names = sorted(p.name for p in YES_SAMPLE.iterdir())
+    assert names == sorted(p.name for p in out.iterdir())
+    assert {"train.txt", "song_hash.txt", "tags.txt", "tag_hash.txt"} <= set(names)
+    for name in names:
+        assert (out / name).read_bytes() == (YES_SAMPLE / name).read_bytes(), name
+    assert sum(p.stat().st_size for p in YES_SAMPLE.iterdir()) < 200_000
+
+
 def test_yes_replay_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     res = run_cli("simulate", "--replay", str(tmp_path / "nope"), "--url", "http://127.0.0.1:9")
     assert res.returncode == 2
@@ -296,7 +320,7 @@ def test_yes_replay_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
 
 async def test_yes_replay_posts_real_playlists_once(daemon_factory: Any) -> None:
     d = daemon_factory().start()
-    res = run_cli("simulate", "--url", d.url, "--replay", str(YES_SMALL), "--playlists", "30")
+    res = run_cli("simulate", "--url", d.url, "--replay", str(YES_SAMPLE), "--playlists", "30")
     assert res.returncode == 0, res.stderr
     with sqlite3.connect(d.db) as conn:
         n, sessions = conn.execute(
@@ -304,11 +328,11 @@ async def test_yes_replay_posts_real_playlists_once(daemon_factory: Any) -> None
         ).fetchone()
     assert sessions == 30 and n > 60
     assert f"{n:,} events accepted" in res.stdout
-    again = run_cli("simulate", "--url", d.url, "--replay", str(YES_SMALL), "--playlists", "30")
+    again = run_cli("simulate", "--url", d.url, "--replay", str(YES_SAMPLE), "--playlists", "30")
     assert again.returncode == 0 and f"({n:,} already there)" in again.stdout
     with sqlite3.connect(d.db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == n
-    first = [int(x) for x in (YES_SMALL / "train.txt").read_text().splitlines()[2].split()]
+    first = [int(x) for x in (YES_SAMPLE / "train.txt").read_text().splitlines()[2].split()]
     import urllib.request
 
     urllib.request.urlopen(urllib.request.Request(d.url + "/admin/fold", method="POST"))

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from gravityd.api import SERVICE, create_app
+from gravityd.lease import LEASE_NAME
 from gravityd.service import Gravityd
 from gravityd.snapshot import list_snapshots, load_snapshot
 
@@ -80,10 +81,8 @@ async def test_sqlite_full_answers_503_then_recovers(aiohttp_client: Any, tmp_pa
     client, svc = await serve(aiohttp_client, tmp_path)
     assert (await client.post("/events", json=batch("a", 50))).status == 202
     # SQLite's own size cap: the next page it needs is refused with SQLITE_FULL.
-    assert svc.log._w is not None
-    async with svc.log._w.execute("PRAGMA page_count") as cur:
-        (pages,) = await cur.fetchone()
-    await svc.log._w.execute(f"PRAGMA max_page_count = {pages}")
+    pages = await svc.log.page_count()
+    await svc.log.set_max_pages(pages)
     resp = await client.post("/events", json=batch("b", 2000))
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
@@ -95,7 +94,7 @@ async def test_sqlite_full_answers_503_then_recovers(aiohttp_client: Any, tmp_pa
     assert metric(metrics, "gravityd_commit_errors_total") >= 1
     assert (await client.get("/readyz")).status == 200  # reads and readiness carry on
     # Space comes back: the same daemon takes the retry, ids carry on without a gap.
-    await svc.log._w.execute("PRAGMA max_page_count = 1073741823")
+    await svc.log.set_max_pages(1073741823)
     resp = await client.post("/events", json=batch("b", 2000))
     assert resp.status == 202
     assert (await resp.json())["first_id"] == 51
@@ -197,7 +196,8 @@ async def test_unwritable_snapshot_folder_keeps_previous_and_retries(
         await wait_for(periodic_failed, "the periodic snapshot to fail and retry")
         assert [s.path for s in list_snapshots(folder)] == [Path(first["path"])]
         assert Path(first["path"]).read_bytes() == before
-        assert sorted(p.name for p in folder.iterdir()) == [Path(first["path"]).name]
+        left = sorted(p.name for p in folder.iterdir() if p.name != LEASE_NAME)
+        assert left == [Path(first["path"]).name]  # no partial file
     # Writable again: the retry (not a request, not a restart) writes the new snapshot.
 
     async def retried() -> bool:
@@ -230,7 +230,8 @@ async def test_snapshot_on_a_full_disk_leaves_no_partial_file(
         resp = await client.post("/admin/snapshot")
         assert resp.status == 503
         assert "No space left" in (await resp.json())["error"]["message"]
-        assert sorted(p.name for p in folder.iterdir()) == [Path(first["path"]).name]
+        left = sorted(p.name for p in folder.iterdir() if p.name != LEASE_NAME)
+        assert left == [Path(first["path"]).name]  # no partial file
         assert Path(first["path"]).read_bytes() == before
         resize("32m")
         ok = await client.post("/admin/snapshot")

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gravityd.api import create_app
 from gravityd.build import build
@@ -18,7 +21,7 @@ from gravityd.scoreboard import ReportParams, Scoreboard
 from gravityd.service import Gravityd
 from gravityd.snapshot import list_snapshots, load_snapshot, write_snapshot
 
-from .conftest import make_config, metric, run_cli, serve, tid
+from .conftest import Daemon, make_config, metric, run_cli, serve, tid
 
 DAY1 = "2026-11-24T"
 DAY2 = "2026-11-25T"
@@ -294,3 +297,24 @@ def test_cli_report_prints_the_table(daemon_factory) -> None:
     bad = run_cli("report", "--url", d.url, "--arms", "a," + "x" * 65)  # the daemon refuses it
     assert bad.returncode == 2 and "(arms)" in bad.stderr
     d.kill()
+
+
+def test_replicas_serve_the_report_and_read_your_writes(tmp_path: Path) -> None:
+    env = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
+    writer = Daemon(tmp_path, "--role", "writer", env=env).start()
+    replica = Daemon(tmp_path, "--role", "replica", env=env).start()
+    try:
+        done = post(writer.url, "/events", sessions())
+        q = urllib.parse.urlencode({**RANGE, "min_cursor": done["last_id"]})
+        with urllib.request.urlopen(f"{replica.url}/radio/report?{q}", timeout=10) as r:
+            assert int(r.headers["Gravityd-Cursor"]) >= done["last_id"]
+            rep = json.loads(r.read())
+        assert counts(rep)["radio:control"] == (3, 2, 0)
+        assert rep["cursor"] == done["last_id"]
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{writer.url}/radio/report", timeout=10)
+        assert err.value.code == 404
+        assert json.loads(err.value.read())["error"]["code"] == "wrong_role"
+    finally:
+        for d in (replica, writer):
+            d.kill()

@@ -14,6 +14,10 @@ See docs/design.md, "The log and its backends".
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from gravityd.events import FoldEvent, ValidEvent
@@ -48,6 +52,38 @@ class Appended(NamedTuple):
 
 # Rows the fold could not trust: (position, the field at fault). Reported, never folded.
 BadRows = list[tuple[int, str]]
+# A track_edges row: (src, dst, weight, pos, neg, n), decayed to the time it is written.
+EdgeRow = tuple[str, str, float, float, float, int]
+
+
+class CommitTimes:
+    """When each position became visible to this process, until the fold passes it.
+
+    The fold lag in seconds is the age of the oldest entry: for a writer the commit time, for a
+    replica the moment it saw the commit (at most one poll later). Trimmed by the fold itself,
+    so the record stays as short as the lag whether or not anybody scrapes /metrics.
+    """
+
+    def __init__(self) -> None:
+        self._seen: deque[tuple[int, float]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def note(self, position: int, at: float | None = None) -> None:
+        self._seen.append((position, time.time() if at is None else at))
+
+    def forget_through(self, cursor: int) -> None:
+        seen = self._seen
+        while seen and seen[0][0] <= cursor:
+            seen.popleft()
+
+    def lag_seconds(self, cursor: int, now: float | None = None) -> float:
+        """Age of the oldest commit the fold has not reached yet (0 when caught up)."""
+        self.forget_through(cursor)
+        if not self._seen:
+            return 0.0
+        return max(0.0, (now or time.time()) - self._seen[0][1])
 
 
 @runtime_checkable
@@ -55,10 +91,23 @@ class EventLog(Protocol):
     """What every backend provides. A writer uses append/lookup; a replica read_after/high_water.
 
     `last_id` is the highest position this process knows to be committed: after its own
-    appends for a writer, after the last `high_water()` for a reader.
+    appends for a writer, after the last `refresh()` for a reader; `committed` is set each time
+    it grows (the fold task waits on it); `reserved` is a position up to which nothing will
+    ever be read back (ids skipped after a restored snapshot), `commits` the fold lag record.
     """
 
     last_id: int
+    reserved: int
+    readonly: bool
+    committed: asyncio.Event
+    commits: CommitTimes
+    on_commit: Callable[[int, float], None] | None
+    on_commit_error: Callable[[], None] | None
+
+    @property
+    def description(self) -> str:
+        """Where the log is, for log lines (never a credential)."""
+        ...
 
     async def open(self) -> None:
         """Connect (and, for a writer, create or migrate); raise LogError subclasses."""
@@ -79,6 +128,38 @@ class EventLog(Protocol):
 
     async def high_water(self) -> int:
         """The highest committed position now (cheap: replicas poll it)."""
+        ...
+
+    async def refresh(self) -> int:
+        """Learn the high-water mark now (a reader's poll); set `committed` if it grew."""
+        ...
+
+    def reserve_after(self, cursor: int) -> None:
+        """A writer's new positions must come after this snapshot cursor."""
+        ...
+
+    def lag_seconds(self, cursor: int, now: float | None = None) -> float: ...
+
+    def forget_through(self, cursor: int) -> None: ...
+
+    async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """The catalogue's (title, artist) for the ids it knows."""
+        ...
+
+    async def catalog_size(self) -> int: ...
+
+    async def publish_graph(
+        self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
+    ) -> None:
+        """Record the newest durable snapshot's cursor and (rows given) the track_edges table."""
+        ...
+
+    async def retain(self, cursor: int, older_than: float) -> int:
+        """Delete events inside every kept snapshot and older than a cut-off; how many."""
+        ...
+
+    async def drain(self) -> None:
+        """Stop taking appends; return once every queued one is durable (or failed)."""
         ...
 
     async def close(self) -> None:
@@ -103,6 +184,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Appended",
     "BadRows",
+    "CommitTimes",
+    "EdgeRow",
     "EventLog",
     "LogError",
     "LogLocked",

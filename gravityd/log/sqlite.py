@@ -4,10 +4,10 @@ One writer task owns every write and commits in groups: requests enqueue validat
 wait; the writer takes everything queued, writes it with one executemany and one commit, then
 wakes every waiter. While a commit is in flight new requests pile up, so batches grow with load
 and a 202 always means "committed" without paying one commit per request. Reads (the fold) use
-their own connection; WAL lets them run beside the writer.
+their own connection; WAL lets them run beside the writer, in this process or in a replica's.
 
-The log sits behind a small interface (append a batch, read after a position, the committed
-high-water mark) so a replicated stream can replace it later without touching the fold.
+Every SQL statement of gravityd lives in this module: the events, the schema and its
+migrations, the graph tables the snapshotter publishes, the catalogue.
 """
 
 from __future__ import annotations
@@ -17,17 +17,28 @@ import contextlib
 import fcntl
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from random import getrandbits as _getrandbits
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from gravityd.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
-from gravityd.log import Appended, LogError, LogLocked
+from gravityd.log import (
+    Appended,
+    BadRows,
+    CommitTimes,
+    EdgeRow,
+    LogError,
+    LogLocked,
+    LogMissing,
+    NotALog,
+)
+
+T = TypeVar("T")
 
 log = logging.getLogger("gravityd.log")
 
@@ -106,17 +117,29 @@ _BAD_ROWS = (
 
 
 def new_event_id() -> str:
-    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index.
+    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index."""
+    return new_event_ids(1)[0]
 
-    The 74 random bits come from `random`, not `secrets`: they only need to be unique, and this
-    runs once per ingested event.
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+
+def new_event_ids(n: int) -> list[str]:
+    """n UUIDv7s (RFC 9562: 48-bit Unix ms, version 7, 74 random bits, variant 0b10).
+
+    Made in bulk for a group commit: one clock read, one urandom call and a few slices per id
+    (about a sixth of the cost of building each from integers, which was a third of the
+    writer's own work per event).
     """
-    value = (time.time_ns() // 1_000_000) << 80 | _getrandbits(74)
-    # version 7 in bits 76..79, variant 0b10 in bits 62..63
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    ms = time.time_ns() // 1_000_000
+    t = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
+    head = f"{t[:8]}-{t[8:]}-7"
+    rnd = os.urandom(10 * n).hex()  # 20 hex digits per id, 19 of them used (74 random bits + 2)
+    var = _VARIANT
+    return [
+        f"{head}{r[:3]}-{var[r[3]]}{r[4:7]}-{r[7:19]}"
+        for r in (rnd[i : i + 20] for i in range(0, 20 * n, 20))
+    ]
 
 
 def _write_batch(
@@ -128,11 +151,9 @@ def _write_batch(
     answer carries them without a RETURNING round trip.
     """
     client_ids = list(dict.fromkeys(e.event_id for events, _ in work for e in events if e.event_id))
-    existing: dict[str, int] = {}
-    for i in range(0, len(client_ids), 500):
-        chunk = client_ids[i : i + 500]
-        sql = f"SELECT event_id, id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
-        existing.update(conn.execute(sql, chunk).fetchall())
+    existing = _lookup(conn, client_ids)
+    anonymous = sum(1 for events, _ in work for e in events if e.event_id is None)
+    fresh = iter(new_event_ids(anonymous))
     rows = []
     results: list[list[Appended]] = []
     for events, received_at in work:
@@ -143,7 +164,7 @@ def _write_batch(
                 out.append(Appended(existing[eid], eid, True))
                 continue
             if eid is None:
-                eid = new_event_id()
+                eid = next(fresh)
             else:
                 existing[eid] = next_id
             rows.append(
@@ -176,15 +197,20 @@ def _write_batch(
     return results, next_id
 
 
-def connect_sync(path: str | os.PathLike, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect_sync(
+    path: str | os.PathLike, synchronous: str = "FULL", *, migrate: bool = True
+) -> sqlite3.Connection:
     """Open (and migrate) the log synchronously: for the CLI tools that run without a loop."""
     conn = sqlite3.connect(str(path), isolation_level=None)
-    _prepare(conn, synchronous)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    if migrate:
+        _prepare(conn, synchronous)
+    else:
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
     return conn
 
 
 def _prepare(conn: sqlite3.Connection, synchronous: str) -> None:
-    conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -225,8 +251,72 @@ class ProcessLock:
             self._fd = None
 
 
+class _DbThread:
+    """One SQLite connection on a thread of its own; callables run there one at a time, in order.
+
+    sqlite3 connections belong to one thread, and a whole transaction (the duplicate check, the
+    insert, the commit) must run in one hop: a hop per statement waits for a busy event loop
+    each time. This is the shape of Datasette's execute_write_fn, owned by the log, instead of
+    aiosqlite's internals.
+    """
+
+    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        self._jobs: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((fn, args, fut, loop))
+        return await fut
+
+    async def stop(self) -> None:
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        conn: sqlite3.Connection | None = None
+        opened: BaseException | None = None
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # reported to every job, the first one is open()'s
+            opened = exc
+        while (job := self._jobs.get()) is not None:
+            fn, args, fut, loop = job
+            try:
+                if conn is None:
+                    raise LogError(f"cannot open the log: {opened}")
+                result = fn(conn, *args)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(_settle, fut, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, fut, result, None)
+        if conn is not None:
+            conn.close()
+
+
+def _settle(fut: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # the waiter was cancelled (client gone); the work itself is done
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+def _noop(conn: sqlite3.Connection) -> None:
+    return None
+
+
 class SqliteLog:
-    """Append-only event log with a single group-committing writer."""
+    """The log in one SQLite file: a group-committing writer, or a read-only tail of it.
+
+    `readonly=True` is a replica's view: it never creates, migrates or writes the events, takes
+    no writer lock, and learns of other processes' commits by watching the WAL file (a stat per
+    `poll_ms`, no query unless it changed; one query per second regardless, in case).
+    """
 
     def __init__(
         self,
@@ -235,67 +325,139 @@ class SqliteLog:
         synchronous: str = "FULL",
         max_commit_events: int = 20000,
         busy_timeout_ms: int = 5000,
+        readonly: bool = False,
+        poll_ms: float = 2.0,
     ) -> None:
         self.path = str(path)
         self.synchronous = synchronous
         self.busy_timeout_ms = int(busy_timeout_ms)
         self.max_commit_events = max_commit_events
-        self.last_id = 0  # highest committed id
+        self.readonly = readonly
+        self.poll_s = poll_ms / 1000
+        self.last_id = 0  # highest committed id this process knows of
         # Called after each commit with (new events, seconds), and after a failed one.
         self.on_commit: Callable[[int, float], None] | None = None
         self.on_commit_error: Callable[[], None] | None = None
-        self._w: aiosqlite.Connection | None = None
-        self._r: aiosqlite.Connection | None = None
+        self._w: _DbThread | None = None
+        self._r: _DbThread | None = None
         self._lock = ProcessLock(self.path)
         self._queue: deque[tuple[list[ValidEvent], float, asyncio.Future]] = deque()
         self._wake = asyncio.Event()
-        self._writer: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._closing = False
         self._next_id = 1
         self.reserved = 0  # ids up to here were reserved, not written: the fold skips them
-        # (last id, commit time) per commit not yet folded: fold lag in seconds.
-        self._commits: deque[tuple[int, float]] = deque()
-        self.committed = asyncio.Event()  # set after every commit; the fold task waits on it
+        self.commits = CommitTimes()  # when each position became visible here: fold lag
+        self.committed = asyncio.Event()  # set whenever last_id grows; the fold task waits on it
+
+    @property
+    def description(self) -> str:
+        return f"sqlite:///{self.path}"
 
     async def open(self) -> None:
+        if self.readonly:
+            await self._open_reader()
+            return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         try:
-            self._w = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._w.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-            conn_sync = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                _prepare(conn_sync, self.synchronous)
-            finally:
-                conn_sync.close()
-            await self._w.execute(f"PRAGMA synchronous = {self.synchronous}")
-            sql = (
-                "SELECT COALESCE((SELECT MAX(id) FROM events), 0),"
-                " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0)"
-            )
-            async with self._w.execute(sql) as cur:
-                top, recorded = await cur.fetchone()
+            self._w = _DbThread("gravityd-log-writer", self._connect_writer)
+            top, recorded = await self._w.run(_open_state)
             self.last_id = top
             self._next_id = top + 1
             # Ids never go back, even when retention deleted every folded event.
             self.reserve_after(recorded)
-            self._r = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._r.execute("PRAGMA query_only = ON")
+            self._r = _DbThread("gravityd-log-reader", self._connect_reader)
+            await self._r.run(_noop)
         except sqlite3.DatabaseError as exc:
-            await self._close_conns()
+            await self._stop_threads()
             self._lock.release()
-            raise LogError(f"cannot open the log {self.path}: {exc}") from None
+            raise NotALog(f"cannot open the log {self.path}: {exc}") from None
         except BaseException:
-            await self._close_conns()
+            await self._stop_threads()
             self._lock.release()
             raise
-        self._writer = asyncio.create_task(self._write_loop(), name="gravityd-log-writer")
+        self._tasks.append(asyncio.create_task(self._write_loop(), name="gravityd-log-writer"))
+
+    async def _open_reader(self) -> None:
+        if not Path(self.path).is_file():
+            raise LogMissing(f"no log at {self.path} yet (a writer creates it)")
+        self._r = _DbThread("gravityd-log-reader", self._connect_readonly)
+        try:
+            self.last_id = await self._r.run(_check_readable)
+        except BaseException:
+            await self._stop_threads()
+            raise
+        self.commits.note(self.last_id)
+        self._tasks.append(asyncio.create_task(self._watch(), name="gravityd-log-watch"))
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        _prepare(conn, self.synchronous)
+        return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        return conn
+
+    def _wal_signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path + "-wal")
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    async def _watch(self) -> None:
+        """Another process's commit grows or rewrites the WAL file: a stat notices it within
+        poll_ms without a query; the query confirms and moves last_id."""
+        assert self._r is not None
+        loop = asyncio.get_running_loop()
+        seen = self._wal_signature()
+        checked = loop.time()
+        while not self._closing:
+            await asyncio.sleep(self.poll_s)
+            sig = self._wal_signature()
+            now = loop.time()
+            if sig == seen and now - checked < 1.0:
+                continue
+            seen, checked = sig, now
+            try:
+                await self.refresh()
+            except Exception as exc:  # a locked or vanished file: keep serving, keep trying
+                log.warning("log poll failed", extra={"error": str(exc)})
+
+    async def refresh(self) -> int:
+        """Read the committed high-water mark now; wake the fold if it grew."""
+        top = await self.high_water()
+        if top > self.last_id:
+            self.last_id = top
+            self.commits.note(top)
+            self.committed.set()
+        return self.last_id
+
+    async def high_water(self) -> int:
+        if not self.readonly:
+            return self.last_id
+        if self._r is None:
+            raise LogError(f"the log {self.path} is not open yet")
+        return await self._r.run(_max_id)
 
     async def append(
         self, events: list[ValidEvent], received_at: float | None = None
     ) -> list[Appended]:
         """Queue events for the next group commit; return once they are durable."""
-        if self._closing or self._writer is None:
+        if self.readonly:
+            raise LogError("this process opened the log read-only")
+        if self._closing or not self._tasks:
             raise LogError("the log is closed")
         if not events:
             return []
@@ -303,6 +465,10 @@ class SqliteLog:
         self._queue.append((events, received_at or time.time(), fut))
         self._wake.set()
         return await fut
+
+    async def lookup(self, event_ids: list[str]) -> dict[str, int]:
+        assert self._r is not None
+        return await self._r.run(_lookup, list(dict.fromkeys(event_ids)))
 
     async def _write_loop(self) -> None:
         while True:
@@ -320,19 +486,12 @@ class SqliteLog:
                 return
 
     async def _commit(self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]) -> None:
-        """One group commit: a single hop to aiosqlite's thread runs the whole transaction."""
+        """One group commit: a single hop to the writer thread runs the whole transaction."""
         assert self._w is not None
         started = time.perf_counter()
         work = [(events, received_at) for events, received_at, _ in batch]
         try:
-            # aiosqlite's public calls cost one thread hop each (BEGIN, executemany, COMMIT,
-            # the duplicate check); under load each hop waits for a busy event loop, so the
-            # transaction runs as one function on the connection's own thread. _execute and
-            # _conn are aiosqlite internals (present from 0.20 to 0.22): pyproject pins the range
-            # and every ingest test exercises them.
-            results, next_id = await self._w._execute(
-                _write_batch, self._w._conn, work, self._next_id
-            )
+            results, next_id = await self._w.run(_write_batch, work, self._next_id)
         except sqlite3.OperationalError as exc:  # disk full, locked, I/O: nobody can commit
             self._fail(batch, exc)
             return
@@ -362,7 +521,7 @@ class SqliteLog:
         self._next_id = next_id
         if new:
             self.last_id = next_id - 1
-            self._commits.append((self.last_id, time.time()))
+            self.commits.note(self.last_id)
             self.committed.set()
         if self.on_commit is not None:
             self.on_commit(new, time.perf_counter() - started)
@@ -370,101 +529,244 @@ class SqliteLog:
             if not fut.done():
                 fut.set_result(out)
 
-    async def read_after(
-        self, cursor: int, limit: int
-    ) -> tuple[list[FoldEvent], list[tuple[int, str]]]:
+    async def read_after(self, cursor: int, limit: int) -> tuple[list[FoldEvent], BadRows]:
         """Committed events with id > cursor, in id order: what the fold consumes; and the
         (id, problem) of the rows among them that the fold must skip.
 
         Plain rows in FoldEvent's field order: the fold only unpacks them, and building 2,000
         named tuples would hold the event loop for about a millisecond. Both queries run in one
-        hop to the reader's thread (aiosqlite's `_execute`, like the writer's commit).
+        hop to the reader's thread.
         """
         assert self._r is not None
-        return await self._r._execute(_read_checked, self._r._conn, cursor, limit)
+        return await self._r.run(_read_checked, cursor, limit)
 
     def forget_through(self, cursor: int) -> None:
-        """Drop the commit times the fold has passed (called after every fold batch, so the
-        record stays as short as the fold lag, scraped or not)."""
-        commits = self._commits
-        while commits and commits[0][0] <= cursor:
-            commits.popleft()
+        self.commits.forget_through(cursor)
 
     def lag_seconds(self, cursor: int, now: float | None = None) -> float:
-        """Age of the oldest commit the fold has not reached yet (0 when caught up)."""
-        self.forget_through(cursor)
-        commits = self._commits
-        if not commits:
-            return 0.0
-        return max(0.0, (now or time.time()) - commits[0][1])
+        return self.commits.lag_seconds(cursor, now)
 
     def reserve_after(self, cursor: int) -> None:
         """New ids must come after a loaded snapshot's cursor, or the fold would skip them."""
+        if self.readonly:
+            return
         if cursor >= self._next_id:
             self._next_id = cursor + 1
             self.last_id = cursor
             self.reserved = cursor
 
+    async def page_count(self) -> int:
+        """The file's size in pages, as the writer sees it."""
+        assert self._w is not None
+        return await self._w.run(_pragma_value, "page_count")
+
+    async def set_max_pages(self, pages: int) -> None:
+        """Cap the log's size (SQLite's max_page_count on the writer): past it every commit
+        fails whole with "database or disk is full", as on a full disk."""
+        assert self._w is not None
+        await self._w.run(_pragma_value, f"max_page_count = {int(pages)}")
+
     async def count(self) -> int:
         assert self._r is not None
-        async with self._r.execute("SELECT COUNT(*) FROM events") as cur:
-            row = await cur.fetchone()
-        return row[0]
+        return await self._r.run(_count_events)
 
     async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
         """Titles and artists from the catalogue for these ids (absent ids are left out)."""
         assert self._r is not None
-        out: dict[str, tuple[str | None, str | None]] = {}
-        ids = list(dict.fromkeys(track_ids))
-        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit is far above 500
-            part = ids[i : i + 500]
-            sql = (
-                "SELECT track_id, title, artist FROM tracks WHERE track_id IN"
-                f" ({','.join('?' * len(part))})"
-            )
-            async with self._r.execute(sql, part) as cur:
-                for tid, title, artist in await cur.fetchall():
-                    out[tid] = (title, artist)
-        return out
+        return await self._r.run(_track_meta, list(dict.fromkeys(track_ids)))
 
     async def catalog_size(self) -> int:
         assert self._r is not None
-        async with self._r.execute("SELECT COUNT(*) FROM tracks") as cur:
-            row = await cur.fetchone()
-        return row[0]
+        return await self._r.run(_catalog_size)
+
+    async def publish_graph(
+        self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
+    ) -> None:
+        """The snapshotter's tables: `gravity_cursor` and (when `rows`) `track_edges`.
+
+        A short-lived connection of its own, in a worker thread: these tables are the graph's,
+        not the events', so a replica may hold this duty while never writing an event.
+        """
+
+        def run() -> None:
+            conn = connect_sync(self.path, self.synchronous, migrate=False)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                set_cursor(conn, cursor, snapshot)
+                conn.execute("COMMIT")
+                if rows is not None:
+                    now = time.time()
+                    write_track_edges(conn, rows(), now)
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(run)
+
+    async def retain(self, cursor: int, older_than: float) -> int:
+        """Log retention (writer only): delete events at or below `cursor` received before
+        `older_than`; the newest id always stays so ids never go back."""
+        if self.readonly:
+            return 0
+
+        def run() -> int:
+            conn = connect_sync(self.path, self.synchronous, migrate=False)
+            try:
+                return delete_folded_before(conn, cursor, older_than)
+            finally:
+                conn.close()
+
+        return await asyncio.to_thread(run)
 
     async def drain(self) -> None:
         """Stop taking events and wait until every queued one is committed."""
         self._closing = True
-        if self._writer is not None:
-            self._wake.set()
-            await asyncio.shield(self._writer)
+        self._wake.set()
+        for task in list(self._tasks):
+            if task.get_name() == "gravityd-log-writer":
+                await asyncio.shield(task)
 
     async def close(self) -> None:
         """Drain every queued event into the log, then close."""
         self._closing = True
-        if self._writer is not None:
-            self._wake.set()
-            try:
-                await self._writer
-            finally:
-                self._writer = None
-        await self._close_conns()
-        self._lock.release()
+        self._wake.set()
+        try:
+            for task in self._tasks:
+                if task.get_name() == "gravityd-log-writer":
+                    await task
+                else:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            self._tasks = []
+            await self._stop_threads()
+            if not self.readonly:
+                self._lock.release()
 
-    async def _close_conns(self) -> None:
-        for conn in (self._w, self._r):
-            if conn is not None:
+    async def _stop_threads(self) -> None:
+        for worker in (self._w, self._r):
+            if worker is not None:
                 # closing after a failure must not mask it
                 with contextlib.suppress(Exception):
-                    await conn.close()
+                    await worker.stop()
         self._w = self._r = None
+
+
+def check_log_file(path: str | os.PathLike) -> int:
+    """A replica's start-up check, without a loop: LogMissing (wait for it), NotALog (stop), or
+    the high-water mark of a usable log."""
+    if not Path(path).is_file():
+        raise LogMissing(f"no log at {path} yet (a writer creates it)")
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise NotALog(f"cannot open {path}: {exc}") from None
+    try:
+        return _check_readable(conn)
+    finally:
+        conn.close()
+
+
+def _open_state(conn: sqlite3.Connection) -> tuple[int, int]:
+    sql = (
+        "SELECT COALESCE((SELECT MAX(id) FROM events), 0),"
+        " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0)"
+    )
+    return conn.execute(sql).fetchone()
+
+
+def _check_readable(conn: sqlite3.Connection) -> int:
+    """A replica's check: is this a gravityd log of this version? Its high-water mark if so."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        has_events = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise NotALog(f"not a gravityd log: {exc}") from None
+    if version > SCHEMA_VERSION:
+        raise NotALog(
+            f"the log's schema version {version} is newer than this gravityd's ({SCHEMA_VERSION})"
+        )
+    if not has_events and version == 0:
+        # An empty file a writer is creating right now, or somebody else's database.
+        tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise NotALog("not a gravityd log: it has tables but no events table")
+        raise LogMissing("the log is still empty (its writer has not created it yet)")
+    if version < SCHEMA_VERSION:
+        raise LogMissing(f"the log is at schema version {version}; waiting for a writer to migrate")
+    return _max_id(conn)
+
+
+def _pragma_value(conn: sqlite3.Connection, pragma: str) -> int:
+    return conn.execute(f"PRAGMA {pragma}").fetchone()[0]
+
+
+def _max_id(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
+
+def _count_events(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+
+def _catalog_size(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+
+
+def _lookup(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i in range(0, len(event_ids), 500):
+        chunk = event_ids[i : i + 500]
+        sql = f"SELECT event_id, id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
+        out.update(conn.execute(sql, chunk).fetchall())
+    return out
+
+
+def _track_meta(
+    conn: sqlite3.Connection, ids: list[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit is far above 500
+        part = ids[i : i + 500]
+        sql = (
+            "SELECT track_id, title, artist FROM tracks WHERE track_id IN"
+            f" ({','.join('?' * len(part))})"
+        )
+        for tid, title, artist in conn.execute(sql, part).fetchall():
+            out[tid] = (title, artist)
+    return out
+
+
+def upsert_tracks(
+    conn: sqlite3.Connection,
+    rows: list[tuple[str, str | None, str | None]],
+    now: float,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 10_000,
+) -> int:
+    """The catalogue load: upsert (track_id, title, artist) rows in one transaction, telling
+    `progress` the rows written after each chunk; return the catalogue's size."""
+    conn.execute("BEGIN IMMEDIATE")
+    for start in range(0, len(rows), chunk):
+        conn.executemany(
+            "INSERT INTO tracks (track_id, title, artist, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(track_id) DO UPDATE SET title = excluded.title,"
+            " artist = excluded.artist, updated_at = excluded.updated_at",
+            [(t, title, artist, now) for t, title, artist in rows[start : start + chunk]],
+        )
+        if progress:
+            progress(min(len(rows), start + chunk))
+    conn.execute("COMMIT")
+    return conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
 
 
 # --------------------------------------------------------------------------- graph tables
 # The daemon (from a worker thread, with its own connection) and `gravityd build` share these.
 
-EdgeRow = tuple[str, str, float, float, float, int]
+
 
 
 def write_track_edges(
