@@ -377,6 +377,22 @@ async def admin_snapshot(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+async def admin_block(request: web.Request) -> web.Response:
+    """PUT blocks, DELETE unblocks; both idempotent, both answer once the change is durable."""
+    _require_admin(request)
+    track_id = _track_param(request)
+    try:
+        result = await request.app[SERVICE].set_block(track_id, request.method == "PUT")
+    except LogError as exc:
+        raise ApiError(503, "log_unavailable", str(exc), headers={"Retry-After": "1"}) from None
+    return json_response(result)
+
+
+async def admin_blocks(request: web.Request) -> web.Response:
+    _require_admin(request)
+    return json_response(request.app[SERVICE].list_blocks())
+
+
 def _cors_allowed(origins: list[str], origin: str) -> str | None:
     if "*" in origins:
         return "*"
@@ -574,6 +590,9 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/fold", admin_fold)
     app.router.add_post("/admin/snapshot", admin_snapshot)
+    app.router.add_put("/admin/tracks/{id}/block", admin_block)
+    app.router.add_delete("/admin/tracks/{id}/block", admin_block)
+    app.router.add_get("/admin/blocks", admin_blocks)
     app.router.add_get("/stats", get_stats)
     spec = orjson.dumps(build_spec(cfg))
 

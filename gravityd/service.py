@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gravityd import blocks as takedowns
+from gravityd.blocks import Blocks
 from gravityd.config import Config
 from gravityd.events import ValidEvent
 from gravityd.graph import GravityGraph
@@ -76,12 +78,14 @@ class Gravityd:
             busy_timeout_ms=config.busy_timeout_ms,
         )
         self.graph = GravityGraph(config.graph)
+        self.blocks = Blocks()  # takedowns, folded from the log beside the graph
         self.ready = False
         self._ready_target = 0
         self._fold_lock = asyncio.Lock()
         self._fold_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._snapshot_lock = asyncio.Lock()
+        self._snapshot_pending = False  # a takedown's snapshot is queued
         self._loaded = asyncio.Event()  # set once the start-up snapshot (if any) is in place
         self._last_snapshot: tuple[float, int] = (0.0, 0)  # (written at, cursor)
         self._closing = False
@@ -101,6 +105,7 @@ class Gravityd:
         m.log_last_id.set_function(lambda: self.log.last_id)
         m.ready.set_function(lambda: 1 if self.ready else 0)
         m.snapshot_age.set_function(self.snapshot_age)
+        m.blocked_tracks.set_function(lambda: len(self.blocks))
 
     async def start(self) -> None:
         """Open the log (ingest works from here on), then load and catch up in the background."""
@@ -142,6 +147,7 @@ class Gravityd:
         info, header, graph = found
         gc.freeze()  # keep full collections off the loaded graph: they stall requests
         self.graph = graph
+        self.blocks = Blocks.from_header(header)
         self._last_snapshot = (header["created_at"], graph.cursor)
         log.info(
             "snapshot loaded",
@@ -213,6 +219,7 @@ class Gravityd:
             )
             if bad:
                 self._report_skipped(bad)
+            self.blocks.fold(events)  # takedowns travel in the log; the graph ignores them
             if not events:
                 self.graph.cursor = max(self.graph.cursor, self.log.reserved)
                 return 0
@@ -282,12 +289,27 @@ class Gravityd:
         rejected: bool = False,
         with_meta: bool = False,
     ) -> list[dict[str, Any]]:
-        lanes = self.graph.neighbors(
-            track_id, limit=limit, direction=direction, min_score=min_score, rejected=rejected
-        )
+        if self.blocks:
+            lanes = self._visible_lanes(track_id, limit, direction, min_score, rejected)
+        else:
+            lanes = self.graph.neighbors(
+                track_id, limit=limit, direction=direction, min_score=min_score, rejected=rejected
+            )
         if with_meta and lanes:
             await self._add_meta(lanes)
         return lanes
+
+    def _visible_lanes(
+        self, track_id: str, limit: int, direction: str, min_score: float, rejected: bool
+    ) -> list[dict[str, Any]]:
+        """Lanes without blocked tracks; a blocked track itself has none."""
+        if track_id in self.blocks:
+            return []
+
+        def fetch(n: int) -> list[dict[str, Any]]:
+            return self.graph.neighbors(track_id, limit=n, direction=direction, rejected=rejected)
+
+        return takedowns.visible_lanes(fetch, limit, min_score, self.blocks)
 
     async def _add_meta(self, items: list[dict[str, Any]]) -> None:
         """Title and artist from the catalogue (None where it does not know the track)."""
@@ -299,6 +321,7 @@ class Gravityd:
         """One track as the explorer shows it: catalogue entry and how many lanes it has."""
         out_lanes, in_lanes = self.graph.lane_counts(track_id)
         info = {"track_id": track_id, "out_lanes": out_lanes, "in_lanes": in_lanes}
+        info["blocked"] = track_id in self.blocks
         await self._add_meta([info])
         return info
 
@@ -310,8 +333,8 @@ class Gravityd:
         """
         now = time.monotonic()
         cached_at, ids, size = self._top
-        if now - cached_at > TOP_TRACKS_TTL_S or not ids or size < limit:
-            want = max(limit, 20)
+        want = max(limit, 20) + len(self.blocks)  # blocked ones are left out below
+        if now - cached_at > TOP_TRACKS_TTL_S or not ids or size < want:
             lane_counts = self.graph.lane_counts
             nodes = list(self.graph.g._succ)
             best: list[tuple[int, str]] = []
@@ -325,7 +348,7 @@ class Gravityd:
                 await asyncio.sleep(0)
             self._top = (time.monotonic(), [u for _, u in best], want)
         items = []
-        for u in self._top[1][:limit]:
+        for u in takedowns.visible_ids(self._top[1], self.blocks)[:limit]:
             out_lanes, in_lanes = self.graph.lane_counts(u)
             items.append(
                 {
@@ -357,7 +380,48 @@ class Gravityd:
 
     def rank(self, req: RankRequest) -> list[dict[str, Any]]:
         """POST /rank: the same function the radio runs in-process, on the live graph."""
+        if self.blocks:
+            req = req._replace(
+                candidate_track_ids=takedowns.visible_ids(req.candidate_track_ids, self.blocks)
+            )
         return rank_candidates(**req._asdict(), graph=self.graph, params=self.config.rank)
+
+    # ------------------------------------------------------------------ takedowns
+
+    async def set_block(self, track_id: str, blocked: bool) -> dict[str, Any]:
+        """Block or unblock through the log, so every process folding it converges; applied
+        here at once (last-writer-wins by position makes the fold's second pass harmless).
+        Raises LogError when the log cannot take it."""
+        was = track_id in self.blocks
+        at = time.time()
+        (done,) = await self.log.append([takedowns.change_event(track_id, blocked, at)], at)
+        self.blocks.apply(track_id, blocked, done.id, at)
+        if was != blocked:
+            self._snapshot_soon()
+        return {"track_id": track_id, "blocked": blocked, "id": done.id, "changed": was != blocked}
+
+    def list_blocks(self) -> dict[str, Any]:
+        entries = [
+            {"track_id": e.track_id, "id": e.id, "blocked_at": e.at} for e in self.blocks.entries()
+        ]
+        return {"blocks": entries, "count": len(entries), "cursor": self.graph.cursor}
+
+    def _snapshot_soon(self) -> None:
+        """In-process rankers read blocks from the newest snapshot: write one now, in the
+        background (one at a time; a change during it gets the next one)."""
+        if not self.ready or self._closing or self._snapshot_pending:
+            return
+        self._snapshot_pending = True
+
+        async def run() -> None:
+            try:
+                async with self._snapshot_lock:  # after any snapshot already being written
+                    self._snapshot_pending = False
+                await self.snapshot_now()
+            except Exception:
+                pass  # logged and counted by snapshot_now; the periodic loop retries
+
+        self._tasks.append(asyncio.create_task(run(), name="gravityd-block-snapshot"))
 
     def status(self) -> dict[str, Any]:
         return {
@@ -381,7 +445,9 @@ class Gravityd:
             started = time.perf_counter()
             try:
                 async with self._fold_lock:
-                    writer = SnapshotWriter(self.graph, cfg.snapshot_dir, cfg.snapshot_chunk)
+                    writer = SnapshotWriter(
+                        self.graph, cfg.snapshot_dir, cfg.snapshot_chunk, self.blocks
+                    )
                     try:
                         while writer.step():
                             await asyncio.sleep(0)

@@ -74,6 +74,17 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: takedowns (gravityd.blocks). Each block or unblock is a row whose id comes from the
+    # events' sequence, so read_after hands it to every process in log order.
+    """
+    CREATE TABLE IF NOT EXISTS blocks (
+        id INTEGER PRIMARY KEY,
+        track_id TEXT NOT NULL,
+        blocked INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS blocks_track ON blocks(track_id, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -96,9 +107,19 @@ _PROBLEM = (
     f" OR NOT elapsed_ms BETWEEN 0 AND {MAX_ELAPSED_MS}) THEN 'elapsed_ms'"
     " END"
 )
+# Block changes come back among the events, in position order, as rows of type block/unblock
+# (the fold ignores them; gravityd.blocks applies them).
 _READ_AFTER = (
     f"SELECT id, session_id, track_id, CASE WHEN {_PROBLEM} IS NULL THEN event_type END, ts,"
-    " elapsed_ms, context FROM events WHERE id > ? ORDER BY id LIMIT ?"
+    " elapsed_ms, context FROM events WHERE id > ?1"
+    " UNION ALL SELECT id, '', track_id, CASE blocked WHEN 1 THEN 'block' ELSE 'unblock' END, at,"
+    " NULL, NULL FROM blocks WHERE id > ?1 ORDER BY 1 LIMIT ?2"
+)
+_INSERT_BLOCK = "INSERT INTO blocks (id, track_id, blocked, at) VALUES (?,?,?,?)"
+_ADMIN_TYPES = frozenset({"block", "unblock"})  # gravityd.blocks.ADMIN_EVENT_TYPES
+_CURRENT_BLOCKS = (
+    "SELECT track_id, id, at FROM blocks WHERE id IN (SELECT MAX(id) FROM blocks GROUP BY"
+    " track_id) AND blocked = 1 ORDER BY id"
 )
 _BAD_ROWS = (
     f"SELECT id, {_PROBLEM} AS problem FROM events WHERE id > ? AND id <= ? AND problem IS NOT NULL"
@@ -134,10 +155,16 @@ def _write_batch(
         sql = f"SELECT event_id, id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
         existing.update(conn.execute(sql, chunk).fetchall())
     rows = []
+    block_rows = []
     results: list[list[Appended]] = []
     for events, received_at in work:
         out = []
         for e in events:
+            if e.event_type in _ADMIN_TYPES:  # a takedown change: the blocks table, same ids
+                block_rows.append((next_id, e.track_id, e.event_type == "block", e.ts))
+                out.append(Appended(next_id, "", False))
+                next_id += 1
+                continue
             eid = e.event_id
             if eid is not None and eid in existing:
                 out.append(Appended(existing[eid], eid, True))
@@ -164,10 +191,12 @@ def _write_batch(
             out.append(Appended(next_id, eid, False))
             next_id += 1
         results.append(out)
-    if rows:
+    if rows or block_rows:
         conn.execute("BEGIN")
         try:
             conn.executemany(_INSERT, rows)
+            if block_rows:
+                conn.executemany(_INSERT_BLOCK, block_rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -270,7 +299,8 @@ class SqliteLog:
                 conn_sync.close()
             await self._w.execute(f"PRAGMA synchronous = {self.synchronous}")
             sql = (
-                "SELECT COALESCE((SELECT MAX(id) FROM events), 0),"
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
+                " COALESCE((SELECT MAX(id) FROM blocks), 0)),"
                 " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0)"
             )
             async with self._w.execute(sql) as cur:
@@ -521,6 +551,12 @@ def read_after_sync(
 ) -> tuple[list[FoldEvent], list[tuple[int, str]]]:
     """read_after for the CLI tools: the same rows, the same skipped ones."""
     return _read_checked(conn, cursor, limit)
+
+
+def current_blocks(conn: sqlite3.Connection) -> list[tuple[str, int, float]]:
+    """(track_id, position, at) of every blocked track, from the blocks table: for SQL
+    consumers and checks; processes keep the state by folding the log (gravityd.blocks)."""
+    return conn.execute(_CURRENT_BLOCKS).fetchall()
 
 
 def delete_folded_before(
