@@ -15,7 +15,7 @@ import requests
 
 from gravityd.events import ValidationLimits
 from gravityd.graph import GravityGraph, graph_signature
-from gravityd.importer import derived_event_id, id_prefix, parse_piece, plan
+from gravityd.importer import Progress, derived_event_id, id_prefix, parse_piece, plan
 from gravityd.log import connect_sync, read_after_sync
 
 from .conftest import event, run_cli, serve, tid
@@ -288,3 +288,19 @@ def test_url_import_posts_batches_and_honours_retry_after(
     d.kill()
     assert count(d.db) == 9
     assert graph_signature(folded(d.db))[1:] == graph_signature(_api_graph(events))[1:]
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal() -> None:
+    stream = io.StringIO()  # isatty() is False, as for a log file or a pipe
+    progress = Progress(2_000_000, stream, every_s=0.0)
+    progress.update(1_000_000, 10)
+    progress.write("f.ndjson:3: bad")
+    progress.update(1_000_000, 10)
+    progress.close()
+    text = stream.getvalue()
+    assert "\r" not in text
+    assert text.splitlines() == [
+        "import: 50% (1.0 of 2.0 MB), 10 valid events",
+        "f.ndjson:3: bad",
+        "import: 100% (2.0 of 2.0 MB), 20 valid events",
+    ]
