@@ -156,7 +156,10 @@ def _schemas(cfg: Config) -> dict[str, Any]:
                 "out_lanes": {"type": "integer", "minimum": 0},
                 "in_lanes": {"type": "integer", "minimum": 0},
                 "lanes": {"type": "integer", "minimum": 0},
-                "blocked": {"type": "boolean", "description": "taken down (GET /tracks/{id})"},
+                "blocked": {
+                    "type": "boolean",
+                    "description": "present (true) only for a track taken down",
+                },
                 "title": nullable_text,
                 "artist": nullable_text,
             },

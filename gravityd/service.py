@@ -321,7 +321,8 @@ class Gravityd:
         """One track as the explorer shows it: catalogue entry and how many lanes it has."""
         out_lanes, in_lanes = self.graph.lane_counts(track_id)
         info = {"track_id": track_id, "out_lanes": out_lanes, "in_lanes": in_lanes}
-        info["blocked"] = track_id in self.blocks
+        if track_id in self.blocks:
+            info["blocked"] = True  # only then: the answer of other tracks stays as it was
         await self._add_meta([info])
         return info
 
