@@ -26,6 +26,7 @@ from random import getrandbits as _getrandbits
 
 import aiosqlite
 
+from gravityd.blocks import ADMIN_EVENT_TYPES, BLOCK
 from gravityd.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
 from gravityd.log import Appended, LogError, LogLocked
 
@@ -116,7 +117,6 @@ _READ_AFTER = (
     " NULL, NULL FROM blocks WHERE id > ?1 ORDER BY 1 LIMIT ?2"
 )
 _INSERT_BLOCK = "INSERT INTO blocks (id, track_id, blocked, at) VALUES (?,?,?,?)"
-_ADMIN_TYPES = frozenset({"block", "unblock"})  # gravityd.blocks.ADMIN_EVENT_TYPES
 _CURRENT_BLOCKS = (
     "SELECT track_id, id, at FROM blocks WHERE id IN (SELECT MAX(id) FROM blocks GROUP BY"
     " track_id) AND blocked = 1 ORDER BY id"
@@ -160,8 +160,8 @@ def _write_batch(
     for events, received_at in work:
         out = []
         for e in events:
-            if e.event_type in _ADMIN_TYPES:  # a takedown change: the blocks table, same ids
-                block_rows.append((next_id, e.track_id, e.event_type == "block", e.ts))
+            if e.event_type in ADMIN_EVENT_TYPES:  # a takedown: the blocks table, same ids
+                block_rows.append((next_id, e.track_id, e.event_type == BLOCK, e.ts))
                 out.append(Appended(next_id, "", False))
                 next_id += 1
                 continue
