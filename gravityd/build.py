@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gravityd.blocks import Blocks
 from gravityd.config import Config
 from gravityd.graph import GravityGraph
 from gravityd.log import (
@@ -56,6 +57,7 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
         try:
             found = load_newest(cfg.snapshot_dir, cfg.graph)
             gg = found[2] if found else GravityGraph(cfg.graph)
+            blocks = Blocks.from_header(found[1]) if found else Blocks()
             start = gg.cursor
             skipped = 0
             while True:
@@ -63,6 +65,7 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
                 if not events:
                     break
                 gg.fold(events)  # rows in `bad` come back as no-ops: the cursor passes them
+                blocks.fold(events)
                 skipped += len(bad)
                 for eid, problem in bad[:10]:
                     log.error(
@@ -73,7 +76,7 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
                 return BuildResult(
                     gg.cursor, 0, None, gg.edge_count, time.perf_counter() - started, skipped
                 )
-            path = write_snapshot(gg, cfg.snapshot_dir, cfg.snapshot_chunk)
+            path = write_snapshot(gg, cfg.snapshot_dir, cfg.snapshot_chunk, blocks)
             conn.execute("BEGIN IMMEDIATE")
             set_cursor(conn, gg.cursor, path.name)
             conn.execute("COMMIT")

@@ -4,7 +4,8 @@ File layout (all integers big-endian):
 
     b"GRAVSNAP"  magic
     u32 n, n bytes   header: msgpack map (format version, created_at, cursor, graph params,
-                     counts, the scalars of the graph state)
+                     counts, the scalars of the graph state; since 0.3 `blocks`, the blocked
+                     tracks as of the cursor: optional, older files load without it)
     repeated:
     u32 n, n bytes   one record: msgpack [part, payload], part in tracks | edges | sessions;
                      lists of the same part concatenate in order
@@ -33,6 +34,8 @@ from typing import Any
 
 import msgpack
 
+from gravityd.blocks import HEADER_KEY as BLOCKS_KEY
+from gravityd.blocks import Blocks
 from gravityd.graph import (
     STATE_VERSION,
     FoldParams,
@@ -87,7 +90,13 @@ def next_path(folder: str | os.PathLike, cursor: int) -> Path:
 class SnapshotWriter:
     """Writes one snapshot in steps: `step()` packs and writes one record, `finish()` seals it."""
 
-    def __init__(self, gg: GravityGraph, folder: str | os.PathLike, chunk: int = 50_000) -> None:
+    def __init__(
+        self,
+        gg: GravityGraph,
+        folder: str | os.PathLike,
+        chunk: int = 50_000,
+        blocks: Blocks | None = None,
+    ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.cursor = gg.cursor
@@ -113,6 +122,8 @@ class SnapshotWriter:
             },
             "state": meta[1],
         }
+        if blocks is not None:
+            header[BLOCKS_KEY] = blocks.to_record()
         self._write_raw(MAGIC)
         self._write_block(self._packer.pack(header))
 
@@ -155,9 +166,14 @@ class SnapshotWriter:
         self.tmp.unlink(missing_ok=True)
 
 
-def write_snapshot(gg: GravityGraph, folder: str | os.PathLike, chunk: int = 50_000) -> Path:
+def write_snapshot(
+    gg: GravityGraph,
+    folder: str | os.PathLike,
+    chunk: int = 50_000,
+    blocks: Blocks | None = None,
+) -> Path:
     """Write a snapshot in one go (the CLI's form; the daemon steps a SnapshotWriter)."""
-    w = SnapshotWriter(gg, folder, chunk)
+    w = SnapshotWriter(gg, folder, chunk, blocks)
     try:
         while w.step():
             pass
@@ -233,6 +249,7 @@ def load_snapshot(
         state = state_from_records(itertools.chain([("meta", header["state"])], records))
         state["cursor"] = header["cursor"]
         gg = GravityGraph.from_state(state, params)
+        Blocks.from_header(header)  # malformed blocks make the file unusable, like the graph
     except SnapshotError:
         raise
     except Exception as exc:
