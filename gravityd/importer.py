@@ -42,6 +42,7 @@ import orjson
 
 from gravityd.config import Config
 from gravityd.events import EventError, ValidationLimits, validate_event
+from gravityd.progress import Progress
 
 FIELDS = (
     "event_id",
@@ -370,49 +371,32 @@ def iter_chunks(
 # ------------------------------------------------------------------------------- progress
 
 
-class Progress:
-    """A byte progress bar on stderr: tqdm on a terminal, else a plain line every few seconds
-    (never carriage-return frames in a log file)."""
+class ImportProgress:
+    """The bytes of the file read so far and the valid events among them, on the commands'
+    meter (gravityd.progress: a tqdm bar on a terminal, plain lines elsewhere); error lines go
+    out without breaking a bar."""
 
-    def __init__(self, total: int, stream: TextIO, every_s: float = 5.0) -> None:
-        self.total = total
-        self.stream = stream
-        self.done = 0
+    def __init__(
+        self,
+        total: int,
+        stream: TextIO,
+        delay: float | None = None,
+        interval: float | None = None,
+    ) -> None:
         self.events = 0
-        self.every_s = every_s
-        self._next = time.monotonic() + every_s
-        self._bar: Any = None
-        if stream.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                total=total, unit="B", unit_scale=True, desc="import", file=stream, leave=False
-            )
+        self._meter = Progress(
+            total, "import", unit="B", file=stream, delay=delay, interval=interval
+        )
 
     def update(self, nbytes: int, events: int) -> None:
-        self.done += nbytes
         self.events += events
-        if self._bar is not None:
-            self._bar.update(nbytes)
-        elif time.monotonic() >= self._next:
-            self._next = time.monotonic() + self.every_s
-            pct = 100 * self.done / self.total if self.total else 100
-            print(
-                f"import: {pct:.0f}% ({self.done / 1e6:.1f} of {self.total / 1e6:.1f} MB),"
-                f" {self.events} valid events",
-                file=self.stream,
-                flush=True,
-            )
+        self._meter.advance_to(self._meter.n + nbytes, postfix=f"{self.events} valid events")
 
     def write(self, line: str) -> None:
-        if self._bar is not None:
-            self._bar.write(line, file=self.stream)
-        else:
-            print(line, file=self.stream)
+        self._meter.write(line)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._meter.close()
 
 
 # ------------------------------------------------------------------------------- targets
@@ -428,14 +412,14 @@ class Summary:
     retries: int = 0  # --url: batches sent again (429/503 after Retry-After, network errors)
 
 
-def _report(progress: Progress, path: str, errors: list[LineError]) -> None:
+def _report(progress: ImportProgress, path: str, errors: list[LineError]) -> None:
     for line, err in sorted(errors, key=lambda e: e[0]):
         where = f" ({err['field']})" if err.get("field") else ""
         progress.write(f"{path}:{line}: {err['message']}{where} [{err['code']}]")
 
 
 def import_db(
-    plan_: Plan, cfg: Config, progress: Progress, jobs: int, snapshot_floor: int = 0
+    plan_: Plan, cfg: Config, progress: ImportProgress, jobs: int, snapshot_floor: int = 0
 ) -> Summary:
     """Validate in workers, insert here, one transaction per piece."""
     from gravityd.log.bulk import BulkLog
@@ -524,7 +508,7 @@ class Poster:
 def import_url(
     plan_: Plan,
     cfg: Config,
-    progress: Progress,
+    progress: ImportProgress,
     url: str,
     batch: int,
     retries: int,
@@ -627,7 +611,7 @@ def run(args: argparse.Namespace, cfg: Config, err: TextIO = sys.stderr) -> int:
         raise ImportFailed(f"no such file: {path}")
     fmt = detect_format(path, args.format)
     plan_ = plan(path, fmt)
-    progress = Progress(plan_.size, err)
+    progress = ImportProgress(plan_.size, err)
     try:
         if args.url:
             target = args.url
