@@ -51,7 +51,14 @@ CURSOR_HEADER = "Gravityd-Cursor"
 MAX_POSITION = 2**63 - 1
 # The routes whose answer reflects the graph: they take min_cursor and carry Gravityd-Cursor.
 READ_ROUTES = frozenset(
-    {"/tracks/top", "/tracks/{id}", "/tracks/{id}/gravity_neighbors", "/rank", "/stats"}
+    {
+        "/tracks/top",
+        "/tracks/{id}",
+        "/tracks/{id}/gravity_neighbors",
+        "/rank",
+        "/stats",
+        "/admin/blocks",
+    }
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -464,6 +471,23 @@ async def admin_snapshot(request: web.Request) -> web.Response:
     return json_response(result)
 
 
+async def admin_block(request: web.Request) -> web.Response:
+    """PUT blocks, DELETE unblocks; both idempotent, both answer once the change is durable."""
+    _require_admin(request)
+    track_id = _track_param(request)
+    try:
+        result = await request.app[SERVICE].set_block(track_id, request.method == "PUT")
+    except LogError as exc:
+        raise ApiError(503, "log_unavailable", str(exc), headers={"Retry-After": "1"}) from None
+    return json_response(result)
+
+
+async def admin_blocks(request: web.Request) -> web.Response:
+    _require_admin(request)
+    cursor = await _read_gate(request)  # read your takedowns: PUT on the writer, list here
+    return json_response(request.app[SERVICE].list_blocks(), headers=cursor)
+
+
 def _cors_allowed(origins: list[str], origin: str) -> str | None:
     if "*" in origins:
         return "*"
@@ -603,6 +627,8 @@ def _route_of(path: str) -> str:
         )
     if path.startswith("/static/"):
         return "/static/{name}"
+    if path.startswith("/admin/tracks/") and path.endswith("/block"):
+        return "/admin/tracks/{id}/block"
     return path
 
 
@@ -691,9 +717,13 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    if svc.writes:  # a takedown is an entry in the log: the process that appends takes it
+        app.router.add_put("/admin/tracks/{id}/block", admin_block)
+        app.router.add_delete("/admin/tracks/{id}/block", admin_block)
     if svc.reads:
         app.router.add_post("/admin/fold", admin_fold)
         app.router.add_post("/admin/snapshot", admin_snapshot)
+        app.router.add_get("/admin/blocks", admin_blocks)
         app.router.add_get("/stats", get_stats)
         app.router.add_get("/radio/report", get_radio_report)
     spec = orjson.dumps(build_spec(cfg))

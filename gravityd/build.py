@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gravityd.blocks import Blocks
 from gravityd.config import Config
 from gravityd.graph import GravityGraph
 from gravityd.log import (
@@ -57,6 +58,7 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
         try:
             found = load_newest(cfg.snapshot_dir, cfg.graph)
             gg = found[2] if found else GravityGraph(cfg.graph)
+            blocks = Blocks.from_header(found[1]) if found else Blocks()
             start = gg.cursor
             radio = from_snapshot_parts(found[1]["parts"] if found else {}, start, cfg.report)
             skipped = 0
@@ -65,6 +67,7 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
                 if not events:
                     break
                 gg.fold(events)  # rows in `bad` come back as no-ops: the cursor passes them
+                blocks.fold(events)
                 radio.fold(events)
                 skipped += len(bad)
                 for eid, problem in bad[:10]:
@@ -80,6 +83,7 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
                 gg,
                 cfg.snapshot_dir,
                 cfg.snapshot_chunk,
+                blocks,
                 snapshot_records(radio, cfg.snapshot_chunk),
             )
             conn.execute("BEGIN IMMEDIATE")

@@ -14,10 +14,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from gravityd import ranking
+from gravityd.blocks import Blocks, visible_ids
 from gravityd.config import Config, load_config
 from gravityd.events import canonical_uuid
 from gravityd.graph import GravityGraph
@@ -37,6 +38,7 @@ class SnapshotGraph:
         self.config = config
         self.folder = config.snapshot_dir
         self.graph: GravityGraph | None = None
+        self.blocked: frozenset[str] = frozenset()  # the snapshot's takedowns
         self.path: str | None = None
         self._checked = 0.0
         self._reload = threading.Lock()
@@ -62,11 +64,14 @@ class SnapshotGraph:
         found = load_newest(self.folder, self.config.graph)
         if found is None:
             return
-        info, _, graph = found
+        info, header, graph = found
         if str(info.path) == self.path:
             return
         gc.freeze()  # a full collection over a big graph would stall callers for 100+ ms
+        # blocks first: a caller between the two lines filters by the newer set, never misses one
+        self.blocked = Blocks.from_header(header).ids | self.blocked
         self.graph, self.path = graph, str(info.path)
+        self.blocked = Blocks.from_header(header).ids
         log.info("ranking graph loaded", extra={"path": self.path, "edges": graph.edge_count})
 
 
@@ -103,18 +108,22 @@ def rank_candidates(
     limit: int | None = None,
     params: ranking.RankParams | None = None,
     now: float | None = None,
+    blocked: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the radio's candidates best first (see gravityd.ranking for the formula).
 
     Ids may be given in any case; they are compared in canonical lower-case form, as the graph
     stores them (ids that are not UUIDs are compared as given). Tracks of session_history and
-    the current track are never returned.
+    the current track are never returned, nor blocked tracks: those of the newest snapshot
+    when `graph` is not given, else those of `blocked` (canonical ids).
     """
     source = None
     if graph is None or params is None:
         source = _default_source()
         if graph is None:
             graph = source.get()
+            if blocked is None:
+                blocked = source.blocked
         if params is None:
             params = source.config.rank
 
@@ -123,7 +132,7 @@ def rank_candidates(
         scores = {_canon(k): v for k, v in embeddings_scores.items()}
     return ranking.rank_candidates(
         _canon(current_track_id),
-        [_canon(c) for c in candidate_track_ids],
+        visible_ids([_canon(c) for c in candidate_track_ids], blocked),
         scores,
         None if session_history is None else [_canon(h) for h in session_history],
         graph=graph,

@@ -109,6 +109,11 @@ class Metrics:
             "Seconds since the newest snapshot was written.",
             registry=r,
         )
+        self.blocked_tracks = Gauge(
+            "gravityd_blocked_tracks",
+            "Tracks taken down (PUT /admin/tracks/{id}/block) as this process knows them.",
+            registry=r,
+        )
         self.snapshot_seconds = Histogram(
             "gravityd_snapshot_seconds",
             "Duration of a snapshot write.",

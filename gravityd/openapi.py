@@ -56,7 +56,7 @@ ADMIN = {
 }
 
 
-WRITER_PATHS = frozenset({"/event", "/events"})
+WRITER_PATHS = frozenset({"/event", "/events", "/admin/tracks/{id}/block"})
 COMMON_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 # Served by every role that holds a graph (all, replica).
 READER_PATHS = frozenset(
@@ -69,6 +69,7 @@ READER_PATHS = frozenset(
         "/radio/report",
         "/admin/fold",
         "/admin/snapshot",
+        "/admin/blocks",
         "/",
         "/client.js",
         "/static/{name}",
@@ -232,8 +233,22 @@ def _schemas(cfg: Config) -> dict[str, Any]:
                 "out_lanes": {"type": "integer", "minimum": 0},
                 "in_lanes": {"type": "integer", "minimum": 0},
                 "lanes": {"type": "integer", "minimum": 0},
+                "blocked": {
+                    "type": "boolean",
+                    "description": "present (true) only for a track taken down",
+                },
                 "title": nullable_text,
                 "artist": nullable_text,
+            },
+        },
+        "BlockChange": {
+            "type": "object",
+            "required": ["track_id", "blocked", "id", "changed"],
+            "properties": {
+                "track_id": UUID,
+                "blocked": {"type": "boolean"},
+                "id": {"type": "integer", "description": "log position of the change"},
+                "changed": {"type": "boolean", "description": "false when it already was so"},
             },
         },
         "Status": {
@@ -650,6 +665,59 @@ def build_spec(cfg: Config) -> dict[str, Any]:
                     ),
                     **ADMIN,
                     "409": _error("not_snapshotter: another process holds the snapshotter lease"),
+                    **GUARD,
+                },
+            }
+        },
+        "/admin/tracks/{id}/block": {
+            method: {
+                "summary": summary,
+                "security": [{"bearer": []}, {}],
+                "parameters": [_track_id_param()],
+                "responses": {
+                    "200": _json(
+                        "the change is durable in the log; `id` is its log position",
+                        {"$ref": "#/components/schemas/BlockChange"},
+                    ),
+                    "400": _error("the id is not a UUID (field id)"),
+                    **ADMIN,
+                    **GUARD,
+                },
+            }
+            for method, summary in (
+                ("put", "Block (take down) a track: gone from lanes, top tracks and rank"),
+                ("delete", "Unblock a track: it comes back as the graph has it"),
+            )
+        },
+        "/admin/blocks": {
+            "get": {
+                "summary": "The blocked tracks, most recent first",
+                "security": [{"bearer": []}, {}],
+                "responses": {
+                    "200": _json(
+                        "the blocked tracks as this process has folded them",
+                        {
+                            "type": "object",
+                            "required": ["blocks", "count", "cursor"],
+                            "properties": {
+                                "blocks": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["track_id", "id", "blocked_at"],
+                                        "properties": {
+                                            "track_id": UUID,
+                                            "id": {"type": "integer"},
+                                            "blocked_at": {"type": "number"},
+                                        },
+                                    },
+                                },
+                                "count": {"type": "integer", "minimum": 0},
+                                "cursor": {"type": "integer"},
+                            },
+                        },
+                    ),
+                    **ADMIN,
                     **GUARD,
                 },
             }

@@ -124,6 +124,14 @@ class Progress:
         if n > self._bar.n:
             self._bar.update(n - self._bar.n)
 
+    def write(self, line: str) -> None:
+        """A line of its own (an error report) that does not break a bar being drawn."""
+        if self.terminal:
+            self._bar.write(line, file=self._bar.fp)  # clears the bar, writes, redraws it
+        else:  # tqdm.write would also redraw, which is a whole line here
+            self._bar.fp.write(line + "\n")
+            self._bar.fp.flush()
+
     def close(self) -> None:
         self._bar.close()
 

@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from gravityd import blocks as takedowns
+from gravityd.blocks import Blocks
 from gravityd.config import Config
 from gravityd.events import ValidEvent
 from gravityd.graph import GravityGraph
@@ -99,6 +101,7 @@ class Gravityd:
         self.lease = SnapshotLease(config.snapshot_dir)
         self.fatal: str | None = None  # set when the process must stop (a log that is not ours)
         self.failed = asyncio.Event()
+        self.blocks = Blocks()  # takedowns, folded from the log beside the graph
         self.ready = False
         self._ready_event = asyncio.Event()
         self._ready_target = 0
@@ -106,6 +109,7 @@ class Gravityd:
         self._fold_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._snapshot_lock = asyncio.Lock()
+        self._snapshot_pending = False  # a takedown's snapshot is queued
         self._loaded = asyncio.Event()  # set once the start-up snapshot (if any) is in place
         self._last_snapshot: tuple[float, int] = (0.0, 0)  # (written at, cursor)
         self._closing = False
@@ -133,6 +137,7 @@ class Gravityd:
             m.cursor.set_function(lambda: self.graph.cursor)
             m.snapshot_age.set_function(self.snapshot_age)
             m.snapshotter.set_function(lambda: 1 if self.lease.held else 0)
+        m.blocked_tracks.set_function(lambda: len(self.blocks))
 
     async def start(self) -> None:
         """A writer opens the log now (ingest works from here on; a bad log fails the start);
@@ -153,6 +158,11 @@ class Gravityd:
             snaps = list_snapshots(self.config.snapshot_dir)
             if snaps:  # ids must continue after any snapshot's cursor, even a restored one
                 self.log.reserve_after(max(s.cursor for s in snaps))
+        if self.role == "writer":
+            # No fold here: the takedowns in force come from the log itself, so a PUT can say
+            # whether it changed anything.
+            for track_id, position, at in await self.log.current_blocks():
+                self.blocks.apply(track_id, True, position, at)
         self._ready_target = self.log.last_id
         log.info(
             "log opened",
@@ -213,6 +223,7 @@ class Gravityd:
         info, header, graph = found
         gc.freeze()  # keep full collections off the loaded graph: they stall requests
         self.graph = graph
+        self.blocks = Blocks.from_header(header)
         self._load_scoreboard(header, graph.cursor)
         self._last_snapshot = (header["created_at"], graph.cursor)
         log.info(
@@ -297,6 +308,9 @@ class Gravityd:
             )
             if bad:
                 self._report_skipped(bad)
+            if self.blocks.fold(events) and not self.writes:
+                # A takedown PUT on the writer: the snapshotter carries it to in-process rankers.
+                self._snapshot_soon()
             if not events:
                 self.graph.advance_cursor(self.log.reserved)
                 self._wake_readers()
@@ -439,12 +453,27 @@ class Gravityd:
         rejected: bool = False,
         with_meta: bool = False,
     ) -> list[dict[str, Any]]:
-        lanes = self.graph.neighbors(
-            track_id, limit=limit, direction=direction, min_score=min_score, rejected=rejected
-        )
+        if self.blocks:
+            lanes = self._visible_lanes(track_id, limit, direction, min_score, rejected)
+        else:
+            lanes = self.graph.neighbors(
+                track_id, limit=limit, direction=direction, min_score=min_score, rejected=rejected
+            )
         if with_meta and lanes:
             await self._add_meta(lanes)
         return lanes
+
+    def _visible_lanes(
+        self, track_id: str, limit: int, direction: str, min_score: float, rejected: bool
+    ) -> list[dict[str, Any]]:
+        """Lanes without blocked tracks; a blocked track itself has none."""
+        if track_id in self.blocks:
+            return []
+
+        def fetch(n: int) -> list[dict[str, Any]]:
+            return self.graph.neighbors(track_id, limit=n, direction=direction, rejected=rejected)
+
+        return takedowns.visible_lanes(fetch, limit, min_score, self.blocks)
 
     async def _add_meta(self, items: list[dict[str, Any]]) -> None:
         """Title and artist from the catalogue (None where it does not know the track)."""
@@ -456,6 +485,8 @@ class Gravityd:
         """One track as the explorer shows it: catalogue entry and how many lanes it has."""
         out_lanes, in_lanes = self.graph.lane_counts(track_id)
         info = {"track_id": track_id, "out_lanes": out_lanes, "in_lanes": in_lanes}
+        if track_id in self.blocks:
+            info["blocked"] = True  # only then: the answer of other tracks stays as it was
         await self._add_meta([info])
         return info
 
@@ -467,8 +498,8 @@ class Gravityd:
         """
         now = time.monotonic()
         cached_at, ids, size = self._top
-        if now - cached_at > TOP_TRACKS_TTL_S or not ids or size < limit:
-            want = max(limit, 20)
+        want = max(limit, 20) + len(self.blocks)  # blocked ones are left out below
+        if now - cached_at > TOP_TRACKS_TTL_S or not ids or size < want:
             lane_counts = self.graph.lane_counts
             nodes = self.graph.tracks()
             best: list[tuple[int, str]] = []
@@ -482,7 +513,7 @@ class Gravityd:
                 await asyncio.sleep(0)
             self._top = (time.monotonic(), [u for _, u in best], want)
         items = []
-        for u in self._top[1][:limit]:
+        for u in takedowns.visible_ids(self._top[1], self.blocks)[:limit]:
             out_lanes, in_lanes = self.graph.lane_counts(u)
             items.append(
                 {
@@ -514,7 +545,50 @@ class Gravityd:
 
     def rank(self, req: RankRequest) -> list[dict[str, Any]]:
         """POST /rank: the same function the radio runs in-process, on the live graph."""
+        if self.blocks:
+            req = req._replace(
+                candidate_track_ids=takedowns.visible_ids(req.candidate_track_ids, self.blocks)
+            )
         return rank_candidates(**req._asdict(), graph=self.graph, params=self.config.rank)
+
+    # ------------------------------------------------------------------ takedowns
+
+    async def set_block(self, track_id: str, blocked: bool) -> dict[str, Any]:
+        """Block or unblock through the log, so every process folding it converges; applied
+        here at once (last-writer-wins by position makes the fold's second pass harmless).
+        Raises LogError when the log cannot take it."""
+        was = track_id in self.blocks
+        at = time.time()
+        (done,) = await self.log.append([takedowns.change_event(track_id, blocked, at)], at)
+        self.blocks.apply(track_id, blocked, done.id, at)
+        if was != blocked:
+            self._snapshot_soon()
+        return {"track_id": track_id, "blocked": blocked, "id": done.id, "changed": was != blocked}
+
+    def list_blocks(self) -> dict[str, Any]:
+        entries = [
+            {"track_id": e.track_id, "id": e.id, "blocked_at": e.at} for e in self.blocks.entries()
+        ]
+        return {"blocks": entries, "count": len(entries), "cursor": self.graph.cursor}
+
+    def _snapshot_soon(self) -> None:
+        """In-process rankers read blocks from the newest snapshot: write one now, in the
+        background (one at a time; a change during it gets the next one)."""
+        if not self.reads or not self.lease.held:
+            return  # the snapshotter (a replica, when roles are split) writes it
+        if not self.ready or self._closing or self._snapshot_pending:
+            return
+        self._snapshot_pending = True
+
+        async def run() -> None:
+            try:
+                async with self._snapshot_lock:  # after any snapshot already being written
+                    self._snapshot_pending = False
+                await self.snapshot_now()
+            except Exception:
+                pass  # logged and counted by snapshot_now; the periodic loop retries
+
+        self._tasks.append(asyncio.create_task(run(), name="gravityd-block-snapshot"))
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -541,6 +615,8 @@ class Gravityd:
         Folding pauses while records are packed (so the file is consistent at its cursor);
         ingest and reads go on between records. The fsync and the SQL tables run in threads.
         """
+        if not self.reads:
+            raise NotSnapshotter("a writer keeps no graph: snapshots are written by a replica")
         if not self.lease.try_acquire():
             holder = self.lease.holder()
             raise NotSnapshotter(
@@ -557,6 +633,7 @@ class Gravityd:
                         self.graph,
                         cfg.snapshot_dir,
                         cfg.snapshot_chunk,
+                        self.blocks,
                         extra=snapshot_records(self.scoreboard, cfg.snapshot_chunk),
                     )
                     try:

@@ -4,7 +4,8 @@ File layout (all integers big-endian):
 
     b"GRAVSNAP"  magic
     u32 n, n bytes   header: msgpack map (format version, created_at, cursor, graph params,
-                     counts, the scalars of the graph state)
+                     counts, the scalars of the graph state; since 0.3 `blocks`, the blocked
+                     tracks as of the cursor: optional, older files load without it)
     repeated:
     u32 n, n bytes   one record: msgpack [part, payload], part in tracks | edges | sessions;
                      lists of the same part concatenate in order; after the graph's records,
@@ -35,6 +36,8 @@ from typing import Any
 
 import msgpack
 
+from gravityd.blocks import HEADER_KEY as BLOCKS_KEY
+from gravityd.blocks import Blocks
 from gravityd.graph import (
     STATE_VERSION,
     FoldParams,
@@ -95,6 +98,7 @@ class SnapshotWriter:
         gg: GravityGraph,
         folder: str | os.PathLike,
         chunk: int = 50_000,
+        blocks: Blocks | None = None,
         extra: Iterable[tuple[str, Any]] = (),
     ) -> None:
         """`extra`: (part, payload) records written after the graph's, e.g. the scoreboard's;
@@ -124,6 +128,8 @@ class SnapshotWriter:
             },
             "state": meta[1],
         }
+        if blocks is not None:
+            header[BLOCKS_KEY] = blocks.to_record()
         self._write_raw(MAGIC)
         self._write_block(self._packer.pack(header))
 
@@ -177,10 +183,11 @@ def write_snapshot(
     gg: GravityGraph,
     folder: str | os.PathLike,
     chunk: int = 50_000,
+    blocks: Blocks | None = None,
     extra: Iterable[tuple[str, Any]] = (),
 ) -> Path:
     """Write a snapshot in one go (the CLI's form; the daemon steps a SnapshotWriter)."""
-    w = SnapshotWriter(gg, folder, chunk, extra)
+    w = SnapshotWriter(gg, folder, chunk, blocks, extra)
     try:
         while w.step():
             pass
@@ -270,6 +277,7 @@ def load_snapshot(
         state = state_from_records(itertools.chain([("meta", header["state"])], graph_records()))
         state["cursor"] = header["cursor"]
         gg = GravityGraph.from_state(state, params)
+        Blocks.from_header(header)  # malformed blocks make the file unusable, like the graph
     except SnapshotError:
         raise
     except Exception as exc:

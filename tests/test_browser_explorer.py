@@ -652,3 +652,25 @@ def test_static_files_are_served(daemon: Daemon) -> None:
     ):
         with urllib.request.urlopen(daemon.url + path, timeout=10) as r:
             assert r.status == 200 and kind in r.headers["Content-Type"]
+
+
+def test_a_blocked_track_says_so_and_leaves_the_lanes(drv: Any, daemon: Daemon) -> None:
+    def admin(method: str) -> Any:
+        req = urllib.request.Request(f"{daemon.url}/admin/tracks/{B}/block", method=method)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    assert admin("PUT")["blocked"] is True
+    try:
+        open_page(drv, daemon, B)
+        assert drv.find_element(By.ID, "center-counts").text.startswith("blocked")
+        msg = drv.find_element(By.ID, "message")
+        assert msg.get_attribute("data-kind") == "empty" and "blocked (taken down)" in msg.text
+        assert rows(drv) == [] and graph_nodes(drv) == []
+        open_page(drv, daemon, A)
+        assert B not in rows(drv) and B not in graph_nodes(drv)
+        assert C in rows(drv)
+    finally:
+        admin("DELETE")
+    open_page(drv, daemon, A)
+    assert rows(drv)[0] == B

@@ -345,3 +345,29 @@ def test_one_snapshotter_among_replicas(cluster: Any, tmp_path: Path) -> None:
     lanes(other.url, 0, more)
     r = requests.post(other.url + "/admin/snapshot", timeout=30)
     assert r.status_code == 200 and r.json()["cursor"] >= more > last
+
+
+def test_a_takedown_on_the_writer_reaches_the_replicas(cluster: Any) -> None:
+    """Blocks travel in the log: PUT on the writer, read it back on a replica with min_cursor."""
+    writer = cluster("--role", "writer").start()
+    replica = cluster("--role", "replica").start()
+    last = post(writer.url, sessions(20, 8))["last_id"]
+    before = lanes(replica.url, 0, last)
+    victim = before[0]["track_id"]
+    r = requests.put(f"{writer.url}/admin/tracks/{victim}/block", timeout=10)
+    assert r.status_code == 200 and r.json()["changed"] is True
+    pos = r.json()["id"]
+    assert (
+        requests.put(f"{writer.url}/admin/tracks/{victim}/block", timeout=10).json()["changed"]
+        is False
+    )  # the writer knows the blocks in force from the log itself
+    after = lanes(replica.url, 0, pos)
+    assert victim not in {x["track_id"] for x in after}
+    listed = requests.get(replica.url + "/admin/blocks", params={"min_cursor": pos}, timeout=5)
+    assert [b["track_id"] for b in listed.json()["blocks"]] == [victim]
+    assert int(listed.headers["Gravityd-Cursor"]) >= pos
+    # The replica does not take takedowns (it never writes the log): it says who does.
+    r = requests.put(f"{replica.url}/admin/tracks/{victim}/block", timeout=5)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "wrong_role"
+    undo = requests.delete(f"{writer.url}/admin/tracks/{victim}/block", timeout=10).json()["id"]
+    assert comparable(lanes(replica.url, 0, undo)) == comparable(before)

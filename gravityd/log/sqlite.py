@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gravityd.blocks import ADMIN_EVENT_TYPES, BLOCK
 from gravityd.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
 from gravityd.log import (
     Appended,
@@ -85,6 +86,17 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: takedowns (gravityd.blocks). Each block or unblock is a row whose id comes from the
+    # events' sequence, so read_after hands it to every process in log order.
+    """
+    CREATE TABLE IF NOT EXISTS blocks (
+        id INTEGER PRIMARY KEY,
+        track_id TEXT NOT NULL,
+        blocked INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS blocks_track ON blocks(track_id, id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -107,9 +119,18 @@ _PROBLEM = (
     f" OR NOT elapsed_ms BETWEEN 0 AND {MAX_ELAPSED_MS}) THEN 'elapsed_ms'"
     " END"
 )
+# Block changes come back among the events, in position order, as rows of type block/unblock
+# (the fold ignores them; gravityd.blocks applies them).
 _READ_AFTER = (
     f"SELECT id, session_id, track_id, CASE WHEN {_PROBLEM} IS NULL THEN event_type END, ts,"
-    " elapsed_ms, context FROM events WHERE id > ? ORDER BY id LIMIT ?"
+    " elapsed_ms, context FROM events WHERE id > ?1"
+    " UNION ALL SELECT id, '', track_id, CASE blocked WHEN 1 THEN 'block' ELSE 'unblock' END, at,"
+    " NULL, NULL FROM blocks WHERE id > ?1 ORDER BY 1 LIMIT ?2"
+)
+_INSERT_BLOCK = "INSERT INTO blocks (id, track_id, blocked, at) VALUES (?,?,?,?)"
+_CURRENT_BLOCKS = (
+    "SELECT track_id, id, at FROM blocks WHERE id IN (SELECT MAX(id) FROM blocks GROUP BY"
+    " track_id) AND blocked = 1 ORDER BY id"
 )
 _BAD_ROWS = (
     f"SELECT id, {_PROBLEM} AS problem FROM events WHERE id > ? AND id <= ? AND problem IS NOT NULL"
@@ -155,10 +176,16 @@ def _write_batch(
     anonymous = sum(1 for events, _ in work for e in events if e.event_id is None)
     fresh = iter(new_event_ids(anonymous))
     rows = []
+    block_rows = []
     results: list[list[Appended]] = []
     for events, received_at in work:
         out = []
         for e in events:
+            if e.event_type in ADMIN_EVENT_TYPES:  # a takedown: the blocks table, same ids
+                block_rows.append((next_id, e.track_id, e.event_type == BLOCK, e.ts))
+                out.append(Appended(next_id, "", False))
+                next_id += 1
+                continue
             eid = e.event_id
             if eid is not None and eid in existing:
                 out.append(Appended(existing[eid], eid, True))
@@ -185,10 +212,12 @@ def _write_batch(
             out.append(Appended(next_id, eid, False))
             next_id += 1
         results.append(out)
-    if rows:
+    if rows or block_rows:
         conn.execute("BEGIN")
         try:
             conn.executemany(_INSERT, rows)
+            if block_rows:
+                conn.executemany(_INSERT_BLOCK, block_rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -555,6 +584,11 @@ class SqliteLog:
             self.last_id = cursor
             self.reserved = cursor
 
+    async def current_blocks(self) -> list[tuple[str, int, float]]:
+        """(track_id, position, at) of every track blocked now, read from the log."""
+        assert self._r is not None
+        return await self._r.run(current_blocks)
+
     async def page_count(self) -> int:
         """The file's size in pages, as the writer sees it."""
         assert self._w is not None
@@ -669,8 +703,10 @@ def check_log_file(path: str | os.PathLike) -> int:
 
 
 def _open_state(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The top position (events and blocks share one sequence) and the recorded cursor."""
     sql = (
-        "SELECT COALESCE((SELECT MAX(id) FROM events), 0),"
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
+        " COALESCE((SELECT MAX(id) FROM blocks), 0)),"
         " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0)"
     )
     return conn.execute(sql).fetchone()
@@ -705,7 +741,12 @@ def _pragma_value(conn: sqlite3.Connection, pragma: str) -> int:
 
 
 def _max_id(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+    """The committed high-water mark: a block after the last event is a position too."""
+    sql = (
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
+        " COALESCE((SELECT MAX(id) FROM blocks), 0))"
+    )
+    return conn.execute(sql).fetchone()[0]
 
 
 def _count_events(conn: sqlite3.Connection) -> int:
@@ -823,6 +864,12 @@ def read_after_sync(
 ) -> tuple[list[FoldEvent], list[tuple[int, str]]]:
     """read_after for the CLI tools: the same rows, the same skipped ones."""
     return _read_checked(conn, cursor, limit)
+
+
+def current_blocks(conn: sqlite3.Connection) -> list[tuple[str, int, float]]:
+    """(track_id, position, at) of every blocked track, from the blocks table: for SQL
+    consumers and checks; processes keep the state by folding the log (gravityd.blocks)."""
+    return conn.execute(_CURRENT_BLOCKS).fetchall()
 
 
 def delete_folded_before(

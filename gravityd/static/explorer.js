@@ -269,6 +269,9 @@ async function load(view) {
 }
 
 function emptyText(center, view) {
+  if (center.blocked) {
+    return "This track is blocked (taken down): it shows in no lanes, top tracks or radio picks until an operator unblocks it.";
+  }
   const outN = center.out_lanes || 0;
   const inN = center.in_lanes || 0;
   if (outN + inN === 0) {
@@ -310,7 +313,10 @@ function showCenter(center) {
   el.centerTitle.textContent = label;
   el.centerTitle.title = label;
   el.centerId.textContent = center.track_id;
-  el.centerCounts.textContent = `${center.out_lanes} out · ${center.in_lanes} in`;
+  el.centerCounts.textContent = center.blocked
+    ? `blocked · ${center.out_lanes} out · ${center.in_lanes} in`
+    : `${center.out_lanes} out · ${center.in_lanes} in`;
+  el.main.dataset.blocked = center.blocked ? "true" : "false";
   document.title = `${truncate(label, 40)} · gravityd explorer`;
 }
 
