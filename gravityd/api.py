@@ -36,7 +36,7 @@ JSON_TYPES = frozenset(
     {"application/json", "application/x-ndjson", "text/plain", "application/octet-stream", ""}
 )
 VALIDATE_SLICE = 100  # events validated between two yields to the event loop
-CORS_EXACT = frozenset({"/event", "/events", "/rank", "/client.js", "/stats"})
+CORS_EXACT = frozenset({"/event", "/events", "/rank", "/client.js", "/stats", "/radio/report"})
 _BOOLS = {"1": True, "true": True, "0": False, "false": False}
 RATE_LIMITED = frozenset({"/event", "/events"})
 UNCAPPED = frozenset({"/healthz", "/readyz", "/metrics"})  # probes answer a saturated daemon

@@ -318,3 +318,19 @@ def test_replicas_serve_the_report_and_read_your_writes(tmp_path: Path) -> None:
     finally:
         for d in (replica, writer):
             d.kill()
+
+
+async def test_the_report_answers_other_origins(aiohttp_client: Any, tmp_path: Path) -> None:
+    """A dashboard on another origin reads it like /stats (cors_origins narrows both)."""
+    client, _ = await serve(aiohttp_client, tmp_path, cors_origins=["https://ops.example"])
+    pre = await client.options(
+        "/radio/report",
+        headers={"Origin": "https://ops.example", "Access-Control-Request-Method": "GET"},
+    )
+    assert pre.status == 204
+    assert pre.headers["Access-Control-Allow-Origin"] == "https://ops.example"
+    resp = await client.get("/radio/report", headers={"Origin": "https://ops.example"})
+    assert resp.status == 200
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://ops.example"
+    other = await client.get("/radio/report", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
