@@ -124,6 +124,18 @@ class FoldParams:
     # Credit at distance d is weight * d ** -distance_discount_power (1.0 gives 1/d, SR's rule;
     # 0.5, 1/sqrt(d), predicts real radio playlists better: README "Does it work?").
     distance_discount_power: float = 0.5
+    # Out-lanes (warp lanes, the next-track list) also count what flows the other way: a lane
+    # a->b gains lanes_backward_credit * pos(b->a), the positive evidence of b->a (radio
+    # playlists that go b->a also tend to go a->b: README "Does it work?"). Read-time only; a
+    # transition listeners reject directly stays rejected. 0 turns it off.
+    lanes_backward_credit: float = 0.6
+    # Out-lanes (warp lanes, the next-track list) also count two hops: a lane a->c gains
+    # lanes_two_hop * sum over a's strongest lanes a->b of (w(a->b) / w_top(a)) * (w(b->c) /
+    # w_top(b)) * w_top(a), so a track with few lanes of its own borrows from where its
+    # successors lead. Read-time only: the stored edges do not change. 0 turns it off.
+    lanes_two_hop: float = 0.15
+    # How many of a's strongest out-lanes, and of each of theirs, the two-hop term visits.
+    lanes_two_hop_fanout: int = 20
     # Out-edges kept per track, strongest decayed |weight| first (K); a track is trimmed back to K
     # when it would exceed 2K, and by the maintenance sweep.
     max_edges_per_track: int = 100
@@ -155,6 +167,8 @@ class FoldParams:
             "skip_default_elapsed_ms",
             "skip_through_ms",
             "distance_discount_power",
+            "lanes_backward_credit",
+            "lanes_two_hop",
             "epsilon",
         )
         for name in non_negative:
@@ -164,6 +178,8 @@ class FoldParams:
             raise ValueError("credit_window: must be between 1 and 100")
         if self.max_edges_per_track < 1:
             raise ValueError("max_edges_per_track: must be >= 1")
+        if not 1 <= self.lanes_two_hop_fanout <= 100:
+            raise ValueError("lanes_two_hop_fanout: must be between 1 and 100")
         if self.maintenance_every < 1:
             raise ValueError("maintenance_every: must be >= 1")
         if not 1 <= self.maintenance_parts <= 65536:
@@ -289,15 +305,9 @@ class GravityGraph:
             raise ValueError("direction: must be out, in or both")
         if limit <= 0 or track_id not in self.g._succ:
             return []
-        cached = self._lanes.get(track_id)
-        if cached is None:
-            if len(self._lanes) >= LANES_CACHE_TRACKS:
-                del self._lanes[next(iter(self._lanes))]
-            cached = self._lanes[track_id] = {}
-        entry = cached.get(direction)
-        if entry is None:
-            entry = cached[direction] = self._sorted_lanes(track_id, direction)
-        best, top, against = entry
+        best, top, against = self._cached_lanes(track_id, direction)
+        if direction == "out" and self.params.lanes_two_hop > 0.0 and best:
+            best, top = self._two_hop_lanes(track_id, best, against)
         out: list[dict[str, Any]] = []
         f = self.decay_factor(now)
         for w, t, d, e in best:
@@ -313,6 +323,49 @@ class GravityGraph:
                 out.append(lane)
         return out
 
+    def _cached_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
+        """The sorted lanes of one track and direction, from the cache or computed into it."""
+        cached = self._lanes.get(track_id)
+        if cached is None:
+            if len(self._lanes) >= LANES_CACHE_TRACKS:
+                del self._lanes[next(iter(self._lanes))]
+            cached = self._lanes[track_id] = {}
+        entry = cached.get(direction)
+        if entry is None:
+            entry = cached[direction] = self._sorted_lanes(track_id, direction)
+        return entry
+
+    def _two_hop_lanes(self, track_id: str, best: list, against: list) -> tuple[list, float]:
+        """Out-lanes with the two-hop term added (see FoldParams.lanes_two_hop), best first.
+
+        Built from the cached one-hop lists of the track and of its strongest successors, so
+        the fold's cache invalidation (each touched edge drops both its tracks' entries) keeps
+        it exact; the combination itself is not cached (a few hundred additions per read). A
+        transition listeners reject directly never becomes a lane this way.
+        """
+        gamma = self.params.lanes_two_hop
+        fan = self.params.lanes_two_hop_fanout
+        score: dict[str, list[Any]] = {t: [w, d, e] for w, t, d, e in best}
+        no = {t for _, t, _, _ in against}
+        no.add(track_id)
+        for w_ab, b, _, _ in best[:fan]:
+            if b not in self.g._succ:
+                continue
+            lanes_b, top_b, _ = self._cached_lanes(b, "out")
+            if not lanes_b:
+                continue
+            k = gamma * w_ab / top_b
+            for w_bc, c, _, _ in lanes_b[:fan]:
+                if c in no:
+                    continue
+                have = score.get(c)
+                if have is None:
+                    score[c] = [k * w_bc, "out", None]
+                else:
+                    have[0] += k * w_bc
+        merged = sorted(((w, t, d, e) for t, (w, d, e) in score.items()), key=_lane_key)
+        return merged, merged[0][0]
+
     def _sorted_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
         """Every lane of a track in one direction, best first, and its rejected edges, most
         rejected first (ties by track id); stored weights, so valid until the fold touches it."""
@@ -323,9 +376,15 @@ class GravityGraph:
             sides.append(("out", self.g._succ[track_id]))
         if direction != "out":
             sides.append(("in", self.g._pred[track_id]))
+        back = self.params.lanes_backward_credit if direction == "out" else 0.0
+        pred = self.g._pred[track_id] if back > 0.0 else {}
         for d, adj in sides:
             for v, e in adj.items():
                 w = e["pos"] - e["neg"]
+                if pred and w > 0.0:
+                    r = pred.get(v)
+                    if r is not None:
+                        w += back * r["pos"]
                 if w > 0.0:
                     have = lanes.get(v)
                     if have is None or w > have[0]:
@@ -334,6 +393,11 @@ class GravityGraph:
                     have = against.get(v)
                     if have is None or w < have[0]:
                         against[v] = (w, d, e)
+        if pred:  # lanes out of a's in-edges alone: b->a was kept, a->b never tried
+            succ_a = self.g._succ[track_id]
+            for v, r in pred.items():
+                if v not in succ_a and r["pos"] > 0.0:
+                    lanes[v] = (back * r["pos"], "out", None)
         best = sorted(((w, t, d, e) for t, (w, d, e) in lanes.items()), key=_lane_key)
         top = best[0][0] if best else 0.0
         worst = sorted(
@@ -878,7 +942,14 @@ def _best(items: list, limit: int, key: Callable[[Any], Any]) -> list:
     return heapq.nsmallest(limit, items, key=key)
 
 
-def _lane(t: str, w: float, score: float, d: str, e: dict[str, Any], f: float) -> dict[str, Any]:
+_NO_EDGE = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
+
+
+def _lane(
+    t: str, w: float, score: float, d: str, e: dict[str, Any] | None, f: float
+) -> dict[str, Any]:
+    if e is None:  # a lane of two hops only: no direct edge, so no direct evidence
+        e = _NO_EDGE
     return {
         "track_id": t,
         "weight": w * f,

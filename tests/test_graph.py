@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -385,13 +386,17 @@ def test_trim_ties_break_by_track_id() -> None:
 # ---------------------------------------------------------------------------- neighbors
 
 
+# One-hop lanes: each lane's weight is its own edge's net weight (the read-time terms off).
+ONE_HOP = {"lanes_backward_credit": 0.0, "lanes_two_hop": 0.0}
+
+
 def lanes_graph() -> GravityGraph:
     log = Log().kept(A).kept(B)  # A->B 1
     log.kept(A, session="2").kept(C, session="2").add(C, "like", session="2")  # A->C 3
     log.kept(A, session="3").skipped(D, 0, session="3")  # A->D -1: rejected
     log.kept(E, session="4").kept(A, session="4")  # E->A 1
     log.kept(B, session="5").kept(A, session="5").add(A, "like", session="5")  # B->A 3
-    return folded(log, FoldParams(half_life_days=0, credit_window=1))
+    return folded(log, FoldParams(half_life_days=0, credit_window=1, **ONE_HOP))
 
 
 def test_neighbors_order_scores_and_rejections() -> None:
@@ -432,13 +437,14 @@ def test_neighbors_limit_min_score_unknown_and_ties() -> None:
     log = Log()
     for i, t in enumerate([E, C, D, B]):
         log.kept(A, session=f"s{i}").kept(t, session=f"s{i}")
-    tied = folded(log, FoldParams(half_life_days=0, credit_window=1))
+    tied = folded(log, FoldParams(half_life_days=0, credit_window=1, **ONE_HOP))
     assert [x["track_id"] for x in tied.neighbors(A, now=T0)] == sorted([B, C, D, E])
 
 
 def test_neighbors_weight_is_decayed_and_score_is_not() -> None:
     gg = folded(
-        Log().kept(A).kept(B).kept(C), FoldParams(half_life_days=10, distance_discount_power=1.0)
+        Log().kept(A).kept(B).kept(C),
+        FoldParams(half_life_days=10, distance_discount_power=1.0, **ONE_HOP),
     )
     now = gg.clock + 10 * DAY
     lanes = gg.neighbors(A, now=now)
@@ -447,6 +453,55 @@ def test_neighbors_weight_is_decayed_and_score_is_not() -> None:
     assert lanes[1]["weight"] == pytest.approx(0.25, rel=1e-5)  # 0.5 credit at distance 2, halved
     assert lanes[0]["normalized_score"] == 1.0
     assert lanes[1]["normalized_score"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_out_lanes_count_backward_evidence() -> None:
+    """B->A kept makes A->B an out-lane of A at lanes_backward_credit, with no direct evidence;
+    a direct skip of A->D is not undone by D->A kept; other directions stay one-hop."""
+    log = Log().kept(B).kept(A)  # B->A 1
+    log.kept(A, session="2").kept(C, session="2")  # A->C 1
+    log.kept(D, session="3").kept(A, session="3")  # D->A 1
+    log.kept(A, session="4").skipped(D, 0, session="4")  # A->D -1: rejected
+    params = FoldParams(half_life_days=0, credit_window=1, lanes_two_hop=0.0)
+    gg = folded(log, params)
+    out = gg.neighbors(A, now=T0, rejected=True)
+    assert [(x["track_id"], x.get("rejected", False)) for x in out] == [
+        (C, False),
+        (B, False),
+        (D, True),
+    ]
+    assert out[1]["weight"] == pytest.approx(0.6)
+    assert out[1]["normalized_score"] == pytest.approx(0.6)
+    assert out[1]["evidence"] == {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
+    assert [x["track_id"] for x in gg.neighbors(A, direction="in", now=T0)] == [B, D]
+    off = folded(log, replace(params, lanes_backward_credit=0.0))
+    assert [x["track_id"] for x in off.neighbors(A, now=T0)] == [C]
+
+
+def test_out_lanes_count_two_hops() -> None:
+    """A->B and B->C kept: C is a lane of A at lanes_two_hop * w(A->B) * w(B->C) / w_top(B),
+    below A's own lanes; a track's two-hop lanes follow its successor's edges as they change,
+    through the cache."""
+    log = Log().kept(A).kept(B)  # A->B 1
+    log.kept(B, session="2").kept(C, session="2")  # B->C 1
+    log.kept(B, session="3").kept(E, session="3").add(E, "like", session="3")  # B->E 3
+    params = FoldParams(half_life_days=0, credit_window=1, lanes_backward_credit=0.0)
+    gg = folded(log, params)
+    out = gg.neighbors(A, now=T0)
+    assert [x["track_id"] for x in out] == [B, E, C]
+    assert [x["weight"] for x in out] == pytest.approx([1.0, 0.15, 0.05])
+    assert out[2]["evidence"]["n"] == 0
+    # B->C is skipped four times: C drops out of B's lanes, so out of A's two-hop lanes too.
+    more = Log()
+    for i in range(4):
+        more.kept(B, session=f"x{i}").skipped(C, 0, session=f"x{i}")
+    gg.fold([e._replace(id=e.id + 1000) for e in more.events])
+    assert [x["track_id"] for x in gg.neighbors(A, now=T0)] == [B, E]
+    assert [x["track_id"] for x in gg.neighbors(A, direction="both", now=T0)] == [B]
+    with pytest.raises(ValueError, match="lanes_two_hop_fanout"):
+        FoldParams(lanes_two_hop_fanout=0)
+    with pytest.raises(ValueError, match="lanes_two_hop"):
+        FoldParams(lanes_two_hop=-0.1)
 
 
 # ---------------------------------------------------------------------------- params
