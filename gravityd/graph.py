@@ -224,7 +224,8 @@ class GravityGraph:
         # (forward-scaled) weights. Forward decay scales every weight by the same factor, so a
         # track's order only changes when the fold touches one of its edges: the fold drops the
         # entries of the tracks it touches and a read costs O(limit), not a sort of every lane.
-        self._lanes: dict[str, dict[str, tuple[list, float, list]]] = {}
+        # Beside the directions, "two_hop" holds the out-lanes with the two-hop term.
+        self._lanes: dict[str, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------------- reading
 
@@ -340,18 +341,29 @@ class GravityGraph:
 
         Built from the cached one-hop lists of the track and of its strongest successors, so
         the fold's cache invalidation (each touched edge drops both its tracks' entries) keeps
-        it exact; the combination itself is not cached (a few hundred additions per read). A
-        transition listeners reject directly never becomes a lane this way.
+        it exact; the combination is cached beside the track's own entry with the successor
+        entries it used, and is valid while each of them still is in the cache. A transition
+        listeners reject directly never becomes a lane this way.
         """
+        lanes = self._lanes
+        slot = lanes.get(track_id)
+        hit = slot.get("two_hop") if slot is not None else None
+        if hit is not None:  # valid while every successor's one-hop entry is the one it used
+            merged, deps = hit
+            if all(lanes.get(b, _NO_SLOT).get("out") is entry for b, entry in deps):
+                return merged, merged[0][0]
         gamma = self.params.lanes_two_hop
         fan = self.params.lanes_two_hop_fanout
+        deps = []
         score: dict[str, list[Any]] = {t: [w, d, e] for w, t, d, e in best}
         no = {t for _, t, _, _ in against}
         no.add(track_id)
         for w_ab, b, _, _ in best[:fan]:
             if b not in self.g._succ:
                 continue
-            lanes_b, top_b, _ = self._cached_lanes(b, "out")
+            entry = self._cached_lanes(b, "out")
+            deps.append((b, entry))
+            lanes_b, top_b, _ = entry
             if not lanes_b:
                 continue
             k = gamma * w_ab / top_b
@@ -364,6 +376,8 @@ class GravityGraph:
                 else:
                     have[0] += k * w_bc
         merged = sorted(((w, t, d, e) for t, (w, d, e) in score.items()), key=_lane_key)
+        if slot is not None and lanes.get(track_id) is slot:
+            slot["two_hop"] = (merged, deps)
         return merged, merged[0][0]
 
     def _sorted_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
@@ -943,6 +957,7 @@ def _best(items: list, limit: int, key: Callable[[Any], Any]) -> list:
 
 
 _NO_EDGE = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
+_NO_SLOT: dict[str, Any] = {}
 
 
 def _lane(
