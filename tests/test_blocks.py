@@ -12,7 +12,7 @@ import requests
 
 from gravityd import gravity
 from gravityd.blocks import Blocks, visible_lanes
-from gravityd.graph import GravityGraph
+from gravityd.graph import FoldParams, GravityGraph
 from gravityd.log import connect_sync, current_blocks
 from gravityd.snapshot import list_snapshots, load_newest, write_snapshot
 
@@ -61,7 +61,9 @@ async def ranked(client: Any, candidates: list[int]) -> list[str]:
 async def test_block_leaves_every_read_path_and_unblock_restores_it(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    client, svc = await serve(aiohttp_client, tmp_path)
+    # One-hop lanes (the read-time terms off), so the expected lists are the edges themselves.
+    one_hop = FoldParams(lanes_backward_credit=0.0, lanes_two_hop=0.0)
+    client, svc = await serve(aiohttp_client, tmp_path, graph=one_hop)
     assert (await client.post("/events", json=sessions())).status == 202
     assert (await client.post("/admin/fold")).status == 200
     assert await lanes(client, 1) == [tid(2), tid(3), tid(4)]
