@@ -313,6 +313,12 @@ class GravityGraph:
                 out.append(lane)
         return out
 
+    def lanes_token(self, track_id: str) -> object | None:
+        """An object that stays the same exactly as long as the track's cached lanes do (the
+        fold replaces it when it touches the track): lets a caller keep what it built from a
+        read, such as the serialised answer, and know when it went stale. None: not cached."""
+        return self._lanes.get(track_id)
+
     def _sorted_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
         """Every lane of a track in one direction, best first, and its rejected edges, most
         rejected first (ties by track id); stored weights, so valid until the fold touches it."""
