@@ -116,8 +116,11 @@ async def _read_json_body(request: web.Request, limit: int) -> bytes:
     if length is not None and length > limit:
         raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
     try:
-        async with asyncio.timeout(request.app[SERVICE].config.body_timeout_s):
+        if request.content.is_eof():  # the whole body has arrived: no timer to arm and cancel
             body = await request.read()
+        else:
+            async with asyncio.timeout(request.app[SERVICE].config.body_timeout_s):
+                body = await request.read()
     except TimeoutError:
         raise ApiError(
             408, "request_timeout", "the request body was not sent in time", close=True
