@@ -1,0 +1,975 @@
+"""The JetStream backend of the event log: one replicated stream for writers and replicas on any
+number of machines (`--log-url nats://HOST:PORT[,HOST:PORT...]`). See docs/jetstream.md.
+
+**Messages.** nats-py publishes some 23k single messages/s into an R3 stream, so an event per
+message would cap a writer far below 100k events/s. A group commit is published instead as a
+few messages of up to 8,192 events each (columns packed with msgpack). An event's position is
+`sequence * 8192 + slot`, the slots of a message of n events being the last n (8192 - n ..
+8191): positions are unique and strictly increasing, `position >> 13` is the stream sequence,
+and the committed high-water mark is `last_seq * 8192 + 8191`, one cheap stream-info call.
+
+**Durability.** A 202 is given once JetStream acknowledged every message of the commit, that
+is once a quorum of the stream's replicas stored it. Each message carries a `Nats-Msg-Id`
+unique to its writer and commit; a publish whose answer never came (leader lost, timeout) is
+kept "in doubt" and published again, with the same id, before the writer's next commit:
+JetStream stores it at most once inside its duplicate window and answers with its sequence.
+
+**Duplicates of client event_ids.** Message ids cannot catch a client's retry, which the writer
+may group differently. Each writer keeps an index event_id -> position of the duplicate window:
+its own commits, and every other writer's, read from the stream by an ordered consumer (only
+the ids block of a message is decoded). A retry inside the window is answered
+`duplicate: true` with the first positions. Past the window, or in the milliseconds before
+another writer's message reaches the index, a repeat is stored again; the fold counts each kind
+of verdict once per session transition, so the graph counts it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import struct
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgpack
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gravityd.events import EVENT_TYPES, MAX_ELAPSED_MS, FoldEvent, ValidEvent
+from gravityd.log import Appended, BadRows, LogError, LogMissing, NotALog
+from gravityd.log.jetstream_params import MAX_MESSAGE_EVENTS, JetStreamParams
+from gravityd.log.sqlite import new_event_id
+
+log = logging.getLogger("gravityd.log.jetstream")
+
+SHIFT = 13  # positions: sequence << SHIFT | slot
+SLOTS = 1 << SHIFT
+assert SLOTS == MAX_MESSAGE_EVENTS
+
+MAGIC = b"GEV1"
+_U32 = struct.Struct(">I")
+WRITER_HEADER = "Gravityd-Writer"
+COUNT_HEADER = "Gravityd-Events"
+
+# Failures after which a publish may or may not have been stored: kept in doubt, republished.
+_IN_DOUBT = (
+    asyncio.TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.StaleConnectionError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.TooManyStalledMsgsError,
+    nats.js.errors.ServiceUnavailableError,
+    OSError,
+)
+_ERRORS = (*_IN_DOUBT, nats.errors.Error)
+
+
+def position(seq: int, slot: int) -> int:
+    return seq << SHIFT | slot
+
+
+def high_water_of(last_seq: int) -> int:
+    """The position of the last event of message `last_seq` (0 for an empty stream)."""
+    return position(last_seq, SLOTS - 1) if last_seq > 0 else 0
+
+
+# --------------------------------------------------------------------------- the URL
+
+
+def parse_log_url(url: str) -> list[str]:
+    """`nats://HOST:PORT[,HOST:PORT...]` (or `tls://`) to nats-py's server list.
+
+    Raises ValueError with one line naming what is wrong.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("nats", "tls"):
+        raise ValueError(f"log URL {url!r}: expected nats://HOST:PORT[,HOST:PORT...]")
+    servers = []
+    for part in rest.split(","):
+        part = part.strip().rstrip("/")
+        if not part:
+            raise ValueError(f"log URL {url!r}: an empty server in the list")
+        try:
+            parsed = urlsplit(f"{scheme}://{part}")
+            host, port = parsed.hostname, parsed.port
+        except ValueError as exc:
+            raise ValueError(f"log URL {url!r}: {part!r}: {exc}") from None
+        if not host or parsed.path or parsed.query:
+            raise ValueError(f"log URL {url!r}: {part!r} is not HOST:PORT")
+        servers.append(f"{scheme}://{part}" if port else f"{scheme}://{part}:4222")
+    return servers
+
+
+def connect_options(params: JetStreamParams, servers: list[str]) -> dict[str, Any]:
+    """nats.connect's keyword arguments from the settings (credentials and TLS included)."""
+    opts: dict[str, Any] = {
+        "servers": servers,
+        "connect_timeout": params.js_connect_timeout_s,
+        "reconnect_time_wait": params.js_reconnect_wait_s,
+        "max_reconnect_attempts": params.js_max_reconnect_attempts,
+        "allow_reconnect": True,
+        "name": "gravityd",
+    }
+    if params.js_user:
+        opts["user"] = params.js_user
+        opts["password"] = params.js_password
+    if params.js_token:
+        opts["token"] = params.js_token
+    if params.js_creds_file:
+        opts["user_credentials"] = params.js_creds_file
+    if params.js_nkeys_seed_file:
+        opts["nkeys_seed"] = params.js_nkeys_seed_file
+    tls_wanted = (
+        params.js_tls_ca_file
+        or params.js_tls_cert_file
+        or any(s.startswith("tls://") for s in servers)
+    )
+    if tls_wanted:
+        try:
+            ctx = ssl.create_default_context(cafile=params.js_tls_ca_file or None)
+            if params.js_tls_cert_file:
+                ctx.load_cert_chain(params.js_tls_cert_file, params.js_tls_key_file or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise LogError(f"JetStream TLS settings: {exc}") from None
+        opts["tls"] = ctx
+        if params.js_tls_hostname:
+            opts["tls_hostname"] = params.js_tls_hostname
+    return opts
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def encode_message(
+    events: list[ValidEvent], event_ids: list[str], assigned: bytes, received_at: float
+) -> bytes:
+    """One message: MAGIC, u32 length of the ids block, the ids block, the columns block.
+
+    The ids block (`[event_ids, assigned]`, assigned[i] = 1 where the server made the id up)
+    comes first and alone so other writers decode only it for their duplicate index.
+    """
+    cols = list(zip(*events, strict=True))
+    ids = msgpack.packb([event_ids, assigned], use_bin_type=True)
+    body = msgpack.packb([received_at, *cols[1:]], use_bin_type=True)
+    return MAGIC + _U32.pack(len(ids)) + ids + body
+
+
+def decode_ids(payload: bytes) -> tuple[list[str], bytes] | None:
+    """The ids block of a message, or None if it is not a gravityd message."""
+    if not payload.startswith(MAGIC) or len(payload) < 8:
+        return None
+    (n,) = _U32.unpack_from(payload, 4)
+    try:
+        ids, assigned = msgpack.unpackb(payload[8 : 8 + n], raw=False)
+    except Exception:
+        return None
+    if not isinstance(ids, list) or not isinstance(assigned, bytes) or len(ids) != len(assigned):
+        return None
+    return ids, assigned
+
+
+_COLUMNS = 9  # received_at then session, track, type, user, ts, context, meta, elapsed
+
+
+def decode_events(seq: int, payload: bytes) -> tuple[list[FoldEvent], BadRows]:
+    """A message's events as the fold reads them (plain tuples in FoldEvent's order).
+
+    An event the fold cannot trust comes back with a None event type and is listed in the bad
+    rows; a message that is not gravityd's at all is one such row at the message's last slot.
+    """
+    last = position(seq, SLOTS - 1)
+    if not payload.startswith(MAGIC) or len(payload) < 8:
+        return [(last, "", "", None, 0.0, None, None)], [(last, "message")]  # type: ignore[list-item]
+    (n,) = _U32.unpack_from(payload, 4)
+    try:
+        cols = msgpack.unpackb(payload[8 + n :], raw=False)
+        ok = isinstance(cols, list) and len(cols) == _COLUMNS
+        count = len(cols[1]) if ok else 0
+        ok = (
+            ok
+            and 0 < count <= SLOTS
+            and all(isinstance(c, list) and len(c) == count for c in cols[1:])
+        )
+    except Exception:
+        ok = False
+    if not ok:
+        return [(last, "", "", None, 0.0, None, None)], [(last, "message")]  # type: ignore[list-item]
+    _, sessions, tracks, types, _users, tss, contexts, _metas, elapsed = cols
+    first = position(seq, SLOTS - count)
+    rows: list[Any] = []
+    bad: BadRows = []
+    for i, (s, t, et, ts, ctx, el) in enumerate(
+        zip(sessions, tracks, types, tss, contexts, elapsed, strict=True)
+    ):
+        problem = None
+        if type(s) is not str:
+            problem = "session_id"
+        elif type(t) is not str:
+            problem = "track_id"
+        elif et not in EVENT_TYPES:
+            problem = "event_type"
+        elif type(ts) not in (float, int) or not -1e300 <= ts <= 1e300:
+            problem = "ts"
+        elif el is not None and (type(el) is not int or not 0 <= el <= MAX_ELAPSED_MS):
+            problem = "elapsed_ms"
+        elif ctx is not None and type(ctx) is not str:
+            problem = "context"
+        if problem is None:
+            rows.append((first + i, s, t, et, ts, el, ctx))
+        else:
+            rows.append((first + i, "", "", None, 0.0, None, None))
+            bad.append((first + i, problem))
+    return rows, bad
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class JetStreamMetrics:
+    """What the backend adds to /metrics: publishes, their latency, doubts, the dedup index."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry or CollectorRegistry(auto_describe=True)
+        self.messages = Counter(
+            "gravityd_js_messages_published", "Messages acknowledged by JetStream.", registry=r
+        )
+        self.publish_seconds = Histogram(
+            "gravityd_js_publish_seconds",
+            "From the first publish of a commit to its last acknowledgement.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.in_doubt = Gauge(
+            "gravityd_js_in_doubt_messages",
+            "Messages whose publish got no answer, to be published again (same message id).",
+            registry=r,
+        )
+        self.republished = Counter(
+            "gravityd_js_republished",
+            "In-doubt messages published again.",
+            ["outcome"],
+            registry=r,
+        )
+        self.dedup_ids = Gauge(
+            "gravityd_js_dedup_ids",
+            "Client event_ids in the writer's duplicate index.",
+            registry=r,
+        )
+        self.tail_messages = Counter(
+            "gravityd_js_tail_messages",
+            "Messages of other writers read into the duplicate index.",
+            registry=r,
+        )
+        self.reads = Counter(
+            "gravityd_js_read_requests", "Direct-get requests of read_after.", registry=r
+        )
+        self.errors = Counter(
+            "gravityd_js_errors",
+            "JetStream requests that failed, by stage.",
+            ["stage"],
+            registry=r,
+        )
+
+
+# --------------------------------------------------------------------------- the log
+
+
+@dataclass
+class _Message:
+    """One message of a commit, kept until JetStream acknowledged it."""
+
+    msg_id: str
+    payload: bytes
+    count: int
+    client_ids: list[tuple[int, str]]  # (slot index, event_id) of client-supplied ids
+    first_sent: float = field(default_factory=time.monotonic)
+
+
+class DedupIndex:
+    """event_id -> position for the duplicate window, bounded in size, oldest dropped first."""
+
+    def __init__(self, window_s: float, max_ids: int) -> None:
+        self.window_s = window_s
+        self.max_ids = max_ids
+        self._pos: dict[str, int] = {}
+        self._batches: deque[tuple[float, list[str]]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def get(self, event_id: str) -> int | None:
+        return self._pos.get(event_id)
+
+    def add(self, pairs: list[tuple[str, int]], now: float) -> None:
+        """Remember (event_id, position) pairs; the first position of an id wins."""
+        if not pairs or self.max_ids == 0:
+            return
+        setdefault = self._pos.setdefault
+        for eid, pos in pairs:
+            setdefault(eid, pos)
+        self._batches.append((now, [eid for eid, _ in pairs]))
+        self.expire(now)
+
+    def expire(self, now: float) -> None:
+        cut = now - self.window_s
+        batches, pos = self._batches, self._pos
+        while batches and (batches[0][0] < cut or len(pos) > self.max_ids):
+            for eid in batches.popleft()[1]:
+                pos.pop(eid, None)
+
+
+class JetStreamLog:
+    """The event log on a JetStream stream; implements gravityd.log.EventLog."""
+
+    def __init__(
+        self,
+        servers: list[str],
+        params: JetStreamParams,
+        *,
+        writer: bool = True,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.servers = servers
+        self.params = params
+        self.writer = writer
+        self.clock = clock
+        self.last_id = 0
+        self.origin = ""  # "<stream>@<creation time>": which log a snapshot came from
+        self.writer_id = uuid.uuid4().hex
+        self.metrics = JetStreamMetrics(registry)
+        # Called after each commit with (new events, seconds), and after a failed one.
+        self.on_commit: Callable[[int, float], None] | None = None
+        self.on_commit_error: Callable[[], None] | None = None
+        self.committed = asyncio.Event()  # set after every commit (a writer's own)
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._queue: deque[tuple[list[ValidEvent], float, asyncio.Future]] = deque()
+        self._wake = asyncio.Event()
+        self._writer_task: asyncio.Task | None = None
+        self._closing = False
+        self._commit_no = 0
+        self._in_doubt: list[_Message] = []
+        self._index = DedupIndex(params.js_duplicate_window_s, params.js_dedup_max_ids)
+        self._tail: Any = None
+        self._tail_seq = 0
+        self._tail_ready = asyncio.Event()
+        self._tail_target = 0
+        self._bytes_per_event = 200.0
+        self._max_bytes = params.js_message_max_bytes
+        self._cache: tuple[int, list[FoldEvent], BadRows] | None = None
+        self._commits: deque[tuple[int, float]] = deque()
+        self.metrics.dedup_ids.set_function(lambda: len(self._index))
+
+    # ------------------------------------------------------------------ open and close
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        """The JetStream context (the snapshot store shares the connection)."""
+        if self._js is None:
+            raise LogError("the JetStream log is not open")
+        return self._js
+
+    async def open(self) -> None:
+        p = self.params
+        opts = connect_options(p, self.servers)
+        try:
+            self._nc = await nats.connect(
+                **opts,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected,
+            )
+        except (*_ERRORS, ValueError) as exc:
+            raise LogError(
+                f"cannot reach NATS at {','.join(self.servers)}: {_describe(exc)}"
+            ) from None
+        self._js = self._nc.jetstream(timeout=p.js_ack_timeout_s)
+        try:
+            info = await self._ensure_stream()
+            self._max_bytes = min(p.js_message_max_bytes, self._nc.max_payload - 4096)
+            self.origin = f"{p.js_stream}@{_iso(info.created)}"
+            self.last_id = high_water_of(info.state.last_seq)
+            if self.writer:
+                await self._start_tail(info.state.last_seq)
+        except BaseException:
+            await self._close_conn()
+            raise
+        if self.writer:
+            self._writer_task = asyncio.create_task(self._write_loop(), name="gravityd-js-writer")
+        log.info(
+            "jetstream log opened",
+            extra={"stream": p.js_stream, "origin": self.origin, "last_id": self.last_id},
+        )
+
+    def stream_config(self) -> api.StreamConfig:
+        """The stream gravityd creates, from the settings."""
+        p = self.params
+        return api.StreamConfig(
+            name=p.js_stream,
+            subjects=[p.js_subject],
+            retention=api.RetentionPolicy.LIMITS,
+            discard=api.DiscardPolicy.OLD,
+            storage=api.StorageType.FILE if p.js_storage == "file" else api.StorageType.MEMORY,
+            num_replicas=p.js_replicas,
+            duplicate_window=p.js_duplicate_window_s,
+            max_age=p.js_max_age_days * 86400.0,
+            max_bytes=p.js_max_bytes or -1,
+            allow_direct=True,
+            description="gravityd event log (docs/jetstream.md)",
+        )
+
+    async def _ensure_stream(self) -> api.StreamInfo:
+        p = self.params
+        assert self._js is not None
+        try:
+            info = await self._js.stream_info(p.js_stream)
+        except nats.js.errors.NotFoundError:
+            if not self.writer:
+                raise LogMissing(
+                    f"JetStream stream {p.js_stream} does not exist yet (no writer has started)"
+                ) from None
+            try:
+                info = await self._js.add_stream(self.stream_config())
+            except nats.js.errors.APIError as exc:
+                raise LogError(f"cannot create JetStream stream {p.js_stream}: {exc}") from None
+            log.info("jetstream stream created", extra={"stream": p.js_stream})
+            return info
+        except _ERRORS as exc:
+            raise LogError(f"JetStream stream {p.js_stream}: {_describe(exc)}") from None
+        problem = contradiction(info.config, self.stream_config())
+        if problem:
+            raise NotALog(f"JetStream stream {p.js_stream}: {problem}")
+        return info
+
+    async def close(self) -> None:
+        """Publish everything queued (and in doubt), then close the connection."""
+        await self.drain()
+        if self._writer_task is not None:
+            with contextlib.suppress(Exception):
+                await self._writer_task
+            self._writer_task = None
+        await self._close_conn()
+
+    async def drain(self) -> None:
+        """Stop taking events and wait until every queued one is published (or failed)."""
+        self._closing = True
+        if self._writer_task is not None:
+            self._wake.set()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer_task)
+
+    async def _close_conn(self) -> None:
+        if self._tail is not None:
+            with contextlib.suppress(Exception):
+                await self._tail.unsubscribe()
+            self._tail = None
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        self._nc = self._js = None
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("nats error", extra={"error": _describe(exc)})
+
+    async def _on_disconnected(self) -> None:
+        log.warning("nats disconnected", extra={"servers": ",".join(self.servers)})
+
+    async def _on_reconnected(self) -> None:
+        url = self._nc.connected_url.netloc if self._nc and self._nc.connected_url else "?"
+        log.info("nats reconnected", extra={"server": url})
+
+    # ------------------------------------------------------------------ writing
+
+    async def append(
+        self, events: list[ValidEvent], received_at: float | None = None
+    ) -> list[Appended]:
+        """Queue events for the next group commit; return once JetStream acknowledged them."""
+        if self._closing or self._writer_task is None:
+            raise LogError("the log is closed" if self.writer else "this log is read-only")
+        if not events:
+            return []
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queue.append((events, received_at or self.clock(), fut))
+        self._wake.set()
+        return await fut
+
+    async def lookup(self, event_ids: list[str]) -> dict[str, int]:
+        """Positions of the event_ids this writer knows inside the duplicate window."""
+        out = {}
+        for eid in event_ids:
+            pos = self._index.get(eid)
+            if pos is not None:
+                out[eid] = pos
+        return out
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = []
+                count = 0
+                while self._queue and count < self.params.js_commit_max_events:
+                    item = self._queue.popleft()
+                    batch.append(item)
+                    count += len(item[0])
+                await self._commit(batch)
+            if self._closing:
+                if self._in_doubt:
+                    with contextlib.suppress(LogError):
+                        await self._resolve_in_doubt()
+                return
+
+    async def _commit(self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]) -> None:
+        started = time.perf_counter()
+        try:
+            if self._nc is None or not self._nc.is_connected:
+                raise LogError("the event log cannot take writes: NATS is not connected")
+            if not self._tail_ready.is_set():
+                raise LogError("the event log is not ready: reading the duplicate window")
+            if self._in_doubt:
+                await self._resolve_in_doubt()
+            plan, messages = self._plan_fitting(batch)
+            acks = await self._publish(messages) if messages else []
+        except LogError as exc:
+            self._fail(batch, exc)
+            return
+        now = self.clock()
+        pairs: list[tuple[str, int]] = []
+        top = 0
+        for m, ack in zip(messages, acks, strict=True):
+            base = position(ack.seq, SLOTS - m.count)
+            pairs.extend((eid, base + i) for i, eid in m.client_ids)
+            top = max(top, base + m.count - 1)
+        self._index.add(pairs, now)
+        results = []
+        for entries in plan:
+            out = []
+            for e in entries:
+                if isinstance(e, Appended):
+                    out.append(e)
+                elif isinstance(e, _Dup):
+                    m = messages[e.k]
+                    out.append(
+                        Appended(position(acks[e.k].seq, SLOTS - m.count) + e.i, e.eid, True)
+                    )
+                else:
+                    k, i, eid = e
+                    pos = position(acks[k].seq, SLOTS - messages[k].count) + i
+                    out.append(Appended(pos, eid, False))
+            results.append(out)
+        new = sum(m.count for m in messages)
+        if top > self.last_id:
+            self.last_id = top
+            self._commits.append((top, now))
+        if new:
+            self.committed.set()
+        if self.on_commit is not None:
+            self.on_commit(new, time.perf_counter() - started)
+        for (_, _, fut), out in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(out)
+
+    def _plan_fitting(
+        self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]
+    ) -> tuple[list[list[Any]], list[_Message]]:
+        for _ in range(6):
+            try:
+                return self._plan(batch)
+            except _Replan:
+                continue
+        raise LogError("events too large for one JetStream message (js_message_max_bytes)")
+
+    def _plan(
+        self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]
+    ) -> tuple[list[list[Any]], list[_Message]]:
+        """Answer repeats from the index, give new events a slot in a message of this commit.
+
+        Each request's entries are an Appended (a duplicate) or (message, slot, event_id).
+        """
+        index = self._index
+        seen: dict[str, tuple[int, int] | int] = {}
+        plan: list[list[Any]] = []
+        pending: list[tuple[ValidEvent, str, bool, float]] = []
+        limit = self._message_events()
+        for events, received_at in ((ev, r) for ev, r, _ in batch):
+            out: list[Any] = []
+            for e in events:
+                eid = e.event_id
+                if eid is not None:
+                    known = index.get(eid)
+                    if known is not None:
+                        out.append(Appended(known, eid, True))
+                        continue
+                    first = seen.get(eid)
+                    if first is not None:
+                        out.append(("dup", first, eid))
+                        continue
+                assigned = eid is None
+                if assigned:
+                    eid = new_event_id()
+                slot = len(pending)
+                pending.append((e, eid, assigned, received_at))
+                k, i = divmod(slot, limit)
+                if not assigned:
+                    seen[eid] = (k, i)
+                out.append((k, i, eid))
+            plan.append(out)
+        messages = self._pack(pending, limit)
+        # Repeats inside this commit: the first one's slot, answered as duplicates.
+        for out in plan:
+            for j, entry in enumerate(out):
+                if isinstance(entry, tuple) and entry[0] == "dup":
+                    k, i = entry[1]
+                    out[j] = _Dup(k, i, entry[2])
+        return plan, messages
+
+    def _message_events(self) -> int:
+        """Events per message: the configured count, fewer when events are large."""
+        by_bytes = int(self._max_bytes * 0.8 / max(self._bytes_per_event, 1.0))
+        return max(1, min(self.params.js_message_max_events, by_bytes))
+
+    def _pack(
+        self, pending: list[tuple[ValidEvent, str, bool, float]], limit: int
+    ) -> list[_Message]:
+        messages: list[_Message] = []
+        for start in range(0, len(pending), limit):
+            part = pending[start : start + limit]
+            payload = encode_message(
+                [p[0] for p in part],
+                [p[1] for p in part],
+                bytes(1 if p[2] else 0 for p in part),
+                part[0][3],
+            )
+            if len(payload) > self._max_bytes:
+                # Events larger than the estimate: learn, and fail this commit's planning over.
+                self._bytes_per_event = len(payload) / len(part) * 1.2
+                raise _Replan()
+            self._bytes_per_event = 0.9 * self._bytes_per_event + 0.1 * (len(payload) / len(part))
+            self._commit_no += 1
+            messages.append(
+                _Message(
+                    msg_id=f"{self.writer_id}-{self._commit_no}",
+                    payload=payload,
+                    count=len(part),
+                    client_ids=[(i, p[1]) for i, p in enumerate(part) if not p[2]],
+                )
+            )
+        return messages
+
+    async def _publish(self, messages: list[_Message]) -> list[api.PubAck]:
+        """Publish messages pipelined; every ack, or LogError (those in doubt kept for later)."""
+        assert self._js is not None
+        p = self.params
+        started = time.perf_counter()
+        futures = []
+        try:
+            for m in messages:
+                futures.append(
+                    await self._js.publish_async(
+                        p.js_subject,
+                        m.payload,
+                        wait_stall=p.js_ack_timeout_s,
+                        stream=p.js_stream,
+                        headers={
+                            "Nats-Msg-Id": m.msg_id,
+                            WRITER_HEADER: self.writer_id,
+                            COUNT_HEADER: str(m.count),
+                        },
+                    )
+                )
+            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=p.js_ack_timeout_s)
+        except nats.js.errors.APIError as exc:
+            if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                self._doubt(messages)
+            for f in futures:
+                f.cancel()
+            self.metrics.errors.labels("publish").inc()
+            raise LogError(f"the event log cannot take writes: JetStream: {exc}") from None
+        except _IN_DOUBT as exc:
+            for f in futures:
+                f.cancel()
+            self._doubt(messages)
+            self.metrics.errors.labels("publish").inc()
+            raise LogError(
+                f"the event log cannot take writes: no answer from JetStream ({_describe(exc)})"
+            ) from None
+        self.metrics.messages.inc(len(messages))
+        self.metrics.publish_seconds.observe(time.perf_counter() - started)
+        return list(acks)
+
+    def _doubt(self, messages: list[_Message]) -> None:
+        self._in_doubt.extend(messages)
+        self.metrics.in_doubt.set(len(self._in_doubt))
+        log.warning("publish in doubt", extra={"messages": len(messages)})
+
+    async def _resolve_in_doubt(self) -> None:
+        """Publish again, with their ids, the messages whose answer never came.
+
+        JetStream answers a repeat inside its duplicate window with the first sequence, so
+        each is stored once; their events enter the index, and a client retrying them is
+        answered duplicate: true. One older than the window could be stored twice: dropped.
+        """
+        window = self.params.js_duplicate_window_s - self.params.js_ack_timeout_s
+        now = time.monotonic()
+        fresh = [m for m in self._in_doubt if now - m.first_sent < window]
+        for _ in range(len(self._in_doubt) - len(fresh)):
+            self.metrics.republished.labels("expired").inc()
+            log.error("in-doubt message older than the duplicate window dropped")
+        self._in_doubt = []
+        self.metrics.in_doubt.set(0)
+        if not fresh:
+            return
+        acks = await self._publish(fresh)  # on failure they are in doubt again
+        pairs = []
+        for m, ack in zip(fresh, acks, strict=True):
+            base = position(ack.seq, SLOTS - m.count)
+            pairs.extend((eid, base + i) for i, eid in m.client_ids)
+            self.last_id = max(self.last_id, base + m.count - 1)
+            self.metrics.republished.labels("duplicate" if ack.duplicate else "stored").inc()
+        self._index.add(pairs, self.clock())
+
+    def _fail(self, batch: list, exc: LogError) -> None:
+        log.error("log commit failed", extra={"error": str(exc)})
+        if self.on_commit_error is not None:
+            self.on_commit_error()
+        for _, _, fut in batch:
+            if not fut.done():
+                fut.set_exception(LogError(str(exc)))
+
+    # ------------------------------------------------------------------ other writers' ids
+
+    async def _start_tail(self, last_seq: int) -> None:
+        """Read the duplicate window's ids of every writer, then follow the stream.
+
+        open() returns once the window is read, so the first answer already knows every
+        event_id the stream got in it.
+        """
+        assert self._js is not None
+        p = self.params
+        self._tail_target = last_seq
+        start_time = datetime.now(UTC) - timedelta(seconds=p.js_duplicate_window_s)
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.BY_START_TIME,
+            opt_start_time=start_time,
+            headers_only=False,
+        )
+        if last_seq == 0 or await self._last_message_older_than(last_seq, start_time):
+            config = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last_seq + 1
+            )
+            self._tail_ready.set()
+        try:
+            self._tail = await self._js.subscribe(
+                p.js_subject,
+                stream=p.js_stream,
+                ordered_consumer=True,
+                config=config,
+                cb=self._on_tail,
+                idle_heartbeat=5.0,
+                pending_bytes_limit=256 * 1024 * 1024,
+            )
+            await asyncio.wait_for(
+                self._tail_ready.wait(), timeout=max(30.0, 10 * p.js_ack_timeout_s)
+            )
+        except (*_ERRORS, TimeoutError) as exc:
+            raise LogError(
+                f"JetStream stream {p.js_stream}: cannot read the duplicate window: "
+                f"{_describe(exc)}"
+            ) from None
+
+    async def _last_message_older_than(self, seq: int, when: datetime) -> bool:
+        assert self._js is not None
+        try:
+            msg = await self._js.get_msg(self.params.js_stream, seq=seq, direct=True)
+        except nats.js.errors.NotFoundError:
+            return True
+        return msg.time is not None and msg.time < when
+
+    async def _on_tail(self, msg: Msg) -> None:
+        try:
+            seq = msg.metadata.sequence.stream
+        except Exception:
+            return
+        self._tail_seq = seq
+        headers = msg.headers or {}
+        if headers.get(WRITER_HEADER) != self.writer_id:
+            decoded = decode_ids(msg.data)
+            if decoded is not None:
+                ids, assigned = decoded
+                base = position(seq, SLOTS - len(ids))
+                pairs = [(eid, base + i) for i, eid in enumerate(ids) if not assigned[i]]
+                self._index.add(pairs, self.clock())
+                self.metrics.tail_messages.inc()
+        if seq >= self._tail_target:
+            self._tail_ready.set()
+
+    # ------------------------------------------------------------------ reading
+
+    async def high_water(self) -> int:
+        """The last stream sequence's last slot: one stream-info request."""
+        if self._js is None:
+            raise LogError("the JetStream log is not open")
+        try:
+            info = await self._js.stream_info(self.params.js_stream)
+        except _ERRORS as exc:
+            self.metrics.errors.labels("stream_info").inc()
+            raise LogError(f"JetStream stream {self.params.js_stream}: {_describe(exc)}") from None
+        top = high_water_of(info.state.last_seq)
+        if top > self.last_id:
+            self.last_id = top
+        return top
+
+    async def read_after(self, cursor: int, limit: int) -> tuple[list[FoldEvent], BadRows]:
+        """Up to `limit` events after `cursor`, by direct gets of whole messages.
+
+        No consumer is created: the cursor alone says where to go on (`next_by_subj` from its
+        sequence), so any number of replicas read without server-side state. The last message
+        decoded is kept, since the fold may take a message of 8,192 events in several steps.
+        """
+        if self._js is None:
+            raise LogError("the JetStream log is not open")
+        seq, slot = cursor >> SHIFT, cursor & (SLOTS - 1)
+        start = seq + 1 if slot == SLOTS - 1 else seq
+        start = max(start, 1)
+        rows: list[FoldEvent] = []
+        bad: BadRows = []
+        while len(rows) < limit:
+            got = await self._message_at_or_after(start)
+            if got is None:
+                break
+            mseq, mrows, mbad = got
+            take = [r for r in mrows if r[0] > cursor]
+            room = limit - len(rows)
+            part = take[:room]
+            rows.extend(part)
+            if part:
+                top = part[-1][0]
+                bad.extend(b for b in mbad if cursor < b[0] <= top)
+            if len(take) > room:
+                break
+            start = mseq + 1
+        return rows, bad
+
+    async def _message_at_or_after(self, seq: int) -> tuple[int, list[FoldEvent], BadRows] | None:
+        cache = self._cache
+        if cache is not None and cache[0] == seq:
+            return cache
+        assert self._js is not None
+        try:
+            self.metrics.reads.inc()
+            raw = await self._js.get_msg(
+                self.params.js_stream,
+                seq=seq,
+                subject=self.params.js_subject,
+                direct=True,
+                next=True,
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        except _ERRORS as exc:
+            self.metrics.errors.labels("read").inc()
+            raise LogError(
+                f"JetStream stream {self.params.js_stream}: read failed: {_describe(exc)}"
+            ) from None
+        mrows, mbad = decode_events(raw.seq, raw.data or b"")
+        self._cache = (raw.seq, mrows, mbad)
+        return self._cache
+
+    # ------------------------------------------------------------------ fold lag
+
+    def forget_through(self, cursor: int) -> None:
+        commits = self._commits
+        while commits and commits[0][0] <= cursor:
+            commits.popleft()
+
+    def lag_seconds(self, cursor: int, now: float | None = None) -> float:
+        """Age of the oldest own commit the fold has not reached (0 when caught up)."""
+        self.forget_through(cursor)
+        if not self._commits:
+            return 0.0
+        return max(0.0, (now or self.clock()) - self._commits[0][1])
+
+
+class _Replan(LogError):
+    """Internal: the events were larger than estimated; plan the commit again."""
+
+
+@dataclass(frozen=True)
+class _Dup:
+    """A repeat of an event_id inside one commit: the first one's message and slot."""
+
+    k: int
+    i: int
+    eid: str
+
+
+def contradiction(have: api.StreamConfig, want: api.StreamConfig) -> str | None:
+    """What in an existing stream contradicts gravityd's settings, in one line, or None."""
+    checks = [
+        ("subjects", have.subjects or [], "js_subject", want.subjects),
+        ("replicas", have.num_replicas, "js_replicas", want.num_replicas),
+        ("storage", _enum(have.storage), "js_storage", _enum(want.storage)),
+        ("retention", _enum(have.retention), None, _enum(want.retention)),
+        ("duplicate_window", have.duplicate_window, "js_duplicate_window_s", want.duplicate_window),
+        ("max_age", have.max_age or 0.0, "js_max_age_days", want.max_age or 0.0),
+        ("max_bytes", have.max_bytes or -1, "js_max_bytes", want.max_bytes or -1),
+        ("allow_direct", bool(have.allow_direct), None, True),
+    ]
+    for name, got, key, expected in checks:
+        if name == "subjects":
+            if want.subjects and want.subjects[0] not in (got or []):
+                return (
+                    f"its subjects are {got}, gravityd publishes to {want.subjects[0]} (js_subject)"
+                )
+            continue
+        if isinstance(expected, float) and isinstance(got, (int, float)):
+            same = abs(float(got) - expected) < 1e-3
+        else:
+            same = got == expected
+        if not same:
+            fix = f" ({key})" if key else ""
+            return f"{name} is {got!r}, gravityd's settings say {expected!r}{fix}"
+    return None
+
+
+def _enum(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+def _iso(when: datetime | None) -> str:
+    return when.isoformat() if when is not None else "unknown"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_log(
+    url: str, cfg: Any, writer: bool = True, registry: CollectorRegistry | None = None
+) -> JetStreamLog:
+    """The JetStream log of a `nats://` URL with the [jetstream] settings of a Config (not yet
+    open: `await log.open()`). Raises ValueError, one line, for a bad URL."""
+    servers = parse_log_url(url)
+    params = cfg.jetstream if hasattr(cfg, "jetstream") else cfg
+    return JetStreamLog(servers, params, writer=writer, registry=registry)
