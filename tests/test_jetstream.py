@@ -429,3 +429,22 @@ def test_stream_config_round_trips_settings() -> None:
     p = dataclasses.replace(params(), js_max_age_days=2.0, js_max_bytes=10_000_000)
     cfg = JetStreamLog(["nats://x:1"], p).stream_config()
     assert cfg.max_age == 2 * 86400 and cfg.max_bytes == 10_000_000 and cfg.num_replicas == 3
+
+
+async def test_a_replica_is_woken_by_new_messages(nats_cluster: NatsCluster) -> None:
+    w = await opened(nats_cluster)
+    r = await opened(nats_cluster, writer=False)
+    try:
+        assert r.readonly and not w.readonly and r.last_id == 0
+        r.committed.clear()
+        out = await w.append(valid(with_ids(radio_events(3, seed=12), "wake")))
+        # The headers-only watch, not a poll, tells the reader: wait on its signal.
+        await asyncio.wait_for(r.committed.wait(), timeout=10)
+        assert r.last_id == out[-1].id == await r.refresh()
+        assert r.lag_seconds(0) >= 0 and r.lag_seconds(r.last_id) == 0
+        assert "GRAVITYD_EVENTS" in r.description and "nats://" in r.description
+        with pytest.raises(LogError, match="read-only"):
+            await r.append(valid(radio_events(1, seed=13)))
+    finally:
+        await w.close()
+        await r.close()

@@ -33,7 +33,7 @@ import struct
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -52,7 +52,15 @@ from nats.js import JetStreamContext, api
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gravityd.events import EVENT_TYPES, MAX_ELAPSED_MS, FoldEvent, ValidEvent
-from gravityd.log import Appended, BadRows, LogError, LogMissing, NotALog
+from gravityd.log import (
+    Appended,
+    BadRows,
+    CommitTimes,
+    EdgeRow,
+    LogError,
+    LogMissing,
+    NotALog,
+)
 from gravityd.log.jetstream_params import MAX_MESSAGE_EVENTS, JetStreamParams
 from gravityd.log.sqlite import new_event_id
 
@@ -380,7 +388,10 @@ class JetStreamLog:
         # Called after each commit with (new events, seconds), and after a failed one.
         self.on_commit: Callable[[int, float], None] | None = None
         self.on_commit_error: Callable[[], None] | None = None
-        self.committed = asyncio.Event()  # set after every commit (a writer's own)
+        self.committed = asyncio.Event()  # set whenever last_id grows; the fold waits on it
+        self.readonly = not writer
+        self.reserved = 0  # positions come from the stream: nothing is ever reserved
+        self.commits = CommitTimes()  # when each position became visible here: fold lag
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._queue: deque[tuple[list[ValidEvent], float, asyncio.Future]] = deque()
@@ -397,7 +408,7 @@ class JetStreamLog:
         self._bytes_per_event = 200.0
         self._max_bytes = params.js_message_max_bytes
         self._cache: tuple[int, list[FoldEvent], BadRows] | None = None
-        self._commits: deque[tuple[int, float]] = deque()
+        self._watch: Any = None
         self.metrics.dedup_ids.set_function(lambda: len(self._index))
 
     # ------------------------------------------------------------------ open and close
@@ -441,6 +452,8 @@ class JetStreamLog:
             self.last_id = high_water_of(info.state.last_seq)
             if self.writer:
                 await self._start_tail(info.state.last_seq)
+            else:
+                await self._start_watch(info.state.last_seq)
         except BaseException:
             await self._close_conn()
             raise
@@ -509,10 +522,11 @@ class JetStreamLog:
                 await asyncio.shield(self._writer_task)
 
     async def _close_conn(self) -> None:
-        if self._tail is not None:
-            with contextlib.suppress(Exception):
-                await self._tail.unsubscribe()
-            self._tail = None
+        for sub in (self._tail, self._watch):
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        self._tail = self._watch = None
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()
@@ -613,7 +627,7 @@ class JetStreamLog:
         top = bases[-1] + messages[-1].count - 1 if messages else 0
         if top > self.last_id:
             self.last_id = top
-            self._commits.append((top, now))
+            self.commits.note(top, now)
         if new:
             self.committed.set()
         if self.on_commit is not None:
@@ -850,6 +864,7 @@ class JetStreamLog:
         except Exception:
             return
         self._tail_seq = seq
+        self._grow(high_water_of(seq))
         headers = msg.headers or {}
         if headers.get(WRITER_HEADER) != self.writer_id:
             decoded = decode_ids(msg.data)
@@ -872,10 +887,7 @@ class JetStreamLog:
         except _ERRORS as exc:
             self.metrics.errors.labels("stream_info").inc()
             raise LogError(f"JetStream stream {self.params.js_stream}: {_describe(exc)}") from None
-        top = high_water_of(info.state.last_seq)
-        if top > self.last_id:
-            self.last_id = top
-        return top
+        return high_water_of(info.state.last_seq)
 
     async def read_after(self, cursor: int, limit: int) -> tuple[list[FoldEvent], BadRows]:
         """Up to `limit` events after `cursor`, by direct gets of whole messages.
@@ -913,21 +925,23 @@ class JetStreamLog:
         if cache is not None and cache[0] == seq:
             return cache
         assert self._js is not None
+        p = self.params
         try:
             self.metrics.reads.inc()
-            raw = await self._js.get_msg(
-                self.params.js_stream,
-                seq=seq,
-                subject=self.params.js_subject,
-                direct=True,
-                next=True,
-            )
+            try:
+                raw = await self._js.get_msg(
+                    p.js_stream, seq=seq, subject=p.js_subject, direct=True, next=True
+                )
+            except nats.errors.NoRespondersError:
+                # Direct-get responders appear a moment after the stream (or a replica) does;
+                # the leader's message-get API answers meanwhile.
+                raw = await self._js.get_msg(p.js_stream, seq=seq, subject=p.js_subject, next=True)
         except nats.js.errors.NotFoundError:
             return None
         except _ERRORS as exc:
             self.metrics.errors.labels("read").inc()
             raise LogError(
-                f"JetStream stream {self.params.js_stream}: read failed: {_describe(exc)}"
+                f"JetStream stream {p.js_stream}: read failed: {_describe(exc)}"
             ) from None
         mrows, mbad = decode_events(raw.seq, raw.data or b"")
         self._cache = (raw.seq, mrows, mbad)
@@ -936,16 +950,84 @@ class JetStreamLog:
     # ------------------------------------------------------------------ fold lag
 
     def forget_through(self, cursor: int) -> None:
-        commits = self._commits
-        while commits and commits[0][0] <= cursor:
-            commits.popleft()
+        self.commits.forget_through(cursor)
 
     def lag_seconds(self, cursor: int, now: float | None = None) -> float:
-        """Age of the oldest own commit the fold has not reached (0 when caught up)."""
-        self.forget_through(cursor)
-        if not self._commits:
-            return 0.0
-        return max(0.0, (now or self.clock()) - self._commits[0][1])
+        """Age of the oldest commit seen here that the fold has not reached (0 when caught up)."""
+        return self.commits.lag_seconds(cursor, now)
+
+    def _grow(self, top: int) -> None:
+        if top > self.last_id:
+            self.last_id = top
+            self.commits.note(top)
+            self.committed.set()
+
+    async def refresh(self) -> int:
+        """Read the high-water mark now (one stream-info request); wake the fold if it grew."""
+        self._grow(await self.high_water())
+        return self.last_id
+
+    async def _start_watch(self, last_seq: int) -> None:
+        """A reader learns of new messages from a headers-only ordered consumer: the server
+        pushes each new message's headers (no payload, no durable consumer), so the fold
+        wakes within a millisecond without polling stream info."""
+        assert self._js is not None
+        p = self.params
+        try:
+            self._watch = await self._js.subscribe(
+                p.js_subject,
+                stream=p.js_stream,
+                ordered_consumer=True,
+                headers_only=True,
+                config=api.ConsumerConfig(
+                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=last_seq + 1,
+                ),
+                cb=self._on_watch,
+                idle_heartbeat=5.0,
+            )
+        except _ERRORS as exc:
+            raise LogError(
+                f"JetStream stream {p.js_stream}: cannot watch: {_describe(exc)}"
+            ) from None
+
+    async def _on_watch(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):
+            self._grow(high_water_of(msg.metadata.sequence.stream))
+
+    # ------------------------------------------------------------------ what SQLite alone has
+
+    def reserve_after(self, cursor: int) -> None:
+        """Nothing to reserve: positions are stream sequences, which never go back. (A cursor
+        past the stream's end means a snapshot of another stream; the origin check refuses it.)"""
+        if cursor > self.last_id:
+            log.warning(
+                "snapshot cursor beyond the stream's end",
+                extra={"cursor": cursor, "last_id": self.last_id, "origin": self.origin},
+            )
+
+    async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """The catalogue is not in the stream (see docs/jetstream.md): no titles."""
+        return {}
+
+    async def catalog_size(self) -> int:
+        return 0
+
+    async def publish_graph(
+        self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
+    ) -> None:
+        """Nothing in the stream: with JetStream the durable graph is the snapshot uploaded to
+        the object store (gravityd.snapshot_store), whose name carries the cursor."""
+
+    async def retain(self, cursor: int, older_than: float) -> int:
+        """Retention is the stream's own (js_max_age_days, js_max_bytes): nothing deleted here."""
+        return 0
+
+    @property
+    def description(self) -> str:
+        """Servers and stream, never credentials."""
+        hosts = ",".join(s.split("://", 1)[-1] for s in self.servers)
+        return f"nats://{hosts} stream {self.params.js_stream}"
 
 
 class _Replan(LogError):
