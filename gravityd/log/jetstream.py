@@ -409,6 +409,10 @@ class JetStreamLog:
         self._max_bytes = params.js_message_max_bytes
         self._cache: tuple[int, list[FoldEvent], BadRows] | None = None
         self._watch: Any = None
+        self._inflight = asyncio.Semaphore(params.js_max_inflight_commits)
+        self._inflight_tasks: set[asyncio.Task] = set()
+        # (commit's future, message index, event_id -> slot) per message of commits in flight
+        self._pending: list[tuple[asyncio.Future, int, dict[str, int]]] = []
         self.metrics.dedup_ids.set_function(lambda: len(self._index))
 
     # ------------------------------------------------------------------ open and close
@@ -577,14 +581,25 @@ class JetStreamLog:
                     item = self._queue.popleft()
                     batch.append(item)
                     count += len(item[0])
+                await self._inflight.acquire()
                 await self._commit(batch)
             if self._closing:
+                if self._inflight_tasks:
+                    await asyncio.gather(*self._inflight_tasks, return_exceptions=True)
                 if self._in_doubt:
                     with contextlib.suppress(LogError):
                         await self._resolve_in_doubt()
                 return
 
     async def _commit(self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]) -> None:
+        """Plan and send one group commit; a task waits for its acks while the next is sent.
+
+        Up to js_max_inflight_commits commits are in flight: the acks of an R3 stream take
+        milliseconds, and waiting for each before sending the next left the link idle.
+        JetStream orders the messages of one connection as sent, so positions still grow in
+        commit order. Ids of a commit in flight are in `_pending`, so a repeat of one in
+        a later commit waits for that commit and answers its position.
+        """
         started = time.perf_counter()
         try:
             if self._nc is None or not self._nc.is_connected:
@@ -594,47 +609,103 @@ class JetStreamLog:
             if self._in_doubt:
                 await self._resolve_in_doubt()
             plan, messages = self._plan_fitting(batch)
-            acks = await self._publish(messages) if messages else []
+            futures = await self._send(messages) if messages else []
         except LogError as exc:
+            self._inflight.release()
             self._fail(batch, exc)
             return
+        done: asyncio.Future = asyncio.get_running_loop().create_future()
+        for k, m in enumerate(messages):  # dict(zip()) runs in C: no Python step per event
+            self._pending.append((done, k, dict(zip(m.ids, range(m.count), strict=True))))
+        task = asyncio.create_task(self._finish(batch, plan, messages, futures, done, started))
+        self._inflight_tasks.add(task)
+        task.add_done_callback(self._inflight_tasks.discard)
+
+    async def _finish(
+        self,
+        batch: list[tuple[list[ValidEvent], float, asyncio.Future]],
+        plan: list[list[Any]] | None,
+        messages: list[_Message],
+        futures: list[asyncio.Future],
+        done: asyncio.Future,
+        started: float,
+    ) -> None:
+        try:
+            acks = await self._await_acks(messages, futures, started) if messages else []
+        except LogError as exc:
+            self._unpend(messages, done)
+            done.set_exception(exc)
+            done.exception()  # retrieved: waiters may be none
+            self._fail(batch, exc)
+            return
+        finally:
+            self._inflight.release()
         now = self.clock()
         bases = [position(ack.seq, SLOTS - m.count) for m, ack in zip(messages, acks, strict=True)]
         for m, base in zip(messages, bases, strict=True):
             self._index.add(*m.client_pairs(base), now)
+        self._unpend(messages, done)
+        done.set_result(bases)
+        failed: LogError | None = None
         if plan is None:
             # Every event new, in order: answers built by map() over each message's range.
             flat: list[Appended] = []
             for m, base in zip(messages, bases, strict=True):
                 rows = zip(range(base, base + m.count), m.ids, repeat(False))
                 flat.extend(map(_appended, rows))
-            results, at = [], 0
+            results: list[list[Appended] | LogError] = []
+            at = 0
             for events, _, _ in batch:
                 results.append(flat[at : at + len(events)])
                 at += len(events)
         else:
             results = []
             for entries in plan:
-                out = []
-                for e in entries:
-                    if isinstance(e, Appended):
-                        out.append(e)
-                    else:
-                        k, i, eid, dup = e
-                        out.append(Appended(bases[k] + i, eid, dup))
+                out: list[Appended] = []
+                try:
+                    for e in entries:
+                        if isinstance(e, Appended):
+                            out.append(e)
+                        elif len(e) == 4:
+                            k, i, eid, dup = e
+                            out.append(Appended(bases[k] + i, eid, dup))
+                        else:  # a repeat of an event of an earlier commit still in flight
+                            _, other, k, i, eid = e
+                            other_bases = await other
+                            out.append(Appended(other_bases[k] + i, eid, True))
+                except LogError as exc:
+                    failed = exc
+                    results.append(exc)
+                    continue
                 results.append(out)
         new = sum(m.count for m in messages)
         top = bases[-1] + messages[-1].count - 1 if messages else 0
         if top > self.last_id:
             self.last_id = top
             self.commits.note(top, now)
-        if new:
             self.committed.set()
         if self.on_commit is not None:
             self.on_commit(new, time.perf_counter() - started)
+        if failed is not None and self.on_commit_error is not None:
+            self.on_commit_error()
         for (_, _, fut), out in zip(batch, results, strict=True):
-            if not fut.done():
+            if fut.done():
+                continue
+            if isinstance(out, LogError):
+                fut.set_exception(LogError(str(out)))
+            else:
                 fut.set_result(out)
+
+    def _unpend(self, messages: list[_Message], done: asyncio.Future) -> None:
+        self._pending = [entry for entry in self._pending if entry[0] is not done]
+
+    def _in_flight(self, event_id: str) -> tuple[asyncio.Future, int, int] | None:
+        """(commit, message, slot) of an event_id in a commit not yet acknowledged."""
+        for done, k, slots in self._pending:
+            i = slots.get(event_id)
+            if i is not None:
+                return done, k, i
+        return None
 
     def _plan_fitting(
         self, batch: list[tuple[list[ValidEvent], float, asyncio.Future]]
@@ -662,7 +733,11 @@ class JetStreamLog:
         eids = list(map(_EVENT_ID, events))
         if None not in eids:
             unique = set(eids)
-            if len(unique) == len(eids) and self._index.isdisjoint(unique):
+            if (
+                len(unique) == len(eids)
+                and self._index.isdisjoint(unique)
+                and all(slots.keys().isdisjoint(unique) for _, _, slots in self._pending)
+            ):
                 return None, self._pack(events, eids, bytes(len(eids)), received_at, limit)
         index = self._index
         seen: dict[str, tuple[int, int]] = {}
@@ -678,6 +753,10 @@ class JetStreamLog:
                     known = index.get(eid)
                     if known is not None:
                         out.append(Appended(known, eid, True))
+                        continue
+                    in_flight = self._in_flight(eid) if self._pending else None
+                    if in_flight is not None:
+                        out.append(("wait", *in_flight, eid))
                         continue
                     first = seen.get(eid)
                     if first is not None:
@@ -731,11 +810,14 @@ class JetStreamLog:
         return messages
 
     async def _publish(self, messages: list[_Message]) -> list[api.PubAck]:
-        """Publish messages pipelined; every ack, or LogError (those in doubt kept for later)."""
+        """Publish messages pipelined and wait for every ack, or LogError."""
+        return await self._await_acks(messages, await self._send(messages), time.perf_counter())
+
+    async def _send(self, messages: list[_Message]) -> list[asyncio.Future]:
+        """Hand the messages to the connection; their acks come back as futures."""
         assert self._js is not None
         p = self.params
-        started = time.perf_counter()
-        futures = []
+        futures: list[asyncio.Future] = []
         try:
             for m in messages:
                 futures.append(
@@ -751,6 +833,21 @@ class JetStreamLog:
                         },
                     )
                 )
+        except _ERRORS as exc:
+            for f in futures:
+                f.cancel()
+            self._doubt(messages)
+            self.metrics.errors.labels("publish").inc()
+            raise LogError(
+                f"the event log cannot take writes: publish failed ({_describe(exc)})"
+            ) from None
+        return futures
+
+    async def _await_acks(
+        self, messages: list[_Message], futures: list[asyncio.Future], started: float
+    ) -> list[api.PubAck]:
+        p = self.params
+        try:
             acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=p.js_ack_timeout_s)
         except nats.js.errors.APIError as exc:
             if isinstance(exc, nats.js.errors.ServiceUnavailableError):

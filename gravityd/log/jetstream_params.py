@@ -56,6 +56,8 @@ class JetStreamParams:
     # Most events one group commit takes from the queue (it publishes them as several
     # messages, pipelined).
     js_commit_max_events: int = 65536
+    # Group commits whose acknowledgements a writer awaits at once (sent back to back).
+    js_max_inflight_commits: int = 4
     # Client event_ids a writer remembers for duplicate answers (the newest, within the
     # duplicate window); past it the oldest are forgotten first.
     js_dedup_max_ids: int = 5_000_000
@@ -112,6 +114,7 @@ class JetStreamParams:
             "js_snapshot_keep": 1,
             "js_message_max_bytes": 1024,
             "js_commit_max_events": 1,
+            "js_max_inflight_commits": 1,
             "js_dedup_max_ids": 0,
             "js_max_reconnect_attempts": -1,
         }
