@@ -448,3 +448,29 @@ async def test_a_replica_is_woken_by_new_messages(nats_cluster: NatsCluster) -> 
     finally:
         await w.close()
         await r.close()
+
+
+async def test_concurrent_repeats_across_commits_in_flight(nats_cluster: NatsCluster) -> None:
+    """Overlapping requests at once (some land in a commit still awaiting its ack): every
+    answer for an event_id carries one position, exactly one says it was new, and the stream
+    holds each id once."""
+    # One request per commit, four commits in flight: repeats meet commits awaiting acks.
+    w = await opened(nats_cluster, js_max_inflight_commits=4, js_commit_max_events=300)
+    try:
+        base = valid(with_ids(radio_events(200, seed=14), "c"))
+        rnd = random.Random(15)
+        requests = [rnd.sample(base, 300) for _ in range(12)]
+        answers = await asyncio.gather(*(w.append(r) for r in requests))
+        seen: dict[str, set[int]] = {}
+        new: dict[str, int] = {}
+        for out in answers:
+            for x in out:
+                seen.setdefault(x.event_id, set()).add(x.id)
+                if not x.duplicate:
+                    new[x.event_id] = new.get(x.event_id, 0) + 1
+        assert all(len(p) == 1 for p in seen.values())
+        assert all(v == 1 for v in new.values()) and set(new) == set(seen)
+        ids = await stream_event_ids(nats_cluster)
+        assert len(ids) == len(set(ids)) == len(seen)
+    finally:
+        await w.close()

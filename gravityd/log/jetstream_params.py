@@ -59,8 +59,9 @@ class JetStreamParams:
     # Group commits whose acknowledgements a writer awaits at once (sent back to back).
     js_max_inflight_commits: int = 4
     # Client event_ids a writer remembers for duplicate answers (the newest, within the
-    # duplicate window); past it the oldest are forgotten first.
-    js_dedup_max_ids: int = 5_000_000
+    # duplicate window); past it the oldest are forgotten first. About 165 bytes each with
+    # 36-character ids: the default bounds the index near 330 MB.
+    js_dedup_max_ids: int = 2_000_000
     # Credentials, as nats-py takes them; empty means unset.
     # User name and password.
     js_user: str = ""
