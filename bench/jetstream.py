@@ -235,7 +235,7 @@ async def run(root: Path, n: int, singles: int, sync_always: bool, rounds: int) 
     """Each figure is the best of `rounds` interleaved runs (the machine is shared: the best
     run is the one least disturbed), every run on a fresh stream."""
     cluster = NatsCluster(root / "default").start()
-    cases = ((1000, 16), (100, 64))
+    cases = ((1000, 64), (100, 64))
     try:
         probe = JetStreamLog(parse_log_url(cluster.url), params("PROBE"))
         await probe.open()
@@ -285,12 +285,12 @@ async def run(root: Path, n: int, singles: int, sync_always: bool, rounds: int) 
             best = 0.0
             for r in range(rounds):
                 rate, log = await through_log(
-                    synced.url, make_events(n, f"s{r}"), f"SYNC{r}", 1000, 16
+                    synced.url, make_events(n, f"s{r}"), f"SYNC{r}", 1000, 64
                 )
                 await log.close()
                 best = max(best, rate)
             print("with sync_interval: always (fsync before every ack), same machine:")
-            line("JetStreamLog.append, 16 x 1000-event batches", best, "events/s", rates[cases[0]])
+            line("JetStreamLog.append, 64 x 1000-event batches", best, "events/s", rates[cases[0]])
         finally:
             synced.stop()
     per_id = dedup_bytes_per_id(min(n, 200_000))

@@ -55,9 +55,9 @@ class JetStreamParams:
     js_message_max_bytes: int = 1_000_000
     # Most events one group commit takes from the queue (it publishes them as several
     # messages, pipelined).
-    js_commit_max_events: int = 65536
+    js_commit_max_events: int = 8192
     # Group commits whose acknowledgements a writer awaits at once (sent back to back).
-    js_max_inflight_commits: int = 4
+    js_max_inflight_commits: int = 8
     # Client event_ids a writer remembers for duplicate answers (the newest, within the
     # duplicate window); past it the oldest are forgotten first. About 165 bytes each with
     # 36-character ids: the default bounds the index near 330 MB.
