@@ -26,12 +26,16 @@ import tempfile
 import time
 import tracemalloc
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import nats
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import post_script, serve, wrk
 from gravityd.events import ValidEvent
 from gravityd.log.jetstream import (
     COUNT_HEADER,
@@ -207,6 +211,55 @@ async def reads(url: str, stream: str, total: int) -> tuple[float, float]:
     return direct, ordered
 
 
+def events_body(n: int) -> bytes:
+    """One /events request of n events without event_ids (the server assigns them), the body
+    bench/replicas.py posts to the SQLite writer."""
+    return orjson.dumps(
+        [
+            {
+                "session_id": f"s{i % 200}",
+                "track_id": TRACKS[i % len(TRACKS)],
+                "event_type": TYPES[i % 5],
+                "context": "radio",
+                "meta": {"elapsed_ms": 10000},
+            }
+            for i in range(n)
+        ]
+    )
+
+
+def http_writers(url: str, root: Path, count: int, duration: int) -> float:
+    """events/s of POST /events (1,000 per request, 4 connections each) through `count`
+    `gravityd serve --role writer --log-url nats://...` processes at once."""
+    script = post_script(events_body(1000))
+    quiet = {"GRAVITYD_LOG_LEVEL": "ERROR", "TQDM_DISABLE": "1"}
+    with ExitStack() as stack:
+        writers = [
+            stack.enter_context(
+                serve(
+                    root / f"w{i}.db",
+                    root / f"snaps{i}",
+                    "--role",
+                    "writer",
+                    "--log-url",
+                    url,
+                    env=quiet,
+                )
+            )
+            for i in range(count)
+        ]
+        with ThreadPoolExecutor(count) as pool:
+            runs = list(
+                pool.map(
+                    lambda w: wrk(
+                        w.url + "/events", duration=duration, connections=4, script=script
+                    ),
+                    writers,
+                )
+            )
+    return sum(r["rps"] for r in runs) * 1000
+
+
 def dedup_bytes_per_id(n: int) -> float:
     """Bytes the writer's duplicate index holds per event_id, the 36-character id included
     (requests' ids are kept alive by the index once the request is answered)."""
@@ -231,7 +284,9 @@ def line(name: str, value: float, unit: str, ceiling: float | None = None, goal:
     print(text, flush=True)
 
 
-async def run(root: Path, n: int, singles: int, sync_always: bool, rounds: int) -> None:
+async def run(
+    root: Path, n: int, singles: int, sync_always: bool, rounds: int, http_s: int
+) -> None:
     """Each figure is the best of `rounds` interleaved runs (the machine is shared: the best
     run is the one least disturbed), every run on a fresh stream."""
     cluster = NatsCluster(root / "default").start()
@@ -274,6 +329,17 @@ async def run(root: Path, n: int, singles: int, sync_always: bool, rounds: int) 
                 top,
                 "goal >= 0.7 and >= 100k/s",
             )
+        if http_s:
+            one = max(http_writers(cluster.url, root, 1, http_s) for _ in range(rounds))
+            line(
+                "POST /events through one writer (1,000 per request)",
+                one,
+                "events/s",
+                top,
+                "goal >= 0.7 and >= 100k/s",
+            )
+            two = http_writers(cluster.url, root, 2, http_s)
+            line("POST /events through two writers at once", two, "events/s", one)
         direct, ordered = await reads(cluster.url, "LOG1000x0", n)
         line("read_after by direct get (replica catch-up)", direct, "events/s")
         line("ordered consumer + decode, same stream", ordered, "events/s", direct)
@@ -303,12 +369,15 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000, help="events per run")
     ap.add_argument("--rounds", type=int, default=3, help="runs per figure (the best counts)")
     ap.add_argument("--no-sync", action="store_true", help="skip the sync_interval: always run")
+    ap.add_argument("--no-http", action="store_true", help="skip the HTTP writer runs")
+    ap.add_argument("--duration", type=int, default=5, help="seconds of each wrk run")
     args = ap.parse_args()
     n = 20_000 if args.smoke else args.events
     singles = 2_000 if args.smoke else 20_000
     with tempfile.TemporaryDirectory(prefix="gravityd-bench-js-") as d:
         rounds = 1 if args.smoke else args.rounds
-        asyncio.run(run(Path(d), n, singles, not args.no_sync, rounds))
+        http_s = 0 if args.no_http else (2 if args.smoke else args.duration)
+        asyncio.run(run(Path(d), n, singles, not args.no_sync, rounds, http_s))
 
 
 if __name__ == "__main__":

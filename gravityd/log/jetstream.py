@@ -731,6 +731,10 @@ class JetStreamLog:
         received_at = batch[0][1]
         events = list(chain.from_iterable(ev for ev, _, _ in batch))
         eids = list(map(_EVENT_ID, events))
+        if eids.count(None) == len(eids):
+            # No client ids (server-side batches): fresh UUIDv7s, nothing to look up.
+            fresh = [new_event_id() for _ in eids]
+            return None, self._pack(events, fresh, b"\x01" * len(fresh), received_at, limit)
         if None not in eids:
             unique = set(eids)
             if (
