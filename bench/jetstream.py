@@ -35,8 +35,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import post_script, serve, wrk
+from bench.common import gen_events, post_script, serve, wrk
 from gravityd.events import ValidEvent
+from gravityd.graph import GravityGraph
 from gravityd.log.jetstream import (
     COUNT_HEADER,
     DedupIndex,
@@ -45,6 +46,8 @@ from gravityd.log.jetstream import (
     parse_log_url,
 )
 from gravityd.log.jetstream_params import JetStreamParams
+from gravityd.snapshot import load_snapshot, write_snapshot
+from gravityd.snapshot_store import SnapshotStore
 from tests.nats_cluster import NatsCluster
 
 TRACKS = [str(uuid.UUID(int=i + 1)) for i in range(5000)]
@@ -260,6 +263,40 @@ def http_writers(url: str, root: Path, count: int, duration: int) -> float:
     return sum(r["rps"] for r in runs) * 1000
 
 
+async def bootstrap(url: str, root: Path, n_events: int) -> None:
+    """A fresh replica's start from the object store against loading the same file locally:
+    upload a snapshot of a generated graph, then time download (streamed to disk) + verify +
+    load beside load_snapshot of the local file."""
+    gg = GravityGraph()
+    gg.fold(gen_events(n_events, 100_000, seed=3))
+    log = JetStreamLog(parse_log_url(url), params("SNAPLOG"))
+    await log.open()
+    try:
+        path = write_snapshot(gg, root / "local", origin=log.origin)
+        store = SnapshotStore(log.jetstream, "bench-snaps", log.origin, replicas=3)
+        await store.open(create=True)
+        t = time.perf_counter()
+        await store.upload(path, gg.cursor)
+        up = time.perf_counter() - t
+        t = time.perf_counter()
+        load_snapshot(path)
+        local = time.perf_counter() - t
+        fresh = SnapshotStore(log.jetstream, "bench-snaps", log.origin)
+        await fresh.open(create=False)
+        t = time.perf_counter()
+        got = await fresh.download_newest(root / "fresh")
+        remote = time.perf_counter() - t
+        assert got is not None
+    finally:
+        await log.close()
+    mb = path.stat().st_size / 1e6
+    print(f"snapshot of {gg.edge_count:,} edges ({mb:.1f} MB): upload {up:.2f} s")
+    print(
+        f"{'ready from the object store (download, verify, load)':<52} {remote:>10.2f} s"
+        f"   local file {local:>6.2f} s   ratio {remote / local:.2f}"
+    )
+
+
 def dedup_bytes_per_id(n: int) -> float:
     """Bytes the writer's duplicate index holds per event_id, the 36-character id included
     (requests' ids are kept alive by the index once the request is answered)."""
@@ -285,7 +322,13 @@ def line(name: str, value: float, unit: str, ceiling: float | None = None, goal:
 
 
 async def run(
-    root: Path, n: int, singles: int, sync_always: bool, rounds: int, http_s: int
+    root: Path,
+    n: int,
+    singles: int,
+    sync_always: bool,
+    rounds: int,
+    http_s: int,
+    snapshot_events: int,
 ) -> None:
     """Each figure is the best of `rounds` interleaved runs (the machine is shared: the best
     run is the one least disturbed), every run on a fresh stream."""
@@ -359,6 +402,12 @@ async def run(
             line("JetStreamLog.append, 64 x 1000-event batches", best, "events/s", rates[cases[0]])
         finally:
             synced.stop()
+    if snapshot_events:
+        boot = NatsCluster(root / "boot").start()
+        try:
+            await bootstrap(boot.url, root, snapshot_events)
+        finally:
+            boot.stop()
     per_id = dedup_bytes_per_id(min(n, 200_000))
     line("duplicate index, bytes per remembered event_id (36-char ids)", per_id, "B")
 
@@ -370,6 +419,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="runs per figure (the best counts)")
     ap.add_argument("--no-sync", action="store_true", help="skip the sync_interval: always run")
     ap.add_argument("--no-http", action="store_true", help="skip the HTTP writer runs")
+    ap.add_argument(
+        "--snapshot-events",
+        type=int,
+        default=1_200_000,
+        help="events folded into the bootstrap snapshot (1.2M give about 1M edges); 0 skips",
+    )
     ap.add_argument("--duration", type=int, default=5, help="seconds of each wrk run")
     args = ap.parse_args()
     n = 20_000 if args.smoke else args.events
@@ -377,7 +432,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gravityd-bench-js-") as d:
         rounds = 1 if args.smoke else args.rounds
         http_s = 0 if args.no_http else (2 if args.smoke else args.duration)
-        asyncio.run(run(Path(d), n, singles, not args.no_sync, rounds, http_s))
+        snap = 20_000 if args.smoke else args.snapshot_events
+        asyncio.run(run(Path(d), n, singles, not args.no_sync, rounds, http_s, snap))
 
 
 if __name__ == "__main__":
