@@ -26,6 +26,7 @@ from nats.js.object_store import ObjectStore
 
 from gravityd.graph import FoldParams, GravityGraph
 from gravityd.log import LogError
+from gravityd.log.jetstream import JetStreamLog
 from gravityd.snapshot import SnapshotError, fsync_dir, load_snapshot, parse_name
 
 log = logging.getLogger("gravityd.snapshot_store")
@@ -78,6 +79,20 @@ class SnapshotStore:
         self.keep = keep
         self._obs: ObjectStore | None = None
         self._opened = False
+
+    @classmethod
+    def for_log(cls, log: JetStreamLog) -> SnapshotStore:
+        """The bucket of an open JetStream log, with its settings ([jetstream] js_bucket,
+        js_replicas, js_storage, js_snapshot_keep) and its origin; then `await open()`."""
+        p = log.params
+        return cls(
+            log.jetstream,
+            p.js_bucket,
+            log.origin,
+            replicas=p.js_replicas,
+            storage=p.js_storage,
+            keep=p.js_snapshot_keep,
+        )
 
     async def open(self, create: bool = True) -> None:
         """Bind the bucket; the snapshot writer creates it when missing (a replica does not:

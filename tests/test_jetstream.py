@@ -377,7 +377,7 @@ async def test_unreachable_at_start_is_one_clear_line(tmp_path: Path) -> None:
 
 
 async def test_snapshots_in_the_object_store(nats_cluster: NatsCluster, tmp_path: Path) -> None:
-    w = await opened(nats_cluster)
+    w = await opened(nats_cluster, js_bucket="snaps", js_snapshot_keep=2)
     try:
         rows_in = valid(with_ids(radio_events(60, seed=11), "o"))
         await w.append(rows_in)
@@ -385,7 +385,7 @@ async def test_snapshots_in_the_object_store(nats_cluster: NatsCluster, tmp_path
         gg = GravityGraph()
         gg.fold(rows)
         local = tmp_path / "writer-snaps"
-        store = SnapshotStore(w.jetstream, "snaps", w.origin, replicas=3, keep=2)
+        store = SnapshotStore.for_log(w)  # the [jetstream] bucket settings
         await store.open(create=True)
         assert await store.download_newest(tmp_path / "empty") is None
         good = write_snapshot(gg, local, origin=w.origin)
