@@ -202,6 +202,8 @@ class Gravityd:
             self._loaded.set()
         if not self.writes and not await self._wait_for_log():
             return
+        if self.graph.cursor == 0 and list_snapshots(self.config.snapshot_dir):
+            await self._load_snapshot()  # the log's open fetched one (JetStream's object store)
         self.lease.try_acquire()
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)

@@ -116,3 +116,27 @@ def test_nats_stopped_then_back_the_same_processes_recover(
     lanes(replica.url, 0, last)  # caught up, without a restart
     assert writer.proc is not None and writer.proc.poll() is None
     assert replica.proc is not None and replica.proc.poll() is None
+
+
+def test_a_replica_on_an_empty_machine_starts_from_the_object_store(
+    nats_cluster: NatsCluster, procs: Any, tmp_path: Path
+) -> None:
+    url = nats_cluster.url
+    writer = procs("w", "--role", "writer", "--log-url", url).start()
+    first = procs("r1", "--role", "replica", "--log-url", url).start()
+    events = sessions(20, 8, seed=4)
+    done = post(writer.url, events)
+    lanes(first.url, 0, done["last_id"])
+    snap = requests.post(first.url + "/admin/snapshot", timeout=60)
+    assert snap.status_code == 200, snap.text
+    name = Path(snap.json()["path"]).name
+    more = post(writer.url, sessions(5, 8, seed=5))
+    # A second replica with an empty snapshot folder: it downloads that snapshot, then tails.
+    fresh = procs("r2", "--role", "replica", "--log-url", url).start()
+    assert (tmp_path / "r2" / "snapshots" / name).exists()
+    log = fresh.stderr_path.read_text()
+    assert "snapshot bootstrapped from the object store" in log
+    assert '"msg":"snapshot loaded"' in log  # loaded, not a replay of the whole stream
+    for track in range(23):
+        got = lanes(fresh.url, track, more["last_id"])
+        assert comparable(got) == comparable(lanes(first.url, track, more["last_id"]))

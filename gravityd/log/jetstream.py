@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import struct
 import time
@@ -376,8 +377,12 @@ class JetStreamLog:
         writer: bool = True,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
+        snapshot_dir: str | None = None,
     ) -> None:
         self.servers = servers
+        # Where this process keeps snapshots: uploaded by publish_graph, and filled from the
+        # object store by a reader that starts with none (docs/jetstream.md).
+        self.snapshot_dir = snapshot_dir
         self.params = params
         self.writer = writer
         self.clock = clock
@@ -458,6 +463,7 @@ class JetStreamLog:
                 await self._start_tail(info.state.last_seq)
             else:
                 await self._start_watch(info.state.last_seq)
+                await self._bootstrap_snapshot()
         except BaseException:
             await self._close_conn()
             raise
@@ -1117,8 +1123,32 @@ class JetStreamLog:
     async def publish_graph(
         self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
     ) -> None:
-        """Nothing in the stream: with JetStream the durable graph is the snapshot uploaded to
-        the object store (gravityd.snapshot_store), whose name carries the cursor."""
+        """The snapshotter's duty: upload the snapshot file just written to the object store
+        (streamed), where replicas on other machines find it. The stream has no tables:
+        `track_edges` and `gravity_cursor` are SQLite's (docs/jetstream.md)."""
+        if not self.snapshot_dir:
+            return
+        from gravityd.snapshot_store import SnapshotStore
+
+        store = SnapshotStore.for_log(self)
+        await store.open(create=True)
+        await store.upload(os.path.join(self.snapshot_dir, snapshot), cursor)
+
+    async def _bootstrap_snapshot(self) -> None:
+        """A reader with no local snapshot downloads the newest one that verifies, so it
+        starts from that cursor instead of the stream's first event."""
+        if not self.snapshot_dir:
+            return
+        from gravityd.snapshot import list_snapshots
+        from gravityd.snapshot_store import SnapshotStore
+
+        if list_snapshots(self.snapshot_dir):
+            return
+        store = SnapshotStore.for_log(self)
+        await store.open(create=False)
+        got = await store.download_newest(self.snapshot_dir)
+        if got is not None:
+            log.info("snapshot bootstrapped from the object store", extra={"path": str(got[0])})
 
     async def retain(self, cursor: int, older_than: float) -> int:
         """Retention is the stream's own (js_max_age_days, js_max_bytes): nothing deleted here."""
@@ -1183,5 +1213,8 @@ def open_log(
     """The JetStream log of a `nats://` URL with the [jetstream] settings of a Config (not yet
     open: `await log.open()`). Raises ValueError, one line, for a bad URL."""
     servers = parse_log_url(url)
-    params = cfg.jetstream if hasattr(cfg, "jetstream") else cfg
-    return JetStreamLog(servers, params, writer=writer, registry=registry)
+    if isinstance(cfg, JetStreamParams):
+        return JetStreamLog(servers, cfg, writer=writer, registry=registry)
+    return JetStreamLog(
+        servers, cfg.jetstream, writer=writer, registry=registry, snapshot_dir=cfg.snapshot_dir
+    )
