@@ -138,7 +138,26 @@ class NatsCluster:
             if not n.running():
                 n.start(self.binary)
         self.wait_healthy(timeout)
+        self.wait_meta_current(timeout)
         return self
+
+    def wait_meta_current(self, timeout: float = 60.0) -> None:
+        """Until the JetStream meta leader counts every other node as a current peer: before
+        that, creating an R3 stream fails with "no suitable peers for placement"."""
+        deadline = time.monotonic() + timeout
+        want = len(self.nodes) - 1
+        while time.monotonic() < deadline:
+            for n in self.nodes:
+                try:
+                    meta = n.jsz().get("meta_cluster") or {}
+                except (OSError, ValueError):
+                    continue
+                peers = meta.get("replicas") or []
+                current = [p for p in peers if p.get("current") and not p.get("offline")]
+                if meta.get("leader") == n.name and len(current) >= want:
+                    return
+            time.sleep(0.05)  # the servers elect among themselves: poll their view
+        raise TimeoutError("the JetStream meta cluster never saw every peer current")
 
     def start_node(self, index: int, timeout: float = 60.0) -> None:
         self.nodes[index].start(self.binary)

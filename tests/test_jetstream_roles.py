@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import requests
 
 from .conftest import Daemon, tid
 from .nats_cluster import NatsCluster, running_cluster
+from .test_jetstream import stream_event_ids
 from .test_replicas import FAST, comparable, lanes, post, sessions
 
 
@@ -140,3 +142,41 @@ def test_a_replica_on_an_empty_machine_starts_from_the_object_store(
     for track in range(23):
         got = lanes(fresh.url, track, more["last_id"])
         assert comparable(got) == comparable(lanes(first.url, track, more["last_id"]))
+
+
+def test_stream_leader_sigkilled_during_http_ingest(nats_cluster: NatsCluster, procs: Any) -> None:
+    """Clients retry what failed; every event that got a 202 is in the stream once, and the
+    replica's graph reaches the last position."""
+    url = nats_cluster.url
+    writer = procs("w", "--role", "writer", "--log-url", url).start()
+    replica = procs("r", "--role", "replica", "--log-url", url).start()
+    events = sessions(60, 10, seed=6)
+    batches = [events[i : i + 50] for i in range(0, len(events), 50)]
+    acked: dict[str, int] = {}
+    last = 0
+    leader = nats_cluster.wait_leader("GRAVITYD_EVENTS")
+    for k, batch in enumerate(batches):
+        if k == len(batches) // 3:
+            nats_cluster.kill(leader)
+        deadline = time.monotonic() + 60
+        while True:
+            r = requests.post(writer.url + "/events", json=batch, timeout=30)
+            if r.status_code == 202:
+                break
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "log_unavailable" and "Retry-After" in r.headers
+            assert time.monotonic() < deadline, "the writer never recovered"
+            time.sleep(0.1)  # a client's back-off
+        last = max(last, r.json()["last_id"])
+        acked.update((e["event_id"], 1) for e in batch)
+    assert len(acked) == len(events)
+    stored = asyncio.run(stream_event_ids(nats_cluster))
+    assert sorted(stored) == sorted(acked), "each acknowledged event once, nothing else"
+    # The replica's reads timed out while the stream elected a new leader; it catches up by
+    # itself. A min_cursor read is the signal: 503 not_caught_up until it has.
+    path = f"{replica.url}/tracks/{tid(0)}/gravity_neighbors?min_cursor={last}"
+    deadline = time.monotonic() + 60
+    while (r := requests.get(path, timeout=10)).status_code != 200:
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_caught_up", r.text
+        assert time.monotonic() < deadline, "the replica never caught up"
+    assert requests.get(replica.url + "/readyz", timeout=5).json()["cursor"] >= last

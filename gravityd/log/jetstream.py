@@ -501,10 +501,7 @@ class JetStreamLog:
                 raise LogMissing(
                     f"JetStream stream {p.js_stream} does not exist yet (no writer has started)"
                 ) from None
-            try:
-                info = await self._js.add_stream(self.stream_config())
-            except nats.js.errors.APIError as exc:
-                raise LogError(f"cannot create JetStream stream {p.js_stream}: {exc}") from None
+            info = await self._add_stream()
             log.info("jetstream stream created", extra={"stream": p.js_stream})
             return info
         except _ERRORS as exc:
@@ -513,6 +510,32 @@ class JetStreamLog:
         if problem:
             raise NotALog(f"JetStream stream {p.js_stream}: {problem}")
         return info
+
+    async def _add_stream(self) -> api.StreamInfo:
+        """Create the stream. A cluster that has just started may not have placed its peers
+        yet ("no suitable peers for placement", err_code 10005) or may answer late: both are
+        retried for a few seconds; anything else is one line."""
+        assert self._js is not None
+        p = self.params
+        deadline = time.monotonic() + max(10.0, 2 * p.js_ack_timeout_s)
+        while True:
+            try:
+                return await self._js.add_stream(self.stream_config())
+            except nats.js.errors.APIError as exc:
+                if exc.err_code != 10005 or time.monotonic() > deadline:
+                    raise LogError(f"cannot create JetStream stream {p.js_stream}: {exc}") from None
+            except (TimeoutError, nats.errors.TimeoutError) as exc:
+                # A slow answer (a cluster busy starting): creating the same stream again is
+                # idempotent in JetStream, so ask again until the deadline.
+                if time.monotonic() > deadline:
+                    raise LogError(
+                        f"cannot create JetStream stream {p.js_stream}: {_describe(exc)}"
+                    ) from None
+            except _ERRORS as exc:
+                raise LogError(
+                    f"cannot create JetStream stream {p.js_stream}: {_describe(exc)}"
+                ) from None
+            await asyncio.sleep(0.2)  # the servers place peers among themselves: no signal
 
     async def close(self) -> None:
         """Publish everything queued (and in doubt), then close the connection."""
@@ -1002,6 +1025,8 @@ class JetStreamLog:
         No consumer is created: the cursor alone says where to go on (`next_by_subj` from its
         sequence), so any number of replicas read without server-side state. The last message
         decoded is kept, since the fold may take a message of 8,192 events in several steps.
+        A read JetStream cannot answer returns what was read so far (maybe nothing) and wakes
+        the fold again a moment later, so the fold task outlives an outage.
         """
         if self._js is None:
             raise LogError("the JetStream log is not open")
@@ -1011,7 +1036,13 @@ class JetStreamLog:
         rows: list[FoldEvent] = []
         bad: BadRows = []
         while len(rows) < limit:
-            got = await self._message_at_or_after(start)
+            try:
+                got = await self._message_at_or_after(start)
+            except LogError as exc:
+                if rows:
+                    break  # hand over what was read; the next call goes on from there
+                self._retry_soon("read", exc)
+                return [], []
             if got is None:
                 break
             mseq, mrows, mbad = got
@@ -1070,9 +1101,23 @@ class JetStreamLog:
             self.committed.set()
 
     async def refresh(self) -> int:
-        """Read the high-water mark now (one stream-info request); wake the fold if it grew."""
-        self._grow(await self.high_water())
+        """Read the high-water mark now (one stream-info request); wake the fold if it grew.
+
+        The fold polls this: while JetStream cannot answer (leader election, NATS down) it
+        reports what it knew, so the graph keeps serving and the fold lag shows the outage,
+        and tries again a moment later."""
+        try:
+            self._grow(await self.high_water())
+        except LogError as exc:
+            self._retry_soon("refresh", exc)
         return self.last_id
+
+    def _retry_soon(self, stage: str, exc: LogError) -> None:
+        """Wake the fold again after a reconnect interval: nothing else would, when the
+        messages it could not read are already counted in last_id."""
+        log.warning("jetstream read failed, retrying", extra={"stage": stage, "error": str(exc)})
+        loop = asyncio.get_running_loop()
+        loop.call_later(max(self.params.js_reconnect_wait_s, 0.1), self.committed.set)
 
     async def _start_watch(self, last_seq: int) -> None:
         """A reader learns of new messages from a headers-only ordered consumer: the server
