@@ -880,8 +880,24 @@ class JetStreamLog:
         self, messages: list[_Message], futures: list[asyncio.Future], started: float
     ) -> list[api.PubAck]:
         p = self.params
+        deadline = time.monotonic() + p.js_ack_timeout_s
         try:
-            acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=p.js_ack_timeout_s)
+            while True:
+                try:
+                    acks = await asyncio.wait_for(
+                        asyncio.gather(*futures), timeout=max(0.001, deadline - time.monotonic())
+                    )
+                    break
+                except nats.js.errors.NoStreamResponseError:
+                    # Nobody took the message (a stream just created, a leader being elected):
+                    # it was not stored. Send the commit again, same message ids (JetStream
+                    # answers any that did land with its first sequence), until the deadline.
+                    for f in futures:
+                        f.cancel()
+                    if time.monotonic() + 0.05 >= deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+                    futures = await self._send(messages)
         except nats.js.errors.APIError as exc:
             if isinstance(exc, nats.js.errors.ServiceUnavailableError):
                 self._doubt(messages)
