@@ -52,6 +52,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gravityd.blocks import ADMIN_EVENT_TYPES
 from gravityd.events import EVENT_TYPES, MAX_ELAPSED_MS, FoldEvent, ValidEvent
 from gravityd.log import (
     Appended,
@@ -93,6 +94,8 @@ _IN_DOUBT = (
 )
 _ERRORS = (*_IN_DOUBT, nats.errors.Error)
 _EVENT_ID = itemgetter(0)  # ValidEvent.event_id
+# Listening events and takedowns (block/unblock of a track) travel in the same messages.
+_FOLDED_TYPES = EVENT_TYPES | ADMIN_EVENT_TYPES
 # The stored columns after event_id: session, track, type, user, ts, context, meta, elapsed.
 _COLUMN_GETTERS = [itemgetter(i) for i in range(1, len(ValidEvent._fields))]
 # An Appended built in C from a (position, event_id, duplicate) tuple: the answer to a large
@@ -242,7 +245,7 @@ def decode_events(seq: int, payload: bytes) -> tuple[list[FoldEvent], BadRows]:
             problem = "session_id"
         elif type(t) is not str:
             problem = "track_id"
-        elif et not in EVENT_TYPES:
+        elif et not in _FOLDED_TYPES:
             problem = "event_type"
         elif type(ts) not in (float, int) or not -1e300 <= ts <= 1e300:
             problem = "ts"
@@ -1180,6 +1183,12 @@ class JetStreamLog:
 
     async def catalog_size(self) -> int:
         return 0
+
+    async def current_blocks(self) -> list[tuple[str, int, float]]:
+        """Takedowns are events of the stream, folded by replicas like the rest; a writer
+        role has no fold and the stream no table to ask, so it starts knowing none (its PUT
+        answers may then say "changed" for a track already blocked: docs/jetstream.md)."""
+        return []
 
     async def publish_graph(
         self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
