@@ -52,6 +52,10 @@ class NotSnapshotter(Exception):
 def open_log(config: Config) -> EventLog:
     """The log backend this process's role and log_url ask for."""
     kind, where = config.log_backend
+    if kind == "nats":  # the JetStream backend (docs/jetstream.md); nats-py loads only here
+        from gravityd.log.jetstream import open_log as open_jetstream
+
+        return open_jetstream(where, config, writer=config.role != "replica")
     if kind != "sqlite":
         raise LogError(f"log_url {where!r}: this build has no backend for it")
     return SqliteLog(
@@ -198,6 +202,8 @@ class Gravityd:
             self._loaded.set()
         if not self.writes and not await self._wait_for_log():
             return
+        if self.graph.cursor == 0 and list_snapshots(self.config.snapshot_dir):
+            await self._load_snapshot()  # the log's open fetched one (JetStream's object store)
         self.lease.try_acquire()
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)
