@@ -116,8 +116,11 @@ async def _read_json_body(request: web.Request, limit: int) -> bytes:
     if length is not None and length > limit:
         raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
     try:
-        async with asyncio.timeout(request.app[SERVICE].config.body_timeout_s):
+        if request.content.is_eof():  # the whole body has arrived: no timer to arm and cancel
             body = await request.read()
+        else:
+            async with asyncio.timeout(request.app[SERVICE].config.body_timeout_s):
+                body = await request.read()
     except TimeoutError:
         raise ApiError(
             408, "request_timeout", "the request body was not sent in time", close=True
@@ -291,6 +294,36 @@ def _with_meta(request: web.Request) -> bool:
     return True
 
 
+class AnswerCache:
+    """Serialised neighbors answers, served again while they are exact.
+
+    An answer depends on the track's lanes, the takedowns (the service's lanes_version) and the
+    read time through decay. Reads take the time in whole seconds (weights move by ~3e-7 of
+    themselves in a second at a 30-day half-life), so a popular track's answer is built and
+    serialised once per second or per fold touching it, whichever comes first. Bounded; the
+    oldest entries go first.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._items: dict[tuple, tuple[Any, int, bytes]] = {}
+
+    def get(self, key: tuple, version: Any, second: int) -> bytes | None:
+        hit = self._items.get(key)
+        if hit is not None and hit[1] == second and hit[0] == version:
+            return hit[2]
+        return None
+
+    def put(self, key: tuple, version: Any, second: int, body: bytes) -> None:
+        items = self._items
+        if len(items) >= self.size:
+            del items[next(iter(items))]
+        items[key] = (version, second, body)
+
+
+ANSWERS: web.AppKey[AnswerCache] = web.AppKey("answers", AnswerCache)
+
+
 async def get_neighbors(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     track_id = _track_param(request)
@@ -310,15 +343,27 @@ async def get_neighbors(request: web.Request) -> web.Response:
     rejected = _bool_param(request, "rejected")
     with_meta = _with_meta(request)
     cursor = await _read_gate(request)
-    out = await svc.neighbors(
-        track_id,
-        limit=limit,
-        direction=direction,
-        min_score=min_score,
-        rejected=rejected,
-        with_meta=with_meta,
-    )
-    return json_response(out, headers=cursor)
+    second = int(time.time())
+    key = (track_id, limit, direction, min_score, rejected)
+    cache = request.app[ANSWERS]
+    version = None if with_meta else svc.lanes_version(track_id)
+    body = cache.get(key, version, second) if version is not None else None
+    if body is None:
+        out = await svc.neighbors(
+            track_id,
+            limit=limit,
+            direction=direction,
+            min_score=min_score,
+            rejected=rejected,
+            with_meta=with_meta,
+            now=second,
+        )
+        body = orjson.dumps(out)
+        if not with_meta:  # titles come from the catalogue, which changes on its own
+            version = svc.lanes_version(track_id)  # the read just filled the lanes cache
+            if version is not None:
+                cache.put(key, version, second, body)
+    return web.Response(body=body, headers={**_JSON_HEADERS, **cursor})
 
 
 async def get_track(request: web.Request) -> web.Response:
@@ -706,6 +751,7 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
         },
     )
     app[SERVICE] = svc
+    app[ANSWERS] = AnswerCache()
     if svc.writes:
         app.router.add_post("/event", post_event)
         app.router.add_post("/events", post_events)

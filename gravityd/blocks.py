@@ -52,6 +52,7 @@ class Blocks:
     def __init__(self) -> None:
         self._latest: dict[str, BlockEntry] = {}  # every track ever changed (unblocks too)
         self._blocked: set[str] = set()
+        self.version = 0  # grows with every change of the blocked set: caches key on it
 
     def __contains__(self, track_id: object) -> bool:
         return track_id in self._blocked
@@ -81,6 +82,8 @@ class Blocks:
             self._blocked.add(track_id)
         else:
             self._blocked.discard(track_id)
+        if was != blocked:
+            self.version += 1
         return was != blocked
 
     def fold(self, rows: Iterable[Sequence[Any]]) -> int:

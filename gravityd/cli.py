@@ -199,9 +199,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_url=args.log_url,
     )
     kind, where = cfg.log_backend
-    if kind != "sqlite":
+    if kind == "nats":
+        from gravityd.log.jetstream import parse_log_url
+
+        try:
+            parse_log_url(where)
+        except ValueError as exc:
+            return _fail(str(exc))
+    elif kind != "sqlite":
         return _fail(f"log_url {where}: no backend for it in this build")
-    if cfg.role == "replica":
+    if cfg.role == "replica" and kind == "sqlite":
         try:  # a file that is not a gravityd log is one line now; a missing one is waited for
             check_log_file(where)
         except LogMissing:

@@ -20,6 +20,7 @@ from typing import Any
 from gravityd.events import ValidationLimits
 from gravityd.graph import FoldParams
 from gravityd.limits import parse_networks
+from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.ranking import RankParams
 from gravityd.scoreboard import ReportParams
 
@@ -114,6 +115,10 @@ class Config:
     rank: RankParams = field(default_factory=RankParams, metadata={"section": "rank"})
     # [report]: the radio's scoreboard, see gravityd/scoreboard.py
     report: ReportParams = field(default_factory=ReportParams, metadata={"section": "report"})
+    # [jetstream]: the NATS JetStream log (--log-url nats://...), see gravityd/log/jetstream.py
+    jetstream: JetStreamParams = field(
+        default_factory=JetStreamParams, metadata={"section": "jetstream"}
+    )
 
     @property
     def log_backend(self) -> tuple[str, str]:
@@ -138,7 +143,12 @@ class Config:
         )
 
 
-_NESTED: dict[str, type] = {"graph": FoldParams, "rank": RankParams, "report": ReportParams}
+_NESTED: dict[str, type] = {
+    "graph": FoldParams,
+    "rank": RankParams,
+    "report": ReportParams,
+    "jetstream": JetStreamParams,
+}
 
 
 def _base_type(tp: Any) -> Any:

@@ -379,6 +379,23 @@ class GravityGraph:
         if slot is not None and lanes.get(track_id) is slot:
             slot["two_hop"] = (merged, deps)
         return merged, merged[0][0]
+    def lanes_token(self, track_id: str) -> object | None:
+        """An object that stays the same exactly as long as the track's cached lanes do (the
+        fold replaces the entries of the tracks it touches; a two-hop answer also depends on
+        its successors' entries): lets a caller keep what it built from a read, such as the
+        serialised answer, and know when it went stale. None: nothing valid is cached."""
+        slot = self._lanes.get(track_id)
+        if slot is None:
+            return None
+        hit = slot.get("two_hop")
+        if hit is None:
+            return slot if self.params.lanes_two_hop <= 0.0 else None
+        merged, deps = hit
+        lanes = self._lanes
+        if all(lanes.get(b, _NO_SLOT).get("out") is entry for b, entry in deps):
+            return merged
+        return None
+
 
     def _sorted_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
         """Every lane of a track in one direction, best first, and its rejected edges, most

@@ -52,6 +52,10 @@ class NotSnapshotter(Exception):
 def open_log(config: Config) -> EventLog:
     """The log backend this process's role and log_url ask for."""
     kind, where = config.log_backend
+    if kind == "nats":  # the JetStream backend (docs/jetstream.md); nats-py loads only here
+        from gravityd.log.jetstream import open_log as open_jetstream
+
+        return open_jetstream(where, config, writer=config.role != "replica")
     if kind != "sqlite":
         raise LogError(f"log_url {where!r}: this build has no backend for it")
     return SqliteLog(
@@ -198,6 +202,8 @@ class Gravityd:
             self._loaded.set()
         if not self.writes and not await self._wait_for_log():
             return
+        if self.graph.cursor == 0 and list_snapshots(self.config.snapshot_dir):
+            await self._load_snapshot()  # the log's open fetched one (JetStream's object store)
         self.lease.try_acquire()
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)
@@ -452,28 +458,48 @@ class Gravityd:
         min_score: float,
         rejected: bool = False,
         with_meta: bool = False,
+        now: float | None = None,
     ) -> list[dict[str, Any]]:
         if self.blocks:
-            lanes = self._visible_lanes(track_id, limit, direction, min_score, rejected)
+            lanes = self._visible_lanes(track_id, limit, direction, min_score, rejected, now)
         else:
             lanes = self.graph.neighbors(
-                track_id, limit=limit, direction=direction, min_score=min_score, rejected=rejected
+                track_id,
+                limit=limit,
+                direction=direction,
+                min_score=min_score,
+                rejected=rejected,
+                now=now,
             )
         if with_meta and lanes:
             await self._add_meta(lanes)
         return lanes
 
     def _visible_lanes(
-        self, track_id: str, limit: int, direction: str, min_score: float, rejected: bool
+        self,
+        track_id: str,
+        limit: int,
+        direction: str,
+        min_score: float,
+        rejected: bool,
+        now: float | None,
     ) -> list[dict[str, Any]]:
         """Lanes without blocked tracks; a blocked track itself has none."""
         if track_id in self.blocks:
             return []
 
         def fetch(n: int) -> list[dict[str, Any]]:
-            return self.graph.neighbors(track_id, limit=n, direction=direction, rejected=rejected)
+            return self.graph.neighbors(
+                track_id, limit=n, direction=direction, rejected=rejected, now=now
+            )
 
         return takedowns.visible_lanes(fetch, limit, min_score, self.blocks)
+
+    def lanes_version(self, track_id: str) -> tuple[object, int] | None:
+        """What a track's lanes answer depends on besides time: its cached lanes (replaced
+        when the fold touches it) and the takedowns. None when nothing is cached yet."""
+        token = self.graph.lanes_token(track_id)
+        return None if token is None else (token, self.blocks.version)
 
     async def _add_meta(self, items: list[dict[str, Any]]) -> None:
         """Title and artist from the catalogue (None where it does not know the track)."""

@@ -84,6 +84,12 @@ def list_snapshots(folder: str | os.PathLike) -> list[SnapshotInfo]:
     return out
 
 
+def parse_name(name: str) -> tuple[int, int] | None:
+    """(sequence, cursor) of a snapshot file name, or None for any other name."""
+    m = _NAME_RE.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def next_path(folder: str | os.PathLike, cursor: int) -> Path:
     snaps = list_snapshots(folder)
     seq = snaps[0].seq + 1 if snaps else 1
@@ -100,9 +106,11 @@ class SnapshotWriter:
         chunk: int = 50_000,
         blocks: Blocks | None = None,
         extra: Iterable[tuple[str, Any]] = (),
+        origin: str | None = None,
     ) -> None:
         """`extra`: (part, payload) records written after the graph's, e.g. the scoreboard's;
-        like the graph they must not change until the last step."""
+        like the graph they must not change until the last step. `origin`: the log the cursor
+        counts in (a JetStream stream), kept in the header."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.cursor = gg.cursor
@@ -130,6 +138,10 @@ class SnapshotWriter:
         }
         if blocks is not None:
             header[BLOCKS_KEY] = blocks.to_record()
+        if origin is not None:
+            # Which log the cursor counts in (a JetStream stream and its creation time): a
+            # snapshot of another log is refused (gravityd.snapshot_store.check_origin).
+            header["origin"] = origin
         self._write_raw(MAGIC)
         self._write_block(self._packer.pack(header))
 
@@ -185,9 +197,10 @@ def write_snapshot(
     chunk: int = 50_000,
     blocks: Blocks | None = None,
     extra: Iterable[tuple[str, Any]] = (),
+    origin: str | None = None,
 ) -> Path:
     """Write a snapshot in one go (the CLI's form; the daemon steps a SnapshotWriter)."""
-    w = SnapshotWriter(gg, folder, chunk, blocks, extra)
+    w = SnapshotWriter(gg, folder, chunk, blocks, extra, origin)
     try:
         while w.step():
             pass

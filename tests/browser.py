@@ -6,8 +6,10 @@ reason, except under CI (CI=true), where a missing browser is a failure, not a s
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,3 +75,16 @@ def browser() -> Iterator[Any]:
         yield drv
     finally:
         drv.quit()
+
+
+def call(url: str, body: Any = None) -> Any:
+    """A JSON request the way the page's own fetches make it: GET, or POST with a JSON body."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())

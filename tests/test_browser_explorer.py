@@ -24,7 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .browser import make_driver
+from .browser import call, make_driver
 from .conftest import Daemon, run_cli, tid
 
 A, B, C, D, E, F, G, H = (tid(n) for n in "ABCDEFGH")
@@ -70,18 +70,6 @@ def known_graph() -> list[dict]:
     for i, x in enumerate(XS):
         events += two_step(f"hx{i}", H, x)
     return events
-
-
-def call(url: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url,
-        data=data,
-        method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
 
 
 @pytest.fixture(scope="module")

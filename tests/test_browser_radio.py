@@ -8,7 +8,6 @@ and radio:oracle with 1 skipped of 4 on day 3.
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .browser import make_driver
+from .browser import call, make_driver
 from .conftest import Daemon, tid
 
 WAIT_S = 15
@@ -60,18 +59,6 @@ def events() -> list[dict[str, Any]]:
                 {"session_id": sid, "track_id": tid(f"{arm}{i}"), "timestamp": at, **verdict}
             )
     return out
-
-
-def call(url: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url,
-        data=data,
-        method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
 
 
 @pytest.fixture(scope="module")

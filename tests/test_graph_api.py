@@ -93,3 +93,22 @@ async def test_fold_metrics_and_readiness(client: Any) -> None:
     assert "gravityd_fold_events_total 6.0" in text
     ready = await (await client.get("/readyz")).json()
     assert ready["ready"] is True and ready["cursor"] == ready["last_id"] == 6
+
+
+async def test_a_kept_answer_never_outlives_the_fold_or_a_takedown(client: Any) -> None:
+    """Neighbors answers are kept serialised for the second they were read in; a fold that
+    touches the track, or a takedown, must show in the very next read, within that second."""
+    url = f"/tracks/{tid(1)}/gravity_neighbors"
+    await post_and_fold(client, session("a", [1, 2]) + session("b", [1, 3]) + session("c", [1, 3]))
+    first = await (await client.get(url)).json()
+    assert [x["track_id"] for x in first] == [tid(3), tid(2)]
+    assert await (await client.get(url)).json() == first  # kept: the same answer
+    more = []
+    for i in range(4):
+        more += session(f"d{i}", [1, 2])
+    await post_and_fold(client, more)
+    again = await (await client.get(url)).json()
+    assert [x["track_id"] for x in again] == [tid(2), tid(3)]  # 1->2 is now the strongest
+    assert (await client.put(f"/admin/tracks/{tid(2)}/block")).status == 200
+    after = await (await client.get(url)).json()
+    assert [x["track_id"] for x in after] == [tid(3)]

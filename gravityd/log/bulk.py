@@ -17,7 +17,7 @@ import sqlite3
 from pathlib import Path
 
 from gravityd.log import LogError
-from gravityd.log.sqlite import _INSERT, ProcessLock, connect_sync
+from gravityd.log.sqlite import _INSERT, ProcessLock, connect_sync, transaction
 
 _INSERT_OR_IGNORE = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _TOP = (
@@ -86,14 +86,8 @@ class BulkLog:
         assert self._conn is not None
         conn = self._conn
         before = conn.total_changes
-        conn.execute("BEGIN")
-        try:
+        with transaction(conn):
             conn.executemany(_INSERT_OR_IGNORE, rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return conn.total_changes - before
 
     def insert_file(self, path: str | os.PathLike) -> int:
@@ -103,14 +97,8 @@ class BulkLog:
         conn.execute("ATTACH DATABASE ? AS scratch", (str(path),))
         try:
             before = conn.total_changes
-            conn.execute("BEGIN")
-            try:
+            with transaction(conn):
                 conn.execute(_COPY)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
             return conn.total_changes - before
         finally:
             conn.execute("DETACH DATABASE scratch")

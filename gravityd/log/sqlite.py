@@ -213,17 +213,25 @@ def _write_batch(
             next_id += 1
         results.append(out)
     if rows or block_rows:
-        conn.execute("BEGIN")
-        try:
+        with transaction(conn):
             conn.executemany(_INSERT, rows)
             if block_rows:
                 conn.executemany(_INSERT_BLOCK, block_rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
     return results, next_id
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
+    """One transaction: committed whole, or rolled back whole on any exception (a full disk,
+    a refused row), so the log never holds half a group commit."""
+    conn.execute(begin)
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def connect_sync(
