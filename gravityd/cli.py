@@ -324,6 +324,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     from gravityd.snapshot import SnapshotError
 
     cfg = _config(args)
+    if cfg.log_backend[0] == "nats":
+        return _fail(
+            "build folds a SQLite log; with a JetStream log (log_url nats://...) the snapshotter"
+            " replica writes and uploads snapshots itself (README 'Past one machine')"
+        )
     setup_logging("WARNING", cfg.log_format)
     try:
         res = build(cfg)
@@ -348,6 +353,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from gravityd.snapshot import SnapshotError
 
     cfg = _config(args)
+    if cfg.log_backend[0] == "nats":
+        return _fail(
+            "restore installs a snapshot beside a SQLite log; with a JetStream log, stop the"
+            " replicas, put the file in each one's snapshot folder, and remove the newer"
+            " objects from the bucket (README 'Past one machine')"
+        )
     setup_logging("WARNING", cfg.log_format)
     try:
         path = restore(cfg, args.snapshot_file)

@@ -25,7 +25,7 @@ from gravityd.config import Config
 from gravityd.events import ValidEvent
 from gravityd.graph import GravityGraph
 from gravityd.lease import SnapshotLease
-from gravityd.log import Appended, EventLog, LogError, LogMissing, SqliteLog
+from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog, SqliteLog
 from gravityd.metrics import Metrics
 from gravityd.ranking import RankRequest, rank_candidates
 from gravityd.scoreboard import ReportQuery, Scoreboard, from_snapshot_parts, snapshot_records
@@ -49,13 +49,17 @@ class NotSnapshotter(Exception):
     """Another process holds the snapshotter lease: this one never writes snapshots."""
 
 
-def open_log(config: Config) -> EventLog:
+LOG_RETRY_MAX_S = 30.0  # the longest wait between two tries of an unreachable log
+
+
+def open_log(config: Config, metrics: Metrics | None = None) -> EventLog:
     """The log backend this process's role and log_url ask for."""
     kind, where = config.log_backend
-    if kind == "nats":  # the JetStream backend (docs/jetstream.md); nats-py loads only here
+    if kind == "nats":  # the JetStream backend (README "Past one machine"); nats-py loads here
         from gravityd.log.jetstream import open_log as open_jetstream
 
-        return open_jetstream(where, config, writer=config.role != "replica")
+        registry = metrics.registry if metrics is not None else None
+        return open_jetstream(where, config, writer=config.role != "replica", registry=registry)
     if kind != "sqlite":
         raise LogError(f"log_url {where!r}: this build has no backend for it")
     return SqliteLog(
@@ -99,7 +103,8 @@ class Gravityd:
         self.writes = self.role in ("all", "writer")  # appends to the log
         self.reads = self.role in ("all", "replica")  # holds a graph, folds, serves reads
         self.metrics = metrics or Metrics()
-        self.log: EventLog = open_log(config)
+        self.log: EventLog = open_log(config, self.metrics)
+        self.remote_log = config.log_backend[0] == "nats"  # unreachable is retried, not fatal
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
         self.lease = SnapshotLease(config.snapshot_dir)
@@ -144,16 +149,20 @@ class Gravityd:
         m.blocked_tracks.set_function(lambda: len(self.blocks))
 
     async def start(self) -> None:
-        """A writer opens the log now (ingest works from here on; a bad log fails the start);
-        the graph is loaded and caught up in the background. A replica waits for its log."""
+        """A writer opens a local log now (ingest works from here on; a file that cannot be
+        opened fails the start). A log over the network, and a replica's, is opened in the
+        background, retried while it cannot be had: ingest answers 503 and /readyz 503 until
+        then. The graph is loaded and caught up in the background."""
         self._tasks.append(asyncio.create_task(self._watch_loop(), name="gravityd-loop-lag"))
-        if self.writes:
+        if self.role == "writer":
+            if self.remote_log:
+                self._tasks.append(asyncio.create_task(self._writer_open(), name="gravityd-open"))
+            else:
+                await self._open_log()
+                self._writer_ready()
+            return
+        if self.writes and not self.remote_log:
             await self._open_log()
-            if self.role == "writer":
-                self.ready = True
-                self._ready_event.set()
-                self._tasks.append(asyncio.create_task(self._retain_loop(), name="gravityd-retain"))
-                return
         self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
 
     async def _open_log(self) -> None:
@@ -173,26 +182,46 @@ class Gravityd:
             extra={"log": self.log.description, "role": self.role, "last_id": self.log.last_id},
         )
 
-    async def _wait_for_log(self) -> bool:
-        """A replica started before its writer: one line, then look again every LOG_WAIT_S.
+    async def _writer_open(self) -> None:
+        if await self._wait_for_log():
+            self._writer_ready()
 
-        A file that is there but is not a gravityd log stops the process (`fatal`)."""
+    def _writer_ready(self) -> None:
+        self.ready = True
+        self._ready_event.set()
+        self._tasks.append(asyncio.create_task(self._retain_loop(), name="gravityd-retain"))
+
+    async def _wait_for_log(self) -> bool:
+        """A replica started before its writer, or a log over the network that is down: one
+        line per reason, then look again (every LOG_WAIT_S; for an unreachable network log,
+        backing off to LOG_RETRY_MAX_S). A store that is not a gravityd log stops the process
+        (`fatal`), as does a local file that cannot be opened."""
         said = ""
+        delay = LOG_WAIT_S
         while not self._closing:
             try:
                 await self._open_log()
                 return True
             except LogMissing as exc:
-                if str(exc) != said:
-                    log.warning("waiting for the log", extra={"log": self.log.description,
-                                                              "reason": str(exc)})
-                    said = str(exc)
+                reason, delay = str(exc), LOG_WAIT_S
+            except NotALog as exc:
+                return self._fatal(exc)
             except LogError as exc:
-                self.fatal = str(exc)
-                log.error("cannot use the log", extra={"error": str(exc)})
-                self.failed.set()
-                return False
-            await asyncio.sleep(LOG_WAIT_S)
+                if not self.remote_log:
+                    return self._fatal(exc)
+                reason, delay = str(exc), min(LOG_RETRY_MAX_S, delay * 2)
+            if reason != said:
+                log.warning(
+                    "waiting for the log", extra={"log": self.log.description, "reason": reason}
+                )
+                said = reason
+            await asyncio.sleep(delay)
+        return False
+
+    def _fatal(self, exc: Exception) -> bool:
+        self.fatal = str(exc)
+        log.error("cannot use the log", extra={"error": str(exc)})
+        self.failed.set()
         return False
 
     async def _run(self) -> None:
@@ -200,7 +229,7 @@ class Gravityd:
             await self._load_snapshot()
         finally:
             self._loaded.set()
-        if not self.writes and not await self._wait_for_log():
+        if (not self.writes or self.remote_log) and not await self._wait_for_log():
             return
         if self.graph.cursor == 0 and list_snapshots(self.config.snapshot_dir):
             await self._load_snapshot()  # the log's open fetched one (JetStream's object store)
@@ -374,6 +403,7 @@ class Gravityd:
             except StopIteration as done:
                 return done.value
             await asyncio.sleep(0)
+
     def _wake_readers(self) -> None:
         fut = self._advanced
         if fut is not None:

@@ -180,3 +180,43 @@ def test_stream_leader_sigkilled_during_http_ingest(nats_cluster: NatsCluster, p
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_caught_up", r.text
         assert time.monotonic() < deadline, "the replica never caught up"
     assert requests.get(replica.url + "/readyz", timeout=5).json()["cursor"] >= last
+
+
+def wait_for_line(d: Daemon, text: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in d.stderr_path.read_text():
+        assert time.monotonic() < deadline, f"no {text!r} in {d.stderr_path}"
+        time.sleep(0.05)  # a child process's log file: no signal to wait on
+
+
+def test_nats_unreachable_at_start_then_there(tmp_path: Path, procs: Any) -> None:
+    """Started before its cluster: one clear line, /readyz 503 and ingest 503 with Retry-After
+    while it retries with back-off; once the nodes are up the same processes serve."""
+    from .nats_cluster import nats_server_binary
+
+    if nats_server_binary() is None:
+        pytest.skip("nats-server missing")
+    cluster = NatsCluster(tmp_path / "late")  # ports chosen, nothing started yet
+    writer = procs("w", "--role", "writer", "--log-url", cluster.url).start(wait_ready=False)
+    replica = procs("r", "--role", "replica", "--log-url", cluster.url).start(wait_ready=False)
+    try:
+        for d in (writer, replica):
+            r = requests.get(d.url + "/readyz", timeout=10)
+            assert r.status_code == 503 and r.json()["ready"] is False
+        r = requests.post(writer.url + "/events", json=sessions(1, 2), timeout=30)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "log_unavailable"
+        assert int(r.headers["Retry-After"]) >= 1
+        for d in (writer, replica):  # one clear line each, while nothing answers
+            wait_for_line(d, "waiting for the log")
+        cluster.start()
+        writer.wait("/readyz", timeout=90)
+        replica.wait("/readyz", timeout=90)
+        last = post(writer.url, sessions(3, 4))["last_id"]
+        lanes(replica.url, 0, last)
+        for d in (writer, replica):
+            text = d.stderr_path.read_text()
+            assert "waiting for the log" in text and "Traceback" not in text
+            # Back-off: a handful of lines at most, not one per try.
+            assert text.count("waiting for the log") <= 3
+    finally:
+        cluster.stop()

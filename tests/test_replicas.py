@@ -228,6 +228,13 @@ def test_sigkill_a_worker_under_read_load(cluster: Any) -> None:
             except requests.ConnectionError as exc:  # a connection the dying worker held
                 failures.append(str(exc))
 
+
+    def pid_answering() -> int:
+        with requests.Session() as s:  # a new connection: the kernel picks a listening worker
+            return s.get(f"{replicas.url}/readyz", timeout=5).json()["pid"]
+
+    # Both workers listen (each only once it has caught up) before one is killed.
+    wait_until(lambda: {pid_answering() for _ in range(20)} == set(workers), "both workers")
     t = threading.Thread(target=read_load)
     t.start()
     try:

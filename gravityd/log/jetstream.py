@@ -1,5 +1,5 @@
 """The JetStream backend of the event log: one replicated stream for writers and replicas on any
-number of machines (`--log-url nats://HOST:PORT[,HOST:PORT...]`). See docs/jetstream.md.
+number of machines (`--log-url nats://HOST:PORT[,HOST:PORT...]`). See README "Past one machine".
 
 **Messages.** nats-py publishes some 23k single messages/s into an R3 stream, so an event per
 message would cap a writer far below 100k events/s. A group commit is published instead as a
@@ -384,7 +384,7 @@ class JetStreamLog:
     ) -> None:
         self.servers = servers
         # Where this process keeps snapshots: uploaded by publish_graph, and filled from the
-        # object store by a reader that starts with none (docs/jetstream.md).
+        # object store by a reader that starts with none (README "Past one machine").
         self.snapshot_dir = snapshot_dir
         self.params = params
         self.writer = writer
@@ -491,7 +491,7 @@ class JetStreamLog:
             max_age=p.js_max_age_days * 86400.0,
             max_bytes=p.js_max_bytes or -1,
             allow_direct=True,
-            description="gravityd event log (docs/jetstream.md)",
+            description="gravityd event log (README: Past one machine)",
         )
 
     async def _ensure_stream(self) -> api.StreamInfo:
@@ -585,7 +585,11 @@ class JetStreamLog:
     ) -> list[Appended]:
         """Queue events for the next group commit; return once JetStream acknowledged them."""
         if self._closing or self._writer_task is None:
-            raise LogError("the log is closed" if self.writer else "this log is read-only")
+            raise LogError(
+                "the log is not open (NATS not reached yet, or closing)"
+                if self.writer
+                else "this log is read-only"
+            )
         if not events:
             return []
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -1178,7 +1182,7 @@ class JetStreamLog:
             )
 
     async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
-        """The catalogue is not in the stream (see docs/jetstream.md): no titles."""
+        """The catalogue is not in the stream (see README "Past one machine"): no titles."""
         return {}
 
     async def catalog_size(self) -> int:
@@ -1187,7 +1191,7 @@ class JetStreamLog:
     async def current_blocks(self) -> list[tuple[str, int, float]]:
         """Takedowns are events of the stream, folded by replicas like the rest; a writer
         role has no fold and the stream no table to ask, so it starts knowing none (its PUT
-        answers may then say "changed" for a track already blocked: docs/jetstream.md)."""
+        answers may then say "changed" for a track already blocked: README "Past one machine")."""
         return []
 
     async def publish_graph(
@@ -1195,7 +1199,7 @@ class JetStreamLog:
     ) -> None:
         """The snapshotter's duty: upload the snapshot file just written to the object store
         (streamed), where replicas on other machines find it. The stream has no tables:
-        `track_edges` and `gravity_cursor` are SQLite's (docs/jetstream.md)."""
+        `track_edges` and `gravity_cursor` are SQLite's (README "Past one machine")."""
         if not self.snapshot_dir:
             return
         from gravityd.snapshot_store import SnapshotStore
