@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -150,6 +151,18 @@ class Daemon:
         assert self.proc is not None
         self.proc.terminate()
         return self.proc.wait(30)
+
+
+def stop_gracefully(daemons: list[Daemon]) -> None:
+    """SIGTERM each daemon still running (a supervisor stops its workers), SIGKILL if stuck."""
+    for d in daemons:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.send_signal(signal.SIGTERM)
+            try:
+                d.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                d.proc.kill()
+                d.proc.wait(10)
 
 
 @pytest.fixture

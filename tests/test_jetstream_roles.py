@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import Daemon, tid
+from .conftest import Daemon, stop_gracefully, tid
 from .nats_cluster import NatsCluster, running_cluster
 from .test_jetstream import stream_event_ids
 from .test_replicas import FAST, comparable, lanes, post, sessions
@@ -37,14 +36,7 @@ def procs(tmp_path: Path) -> Iterator[Any]:
         return d
 
     yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.send_signal(signal.SIGTERM)
-            try:
-                d.proc.wait(20)
-            except Exception:
-                d.proc.kill()
-                d.proc.wait(10)
+    stop_gracefully(started)
 
 
 def test_two_writers_two_replicas_match_an_all_sqlite_daemon(

@@ -23,7 +23,7 @@ import requests
 from gravityd.graph import graph_signature
 from gravityd.snapshot import load_newest
 
-from .conftest import Daemon, event, make_config, run_cli, tid
+from .conftest import Daemon, event, make_config, run_cli, stop_gracefully, tid
 
 FAST = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
 
@@ -99,14 +99,7 @@ def cluster(tmp_path: Path) -> Any:
         return d
 
     yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.send_signal(signal.SIGTERM)
-            try:
-                d.proc.wait(20)
-            except Exception:
-                d.proc.kill()
-                d.proc.wait(10)
+    stop_gracefully(started)
 
 
 def test_writer_and_two_workers_read_your_writes_and_match_all(
