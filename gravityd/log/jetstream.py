@@ -467,6 +467,11 @@ class JetStreamLog:
             else:
                 await self._start_watch(info.state.last_seq)
                 await self._bootstrap_snapshot()
+        except _ERRORS as exc:  # a transient answer (no responders, a timeout): retry later
+            await self._close_conn()
+            raise LogError(
+                f"JetStream stream {p.js_stream}: cannot open it now: {_describe(exc)}"
+            ) from None
         except BaseException:
             await self._close_conn()
             raise
@@ -1006,7 +1011,11 @@ class JetStreamLog:
     async def _last_message_older_than(self, seq: int, when: datetime) -> bool:
         assert self._js is not None
         try:
-            msg = await self._js.get_msg(self.params.js_stream, seq=seq, direct=True)
+            try:
+                msg = await self._js.get_msg(self.params.js_stream, seq=seq, direct=True)
+            except nats.errors.NoRespondersError:
+                # Direct get has no responders yet (a new stream, an election): ask the leader.
+                msg = await self._js.get_msg(self.params.js_stream, seq=seq, direct=False)
         except nats.js.errors.NotFoundError:
             return True
         return msg.time is not None and msg.time < when
