@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -594,7 +595,7 @@ def make_middleware(svc: Gravityd) -> Any:
     origins = svc.config.cors_origins
     guard = Guard(svc)
     reads = svc.reads
-    elsewhere = role_paths("all") - role_paths(svc.role)  # served by the other role
+    elsewhere = _route_patterns(role_paths("all") - role_paths(svc.role))  # the other role's
     other = "a writer (--role writer or all)" if not svc.writes else "a replica (--role replica)"
 
     @web.middleware
@@ -651,10 +652,14 @@ def make_middleware(svc: Gravityd) -> Any:
 
 
 def _http_error(
-    exc: web.HTTPException, request: web.Request, elsewhere: set[str], role: str, other: str
+    exc: web.HTTPException,
+    request: web.Request,
+    elsewhere: re.Pattern[str],
+    role: str,
+    other: str,
 ) -> web.Response:
     """aiohttp's own answers in the contract's shape; a path of the other role says so."""
-    if exc.status == 404 and _route_of(request.path) in elsewhere:
+    if exc.status == 404 and elsewhere.fullmatch(request.path):
         return ApiError(
             404, "wrong_role", f"this gravityd is a {role}: {request.path} is served by {other}"
         ).response()
@@ -662,19 +667,10 @@ def _http_error(
     return ApiError(exc.status, code, exc.reason).response()
 
 
-def _route_of(path: str) -> str:
-    """The documented route a concrete path would match (for the wrong-role answer)."""
-    if path.startswith("/tracks/") and path != "/tracks/top":
-        return (
-            "/tracks/{id}/gravity_neighbors"
-            if path.endswith("/gravity_neighbors")
-            else ("/tracks/{id}")
-        )
-    if path.startswith("/static/"):
-        return "/static/{name}"
-    if path.startswith("/admin/tracks/") and path.endswith("/block"):
-        return "/admin/tracks/{id}/block"
-    return path
+def _route_patterns(templates: set[str]) -> re.Pattern[str]:
+    """One pattern matching the concrete paths of these documented routes ({x}: one segment)."""
+    parts = [re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(t)) for t in sorted(templates)]
+    return re.compile("|".join(parts) or "(?!)")
 
 
 def _check_limits(guard: Guard, request: web.Request, path: str, method: str) -> None:

@@ -119,9 +119,7 @@ def _read_op(path: str, op: dict[str, Any]) -> None:
         op["parameters"] = [*op.get("parameters", []), MIN_CURSOR]
     else:
         body = op["requestBody"]["content"][JSON]["schema"]
-        body["properties"]["min_cursor"] = {k: v for k, v in MIN_CURSOR.items() if k == "schema"}[
-            "schema"
-        ]
+        body["properties"]["min_cursor"] = MIN_CURSOR["schema"]
         op["parameters"] = [MIN_CURSOR]
     responses = op["responses"]
     responses["200"] = {**responses["200"], "headers": CURSOR_HEADERS}

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gravityd.config import Config
 
@@ -42,7 +42,6 @@ class Worker:
     starts: int = 0
     delay: float = FIRST_DELAY_S
     due: float = 0.0  # when a dead worker is started again
-    history: list[float] = field(default_factory=list)
 
 
 def _die_with_parent() -> None:

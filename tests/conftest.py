@@ -166,6 +166,33 @@ def stop_gracefully(daemons: list[Daemon]) -> None:
 
 
 @pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Any]:
+    """Start real daemons (their files under `folder`, default tmp_path); all stopped after."""
+    started: list[Daemon] = []
+
+    def make(*args: str, folder: Path = tmp_path, env: dict[str, str] | None = None) -> Daemon:
+        folder.mkdir(parents=True, exist_ok=True)
+        d = Daemon(folder, *args, env=env)
+        started.append(d)
+        return d
+
+    yield make
+    stop_gracefully(started)
+
+
+@pytest.fixture(scope="module")
+def drv() -> Iterator[Any]:
+    """One headless Chromium per browser test module (skipped without it, outside CI)."""
+    from .browser import make_driver
+
+    driver = make_driver(1280, 900)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
 def daemon_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[Daemon] = []
 

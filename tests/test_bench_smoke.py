@@ -13,28 +13,27 @@ import sys
 from .conftest import REPO
 
 
-def test_soak_smoke_loses_and_doubles_nothing() -> None:
+def smoke(script: str) -> subprocess.CompletedProcess:
+    """A bench script at its smoke size; it must exit 0."""
     res = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "soak.py"), "--smoke"],
+        [sys.executable, str(REPO / "bench" / script), "--smoke"],
         capture_output=True,
         text=True,
         cwd=REPO,
         timeout=300,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def test_soak_smoke_loses_and_doubles_nothing() -> None:
+    res = smoke("soak.py")
     assert "CORRECTNESS: OK (lost 0, duplicated 0, no 5xx)" in res.stdout
     assert "acknowledged" in res.stdout
 
 
 def test_import_bench_smoke_prints_both_rates_and_checks_the_log() -> None:
-    res = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "import.py"), "--smoke"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    res = smoke("import.py")
     assert "CORRECTNESS: OK" in res.stdout
     assert "gravityd import --db:" in res.stdout and "raw executemany:" in res.stdout
     assert "ratio import/raw:" in res.stdout

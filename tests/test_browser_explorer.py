@@ -94,15 +94,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
             d.kill()
 
 
-@pytest.fixture(scope="module")
-def drv() -> Iterator[Any]:
-    driver = make_driver(1280, 900)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def wait(driver: Any, cond: Callable[[Any], Any], timeout: float = WAIT_S) -> Any:
     return WebDriverWait(driver, timeout).until(cond)
 

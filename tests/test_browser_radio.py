@@ -18,7 +18,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .browser import call, make_driver
+from .browser import call
 from .conftest import Daemon, tid
 
 WAIT_S = 15
@@ -71,15 +71,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     finally:
         if d.proc is not None and d.proc.poll() is None:
             d.kill()
-
-
-@pytest.fixture(scope="module")
-def drv() -> Iterator[Any]:
-    driver = make_driver(1280, 900)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def wait(driver: Any, cond: Any, timeout: float = WAIT_S) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from .conftest import Daemon, stop_gracefully, tid
+from .conftest import Daemon, tid
 from .nats_cluster import NatsCluster, running_cluster
 from .test_jetstream import stream_event_ids
 from .test_replicas import FAST, comparable, lanes, post, sessions
@@ -25,18 +25,12 @@ def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
 
 
 @pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Any]:
-    started: list[Daemon] = []
-
+def procs(daemons: Any, tmp_path: Path) -> Any:
     def make(name: str, *args: str) -> Daemon:
-        folder = tmp_path / name
-        folder.mkdir(parents=True, exist_ok=True)
-        d = Daemon(folder, *args, env={**FAST, "GRAVITYD_JS_ACK_TIMEOUT_S": "2"})
-        started.append(d)
-        return d
+        env = {**FAST, "GRAVITYD_JS_ACK_TIMEOUT_S": "2"}
+        return daemons(*args, folder=tmp_path / name, env=env)
 
-    yield make
-    stop_gracefully(started)
+    return make
 
 
 def test_two_writers_two_replicas_match_an_all_sqlite_daemon(

@@ -23,7 +23,7 @@ import requests
 from gravityd.graph import graph_signature
 from gravityd.snapshot import load_newest
 
-from .conftest import Daemon, event, make_config, run_cli, stop_gracefully, tid
+from .conftest import Daemon, event, make_config, run_cli, tid
 
 FAST = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
 
@@ -89,17 +89,11 @@ def comparable(items: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Any:
-    started: list[Daemon] = []
-
+def cluster(daemons: Any, tmp_path: Path) -> Any:
     def make(*args: str, folder: Path = tmp_path, env: dict[str, str] | None = None) -> Daemon:
-        folder.mkdir(parents=True, exist_ok=True)
-        d = Daemon(folder, *args, env={**FAST, **(env or {})})
-        started.append(d)
-        return d
+        return daemons(*args, folder=folder, env={**FAST, **(env or {})})
 
-    yield make
-    stop_gracefully(started)
+    return make
 
 
 def test_writer_and_two_workers_read_your_writes_and_match_all(
