@@ -5,6 +5,7 @@ Validation is pure and allocation-light because it sits on the ingest hot path.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -78,25 +79,17 @@ class ValidEvent(NamedTuple):
     elapsed_ms: int | None
 
 
-# Track and user ids repeat: a catalogue has far fewer tracks than a day has events. The
-# regex runs once per distinct id (of the last _UUID_MEMO_SIZE); a dict hit costs ~50 ns.
-_uuid_memo: dict[str, str] = {}
-_UUID_MEMO_SIZE = 100_000
-
-
 def canonical_uuid(value: Any) -> str | None:
     """Lower-case canonical form of a hyphenated UUID string, or None if it is not one."""
-    if type(value) is str:
-        hit = _uuid_memo.get(value)
-        if hit is not None:
-            return hit
-    if isinstance(value, str) and len(value) == 36 and _UUID_RE.match(value):
-        canon = value.lower()
-        if type(value) is str:
-            if len(_uuid_memo) >= _UUID_MEMO_SIZE:
-                _uuid_memo.clear()
-            _uuid_memo[value] = canon
-        return canon
+    return _canonical(value) if type(value) is str else None
+
+
+# Track and user ids repeat: a catalogue has far fewer tracks than a day has events, so the
+# regex runs about once per distinct id (of the last 100,000) and a repeat is a cache hit.
+@functools.lru_cache(maxsize=100_000)
+def _canonical(value: str) -> str | None:
+    if len(value) == 36 and _UUID_RE.match(value):
+        return value.lower()
     return None
 
 
