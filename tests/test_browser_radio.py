@@ -11,6 +11,7 @@ from __future__ import annotations
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ from .conftest import Daemon, tid
 
 WAIT_S = 15
 DASH, MINUS = "\u2013", "\u2212"  # what the page prints between bounds and before < 0
-DAYS = ("2026-11-24", "2026-11-25", "2026-11-26")
+# Three whole days ending yesterday, relative to now: hour buckets older than the report's hour
+# retention merge into days, so fixed dates would empty the hour view as the calendar moves on.
+_TODAY = datetime.now(UTC).date()
+DAYS = tuple((_TODAY - timedelta(days=k)).isoformat() for k in (3, 2, 1))
 PLAN = {  # (arm, day index) -> (skipped, kept)
     ("radio:control", 0): (6, 4),
     ("radio:gravity", 0): (3, 7),
