@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gravityd.events import FoldEvent
+from gravityd.core.events import FoldEvent
 from gravityd.log.sqlite import _INSERT, connect_sync, new_event_id
 
 REPO = Path(__file__).resolve().parent.parent

@@ -43,9 +43,9 @@ from bench.common import (
     tempdir,
     wrk,
 )
-from gravityd.events import FoldEvent
-from gravityd.graph import GravityGraph
-from gravityd.snapshot import write_snapshot
+from gravityd.core.events import FoldEvent
+from gravityd.core.graph import GravityGraph
+from gravityd.snapshots.files import write_snapshot
 
 BATCH = 2000
 

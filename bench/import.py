@@ -30,8 +30,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import tempdir
-from gravityd.events import ValidationLimits
-from gravityd.importer import parse_piece, plan
+from gravityd.commands.importer import parse_piece, plan
+from gravityd.core.events import ValidationLimits
 from gravityd.log.sqlite import _INSERT, connect_sync
 
 REPO = Path(__file__).resolve().parent.parent

@@ -36,8 +36,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import gen_events, post_script, serve, wrk
-from gravityd.events import ValidEvent
-from gravityd.graph import GravityGraph
+from gravityd.core.events import ValidEvent
+from gravityd.core.graph import GravityGraph
 from gravityd.log.jetstream import (
     COUNT_HEADER,
     DedupIndex,
@@ -46,8 +46,8 @@ from gravityd.log.jetstream import (
     parse_log_url,
 )
 from gravityd.log.jetstream_params import JetStreamParams
-from gravityd.snapshot import load_snapshot, write_snapshot
-from gravityd.snapshot_store import SnapshotStore
+from gravityd.snapshots.files import load_snapshot, write_snapshot
+from gravityd.snapshots.object_store import SnapshotStore
 from tests.nats_cluster import NatsCluster
 
 TRACKS = [str(uuid.UUID(int=i + 1)) for i in range(5000)]

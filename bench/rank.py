@@ -14,7 +14,7 @@ in-process and over HTTP, beside the bare HTTP round trip of the same body in th
        gravity.SnapshotGraph do with theirs);
    (a') the same with graph=None: the newest snapshot of GRAVITYD_SNAPSHOT_DIR (first call, the
        load, timed apart);
-   and, to show where the time goes: gravityd.ranking.rank_candidates (the core alone) and
+   and, to show where the time goes: gravityd.core.ranking.rank_candidates (the core alone) and
    gravity.rank_candidates with params= given.
 4. Over HTTP: a real `gravityd serve` loaded from that snapshot; wrk POSTs /rank rotating over
    the same bodies, 1 connection (sequential, the radio's case: latency) and 8 connections
@@ -52,9 +52,10 @@ from bench.common import (
     tempdir,
     wrk,
 )
-from gravityd import gravity, ranking
-from gravityd.graph import GravityGraph
-from gravityd.snapshot import load_snapshot, write_snapshot
+from gravityd import gravity
+from gravityd.core import ranking
+from gravityd.core.graph import GravityGraph
+from gravityd.snapshots.files import load_snapshot, write_snapshot
 
 IN_PROCESS_P99_MS = 2.0
 HTTP_P99_MS = 5.0

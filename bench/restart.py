@@ -45,7 +45,7 @@ from bench.common import (
     write_log,
     wrk,
 )
-from gravityd.snapshot import list_snapshots, load_snapshot, write_snapshot
+from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
 
 
 def main() -> None:

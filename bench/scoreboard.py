@@ -30,9 +30,9 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import gen_events
-from gravityd.events import FoldEvent
-from gravityd.graph import GravityGraph
-from gravityd.scoreboard import DAY, HOUR, ReportParams, Scoreboard, snapshot_records
+from gravityd.core.events import FoldEvent
+from gravityd.core.graph import GravityGraph
+from gravityd.core.scoreboard import DAY, HOUR, ReportParams, Scoreboard, snapshot_records
 
 BATCH = 2000
 ARMS = ("radio:control", "radio:gravity", "radio:embedding")

@@ -1,5 +1,5 @@
 """`python -m gravityd` is the same as the `gravityd` console script."""
 
-from gravityd.cli import main
+from gravityd.commands.cli import main
 
 raise SystemExit(main())

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gravityd.events import ValidationLimits
-from gravityd.graph import FoldParams
-from gravityd.limits import parse_networks
+from gravityd.core.events import ValidationLimits
+from gravityd.core.graph import FoldParams
+from gravityd.core.ranking import RankParams
+from gravityd.core.scoreboard import ReportParams
+from gravityd.http.limits import parse_networks
 from gravityd.log.jetstream_params import JetStreamParams
-from gravityd.ranking import RankParams
-from gravityd.scoreboard import ReportParams
 
 ENV_PREFIX = "GRAVITYD_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gravityd.toml"
@@ -109,11 +109,11 @@ class Config:
     # [log]
     log_level: str = _s("log", "INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = _s("log", "json", choices=("json", "text"))
-    # [graph]: the fold's model, see gravityd/graph.py
+    # [graph]: the fold's model, see gravityd/core/graph.py
     graph: FoldParams = field(default_factory=FoldParams, metadata={"section": "graph"})
-    # [rank]: the blend of embedding and graph, see gravityd/ranking.py
+    # [rank]: the blend of embedding and graph, see gravityd/core/ranking.py
     rank: RankParams = field(default_factory=RankParams, metadata={"section": "rank"})
-    # [report]: the radio's scoreboard, see gravityd/scoreboard.py
+    # [report]: the radio's scoreboard, see gravityd/core/scoreboard.py
     report: ReportParams = field(default_factory=ReportParams, metadata={"section": "report"})
     # [jetstream]: the NATS JetStream log (--log-url nats://...), see gravityd/log/jetstream.py
     jetstream: JetStreamParams = field(

@@ -17,12 +17,12 @@ import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from gravityd import ranking
-from gravityd.blocks import Blocks, visible_ids
 from gravityd.config import Config, load_config
-from gravityd.events import canonical_uuid
-from gravityd.graph import GravityGraph
-from gravityd.snapshot import list_snapshots, load_newest
+from gravityd.core import ranking
+from gravityd.core.events import canonical_uuid
+from gravityd.core.graph import GravityGraph
+from gravityd.core.takedowns import Blocks, visible_ids
+from gravityd.snapshots.files import list_snapshots, load_newest
 
 log = logging.getLogger("gravityd.gravity")
 
@@ -110,7 +110,7 @@ def rank_candidates(
     now: float | None = None,
     blocked: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rank the radio's candidates best first (see gravityd.ranking for the formula).
+    """Rank the radio's candidates best first (see gravityd.core.ranking for the formula).
 
     Ids may be given in any case; they are compared in canonical lower-case form, as the graph
     stores them (ids that are not UUIDs are compared as given). Tracks of session_history and

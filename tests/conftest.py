@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from gravityd.api import create_app
 from gravityd.config import Config, load_config
-from gravityd.service import Gravityd
+from gravityd.daemon.service import Gravityd
+from gravityd.http.app import create_app
 
 REPO = Path(__file__).resolve().parent.parent
 

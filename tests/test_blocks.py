@@ -11,10 +11,10 @@ import pytest
 import requests
 
 from gravityd import gravity
-from gravityd.blocks import Blocks, visible_lanes
-from gravityd.graph import FoldParams, GravityGraph
+from gravityd.core.graph import FoldParams, GravityGraph
+from gravityd.core.takedowns import Blocks, visible_lanes
 from gravityd.log import connect_sync, current_blocks
-from gravityd.snapshot import list_snapshots, load_newest, write_snapshot
+from gravityd.snapshots.files import list_snapshots, load_newest, write_snapshot
 
 from .conftest import event, metric, run_cli, serve, tid
 

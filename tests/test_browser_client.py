@@ -1,4 +1,4 @@
-"""gravityd/static/client.js in a real headless Chromium against a real daemon.
+"""gravityd/http/static/client.js in a real headless Chromium against a real daemon.
 
 The page under test comes from one loopback origin and loads client.js from another: a small
 fault-injecting reverse proxy in front of the daemon, so every request the client makes crosses

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from gravityd.catalog import CatalogError, read_catalog
-from gravityd.evaluate import track_uuid
-from gravityd.service import RateMeter
+from gravityd.commands.catalog import CatalogError, read_catalog
+from gravityd.daemon.service import RateMeter
+from gravityd.lab.evaluate import track_uuid
 
 from .conftest import REPO, run_cli, tid
 from .test_graph_api import post_and_fold, session
@@ -285,7 +285,7 @@ def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("gravityd-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {"gravityd/static/index.html", "gravityd/static/client.js"} <= names
+    assert {"gravityd/http/static/index.html", "gravityd/http/static/client.js"} <= names
 
 
 # ------------------------------------------------------------------------------ Yes replay

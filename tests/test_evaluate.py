@@ -1,4 +1,4 @@
-"""The offline evaluation (gravityd/evaluate.py) on small synthetic Yes.com-format folders."""
+"""The offline evaluation (gravityd/lab/evaluate.py) on small synthetic Yes.com-format folders."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gravityd import evaluate as ev
-from gravityd.graph import FoldParams
+from gravityd.core.graph import FoldParams
+from gravityd.lab import evaluate as ev
 
 N_SONGS = 40
 

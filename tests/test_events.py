@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gravityd.events import EventError, ValidationLimits, parse_batch, validate_event
+from gravityd.core.events import EventError, ValidationLimits, parse_batch, validate_event
 
 from .conftest import event, tid
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from gravityd.api import SERVICE, create_app
-from gravityd.lease import LEASE_NAME
-from gravityd.service import Gravityd
-from gravityd.snapshot import list_snapshots, load_snapshot
+from gravityd.daemon.service import Gravityd
+from gravityd.http.app import SERVICE, create_app
+from gravityd.snapshots.files import list_snapshots, load_snapshot
+from gravityd.snapshots.lease import LEASE_NAME
 
 from .conftest import event, make_config, metric, run_cli, serve, tid
 

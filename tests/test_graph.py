@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravityd.events import FoldEvent
-from gravityd.graph import FoldParams, GravityGraph, graph_signature
+from gravityd.core.events import FoldEvent
+from gravityd.core.graph import FoldParams, GravityGraph, graph_signature
 
 T0 = 1_700_000_000.0
 DAY = 86400.0

@@ -13,9 +13,15 @@ import orjson
 import pytest
 import requests
 
-from gravityd.events import ValidationLimits
-from gravityd.graph import GravityGraph, graph_signature
-from gravityd.importer import ImportProgress, derived_event_id, id_prefix, parse_piece, plan
+from gravityd.commands.importer import (
+    ImportProgress,
+    derived_event_id,
+    id_prefix,
+    parse_piece,
+    plan,
+)
+from gravityd.core.events import ValidationLimits
+from gravityd.core.graph import GravityGraph, graph_signature
 from gravityd.log import connect_sync, read_after_sync
 
 from .conftest import event, run_cli, serve, tid
@@ -254,7 +260,7 @@ def test_import_after_a_snapshot_is_folded_by_the_next_start(
 
 
 def _api_graph(events: list[dict[str, Any]]) -> GravityGraph:
-    from gravityd.events import validate_event
+    from gravityd.core.events import validate_event
 
     gg = GravityGraph()
     rows = []

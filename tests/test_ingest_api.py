@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from gravityd.api import SERVICE, create_app
-from gravityd.service import Gravityd
+from gravityd.daemon.service import Gravityd
+from gravityd.http.app import SERVICE, create_app
 
 from .conftest import event, make_config, metric, tid
 
@@ -284,7 +284,7 @@ async def test_admin_token(aiohttp_client: Any, tmp_path: Any) -> None:
 
 
 async def test_admin_without_token_answers_loopback_only(client: Any) -> None:
-    from gravityd.api import _is_loopback
+    from gravityd.http.app import _is_loopback
 
     assert (await client.post("/admin/fold")).status == 200  # the test client is loopback
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("::ffff:127.0.0.1")
@@ -335,7 +335,7 @@ async def test_a_row_the_database_refuses_fails_only_its_own_request(tmp_path: A
     other requests must not take them down with it."""
     import asyncio
 
-    from gravityd.events import ValidationLimits, validate_event
+    from gravityd.core.events import ValidationLimits, validate_event
     from gravityd.log import LogError, SqliteLog
 
     log = SqliteLog(tmp_path / "iso.db")

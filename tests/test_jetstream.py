@@ -15,8 +15,8 @@ import nats.js.errors
 import pytest
 
 from gravityd.config import ConfigError, load_config
-from gravityd.events import ValidationLimits, ValidEvent, validate_event
-from gravityd.graph import GravityGraph, graph_signature
+from gravityd.core.events import ValidationLimits, ValidEvent, validate_event
+from gravityd.core.graph import GravityGraph, graph_signature
 from gravityd.log import EventLog, LogError, LogMissing, NotALog, SqliteLog
 from gravityd.log.jetstream import (
     SHIFT,
@@ -28,8 +28,8 @@ from gravityd.log.jetstream import (
     parse_log_url,
 )
 from gravityd.log.jetstream_params import JetStreamParams
-from gravityd.snapshot import list_snapshots, write_snapshot
-from gravityd.snapshot_store import SnapshotStore
+from gravityd.snapshots.files import list_snapshots, write_snapshot
+from gravityd.snapshots.object_store import SnapshotStore
 
 from .conftest import REPO
 from .nats_cluster import NatsCluster, running_cluster

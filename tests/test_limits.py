@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from gravityd.config import ConfigError
-from gravityd.limits import ClientIdentity, RateLimiter, parse_networks, retry_after
+from gravityd.http.limits import ClientIdentity, RateLimiter, parse_networks, retry_after
 
 from .conftest import event, make_config, serve
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gravityd.events import ValidEvent
+from gravityd.core.events import ValidEvent
 from gravityd.log import EventLog, LogError, LogMissing, NotALog, SqliteLog
 from gravityd.log.sqlite import check_log_file, new_event_ids
 

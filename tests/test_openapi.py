@@ -18,9 +18,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from gravityd.api import create_app
-from gravityd.openapi import build_spec
-from gravityd.service import Gravityd
+from gravityd.daemon.service import Gravityd
+from gravityd.http.app import create_app
+from gravityd.http.openapi import build_spec
 
 from .conftest import Daemon, event, make_config
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from gravityd import cli, progress
+from gravityd import progress
+from gravityd.commands import cli
 from gravityd.progress import Progress, Stages
 
 from .conftest import REPO, run_cli

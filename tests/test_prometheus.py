@@ -76,8 +76,8 @@ def metric_names(expr: str) -> set[str]:
 
 
 def exported_families() -> set[str]:
-    """Sample names the daemon can export: each metric of gravityd/metrics.py and its series."""
-    from gravityd.metrics import Metrics
+    """Sample names the daemon can export: each metric of gravityd/daemon/metrics.py, its series."""
+    from gravityd.daemon.metrics import Metrics
 
     names: set[str] = set()
     for family in Metrics().registry.collect():

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from gravityd.api import create_app
-from gravityd.build import build
-from gravityd.graph import GravityGraph
+from gravityd.commands.build import build
+from gravityd.core.graph import GravityGraph
+from gravityd.core.scoreboard import ReportParams, Scoreboard
+from gravityd.daemon.service import Gravityd
+from gravityd.http.app import create_app
 from gravityd.log import connect_sync, read_after_sync
-from gravityd.scoreboard import ReportParams, Scoreboard
-from gravityd.service import Gravityd
-from gravityd.snapshot import list_snapshots, load_snapshot, write_snapshot
+from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
 
 from .conftest import Daemon, make_config, metric, run_cli, serve, tid
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from gravityd import gravity
-from gravityd.api import create_app
-from gravityd.service import Gravityd
+from gravityd.daemon.service import Gravityd
+from gravityd.http.app import create_app
 
 from .conftest import event, make_config, tid
 from .test_graph_api import post_and_fold, session

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravityd.events import EventError, FoldEvent
-from gravityd.graph import FoldParams, GravityGraph
-from gravityd.ranking import (
+from gravityd.core.events import EventError, FoldEvent
+from gravityd.core.graph import FoldParams, GravityGraph
+from gravityd.core.ranking import (
     RankParams,
     rank_candidates,
     validate_rank_request,

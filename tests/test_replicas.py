@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from gravityd.graph import graph_signature
-from gravityd.snapshot import load_newest
+from gravityd.core.graph import graph_signature
+from gravityd.snapshots.files import load_newest
 
 from .conftest import Daemon, event, make_config, run_cli, tid
 

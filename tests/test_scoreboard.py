@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gravityd.events import EventError, FoldEvent
-from gravityd.scoreboard import (
+from gravityd.core.events import EventError, FoldEvent
+from gravityd.core.scoreboard import (
     ReportParams,
     Scoreboard,
     compare,

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from gravityd.api import create_app
-from gravityd.events import ValidationLimits, validate_event
-from gravityd.service import Gravityd
-from gravityd.simulate import (
+from gravityd.core.events import ValidationLimits, validate_event
+from gravityd.daemon.service import Gravityd
+from gravityd.http.app import create_app
+from gravityd.lab.simulate import (
     World,
     closed_loop,
     embedding_order,

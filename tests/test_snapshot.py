@@ -13,10 +13,10 @@ import aiohttp
 import msgpack
 import pytest
 
-from gravityd.build import build, restore
-from gravityd.graph import FoldParams, GravityGraph, graph_signature
+from gravityd.commands.build import build, restore
+from gravityd.core.graph import FoldParams, GravityGraph, graph_signature
 from gravityd.log import connect_sync, delete_folded_before, read_after_sync
-from gravityd.snapshot import (
+from gravityd.snapshots.files import (
     MAGIC,
     SnapshotError,
     list_snapshots,
@@ -87,7 +87,7 @@ def write_events(cfg: Any, events: list[dict]) -> None:
     """Append events to a log file the way the daemon does (validated, ids in order)."""
     import time as _t
 
-    from gravityd.events import ValidationLimits, validate_event
+    from gravityd.core.events import ValidationLimits, validate_event
     from gravityd.log.sqlite import _write_batch
 
     conn = connect_sync(cfg.db)

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from gravityd.events import FoldEvent, ValidEvent
+from gravityd.core.events import FoldEvent, ValidEvent
 
 
 class LogError(Exception):

@@ -52,8 +52,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gravityd.blocks import ADMIN_EVENT_TYPES
-from gravityd.events import EVENT_TYPES, MAX_ELAPSED_MS, FoldEvent, ValidEvent
+from gravityd.core.events import EVENT_TYPES, MAX_ELAPSED_MS, FoldEvent, ValidEvent
+from gravityd.core.takedowns import ADMIN_EVENT_TYPES
 from gravityd.log import (
     Appended,
     BadRows,
@@ -1211,7 +1211,7 @@ class JetStreamLog:
         `track_edges` and `gravity_cursor` are SQLite's (README "Past one machine")."""
         if not self.snapshot_dir:
             return
-        from gravityd.snapshot_store import SnapshotStore
+        from gravityd.snapshots.object_store import SnapshotStore
 
         store = SnapshotStore.for_log(self)
         await store.open(create=True)
@@ -1222,8 +1222,8 @@ class JetStreamLog:
         starts from that cursor instead of the stream's first event."""
         if not self.snapshot_dir:
             return
-        from gravityd.snapshot import list_snapshots
-        from gravityd.snapshot_store import SnapshotStore
+        from gravityd.snapshots.files import list_snapshots
+        from gravityd.snapshots.object_store import SnapshotStore
 
         if list_snapshots(self.snapshot_dir):
             return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from gravityd.params import check_fields
+from gravityd.core.checks import check_fields
 
 # Positions are sequence * 2**13 + slot: a message holds at most this many events.
 MAX_MESSAGE_EVENTS = 8192

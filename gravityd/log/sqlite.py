@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gravityd.blocks import ADMIN_EVENT_TYPES, BLOCK
-from gravityd.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
+from gravityd.core.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
+from gravityd.core.takedowns import ADMIN_EVENT_TYPES, BLOCK
 from gravityd.log import (
     Appended,
     BadRows,
@@ -86,7 +86,7 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 3: takedowns (gravityd.blocks). Each block or unblock is a row whose id comes from the
+    # 3: takedowns (gravityd.core.takedowns). Each block or unblock is a row whose id comes from the
     # events' sequence, so read_after hands it to every process in log order.
     """
     CREATE TABLE IF NOT EXISTS blocks (
@@ -120,7 +120,7 @@ _PROBLEM = (
     " END"
 )
 # Block changes come back among the events, in position order, as rows of type block/unblock
-# (the fold ignores them; gravityd.blocks applies them).
+# (the fold ignores them; gravityd.core.takedowns applies them).
 _READ_AFTER = (
     f"SELECT id, session_id, track_id, CASE WHEN {_PROBLEM} IS NULL THEN event_type END, ts,"
     " elapsed_ms, context FROM events WHERE id > ?1"
@@ -876,7 +876,7 @@ def read_after_sync(
 
 def current_blocks(conn: sqlite3.Connection) -> list[tuple[str, int, float]]:
     """(track_id, position, at) of every blocked track, from the blocks table: for SQL
-    consumers and checks; processes keep the state by folding the log (gravityd.blocks)."""
+    consumers and checks; processes keep the state by folding the log (gravityd.core.takedowns)."""
     return conn.execute(_CURRENT_BLOCKS).fetchall()
 
 

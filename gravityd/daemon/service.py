@@ -3,8 +3,8 @@
 One class for the three roles (docs/design.md, "Roles"): `all` appends, folds, snapshots and
 serves; `writer` only appends (no graph, no fold); `replica` opens the log read-only, starts
 from the newest snapshot, tails the log and serves every read. Which process writes snapshots
-is decided by the snapshotter lease (gravityd/lease.py). Nothing here knows about HTTP; the API
-layer parses requests and calls these methods.
+is decided by the snapshotter lease (gravityd/snapshots/lease.py). Nothing here knows about
+HTTP; the API layer parses requests and calls these methods.
 """
 
 from __future__ import annotations
@@ -19,23 +19,23 @@ import time
 from collections import Counter
 from typing import Any
 
-from gravityd import blocks as takedowns
-from gravityd.blocks import Blocks
 from gravityd.config import Config
-from gravityd.events import ValidEvent
-from gravityd.graph import GravityGraph
-from gravityd.lease import SnapshotLease
+from gravityd.core import takedowns
+from gravityd.core.events import ValidEvent
+from gravityd.core.graph import GravityGraph
+from gravityd.core.ranking import RankRequest, rank_candidates
+from gravityd.core.scoreboard import ReportQuery, Scoreboard, from_snapshot_parts, snapshot_records
+from gravityd.core.takedowns import Blocks
+from gravityd.daemon.metrics import Metrics
 from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog, SqliteLog
-from gravityd.metrics import Metrics
-from gravityd.ranking import RankRequest, rank_candidates
-from gravityd.scoreboard import ReportQuery, Scoreboard, from_snapshot_parts, snapshot_records
-from gravityd.snapshot import (
+from gravityd.snapshots.files import (
     SnapshotWriter,
     iter_edge_rows,
     list_snapshots,
     load_newest,
     prune,
 )
+from gravityd.snapshots.lease import SnapshotLease
 
 log = logging.getLogger("gravityd.service")
 

@@ -3,10 +3,11 @@
 The snapshot writer uploads every snapshot file it writes (streamed from the file in chunks,
 never read whole into memory); a replica with no usable local snapshot downloads the newest
 object that verifies: streamed into a temporary file of the snapshot folder, checked by
-`gravityd.snapshot.load_snapshot` (the same checksum and framing as a local file), then renamed
-into place, where it is the local cache from then on. A corrupt object is skipped like a corrupt
-file, and so is one from another log: each object records the stream it came from (its
-`origin`: stream name and creation time) in its metadata, and the snapshot file in its header.
+`gravityd.snapshots.files.load_snapshot` (the same checksum and framing as a local file),
+then renamed into place, where it is the local cache from then on. A corrupt object is skipped
+like a corrupt file, and so is one from another log: each object records the stream it came
+from (its `origin`: stream name and creation time) in its metadata, and the snapshot file in
+its header.
 See README "Past one machine", "Snapshots in the object store".
 """
 
@@ -24,10 +25,10 @@ import nats.js.errors
 from nats.js import JetStreamContext, api
 from nats.js.object_store import ObjectStore
 
-from gravityd.graph import FoldParams, GravityGraph
+from gravityd.core.graph import FoldParams, GravityGraph
 from gravityd.log import LogError
 from gravityd.log.jetstream import JetStreamLog
-from gravityd.snapshot import SnapshotError, fsync_dir, load_snapshot, parse_name
+from gravityd.snapshots.files import SnapshotError, fsync_dir, load_snapshot, parse_name
 
 log = logging.getLogger("gravityd.snapshot_store")
 

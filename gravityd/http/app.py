@@ -14,21 +14,21 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gravityd.assets import add_static_routes
-from gravityd.events import EventError, canonical_uuid, parse_batch, validate_event
-from gravityd.limits import (
+from gravityd.core.events import EventError, canonical_uuid, parse_batch, validate_event
+from gravityd.core.ranking import validate_rank_request
+from gravityd.core.scoreboard import parse_report_query
+from gravityd.daemon.metrics import CONTENT_TYPE_LATEST
+from gravityd.daemon.service import Gravityd, NotSnapshotter
+from gravityd.http.assets import add_static_routes
+from gravityd.http.limits import (
     ClientIdentity,
     RateLimiter,
     parse_address,
     parse_networks,
     retry_after,
 )
+from gravityd.http.openapi import build_spec, role_paths
 from gravityd.log import LogError
-from gravityd.metrics import CONTENT_TYPE_LATEST
-from gravityd.openapi import build_spec, role_paths
-from gravityd.ranking import validate_rank_request
-from gravityd.scoreboard import parse_report_query
-from gravityd.service import Gravityd, NotSnapshotter
 
 log = logging.getLogger("gravityd.api")
 

@@ -487,7 +487,7 @@ def yes_replay_events(
     replay keeps the daemon's decay meaningful. Event ids are derived from the folder, the
     playlist and the song, so replaying the same data twice adds nothing.
     """
-    from gravityd.evaluate import load_yes, track_uuid
+    from gravityd.lab.evaluate import load_yes, track_uuid
 
     ds = load_yes(data)
     chosen = ds.playlists if playlists is None else ds.playlists[:playlists]

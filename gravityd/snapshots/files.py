@@ -10,7 +10,7 @@ File layout (all integers big-endian):
     u32 n, n bytes   one record: msgpack [part, payload], part in tracks | edges | sessions;
                      lists of the same part concatenate in order; after the graph's records,
                      the records of extra parts (``radio``: the scoreboard, see
-                     gravityd/scoreboard.py), which a loader hands back by name
+                     gravityd/core/scoreboard.py), which a loader hands back by name
     u32 0            end of records
     32 bytes         BLAKE2b-256 of everything before it
 
@@ -36,15 +36,15 @@ from typing import Any
 
 import msgpack
 
-from gravityd.blocks import HEADER_KEY as BLOCKS_KEY
-from gravityd.blocks import Blocks
-from gravityd.graph import (
+from gravityd.core.graph import (
     STATE_VERSION,
     FoldParams,
     GravityGraph,
     forward_decay_factor,
     state_from_records,
 )
+from gravityd.core.takedowns import HEADER_KEY as BLOCKS_KEY
+from gravityd.core.takedowns import Blocks
 
 log = logging.getLogger("gravityd.snapshot")
 
@@ -140,7 +140,7 @@ class SnapshotWriter:
             header[BLOCKS_KEY] = blocks.to_record()
         if origin is not None:
             # Which log the cursor counts in (a JetStream stream and its creation time): a
-            # snapshot of another log is refused (gravityd.snapshot_store.check_origin).
+            # snapshot of another log is refused (gravityd.snapshots.object_store.check_origin).
             header["origin"] = origin
         self._write_raw(MAGIC)
         self._write_block(self._packer.pack(header))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, NamedTuple
 
-from gravityd.events import ValidEvent
+from gravityd.core.events import ValidEvent
 
 BLOCK = "block"
 UNBLOCK = "unblock"

@@ -2,7 +2,7 @@
 
 Served from memory: a handful of small files read once at start (so an edited file shows
 after a restart), with an ETag so a reload costs a 304. Only files that exist in
-`gravityd/static/` at start are served; names never touch the filesystem at request time, so
+`gravityd/http/static/` at start are served; names never touch the filesystem at request time, so
 no path can escape the folder.
 """
 
@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from aiohttp import web
 
-STATIC_PACKAGE = "gravityd"
+STATIC_PACKAGE = "gravityd.http"
 STATIC_DIR = "static"
 TYPES = {
     ".html": "text/html; charset=utf-8",

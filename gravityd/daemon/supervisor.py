@@ -122,7 +122,10 @@ class Supervisor:
         )
         for w in self.workers:
             self._start(w)
-        while not self.stopping.wait(0.1):
+        while not self.stopping.is_set():
+            # A plain sleep, not Event.wait(timeout): a timed condition wait never returns under a
+            # shifted clock (libfaketime), and the signal handlers set `stopping` within 0.1 s.
+            time.sleep(0.1)
             now = time.monotonic()
             for w in self.workers:
                 if w.proc is not None and w.proc.poll() is not None:

@@ -12,9 +12,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gravityd.blocks import Blocks
 from gravityd.config import Config
-from gravityd.graph import GravityGraph
+from gravityd.core.graph import GravityGraph
+from gravityd.core.scoreboard import from_snapshot_parts, snapshot_records
+from gravityd.core.takedowns import Blocks
 from gravityd.log import (
     ProcessLock,
     connect_sync,
@@ -22,8 +23,7 @@ from gravityd.log import (
     set_cursor,
     write_track_edges,
 )
-from gravityd.scoreboard import from_snapshot_parts, snapshot_records
-from gravityd.snapshot import (
+from gravityd.snapshots.files import (
     fsync_dir,
     list_snapshots,
     load_newest,

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from gravityd.events import EventError
-from gravityd.scoreboard import NULL_ARM, ReportParams, parse_report_query
+from gravityd.core.events import EventError
+from gravityd.core.scoreboard import NULL_ARM, ReportParams, parse_report_query
 
 ALPHA = 0.05  # the significance level the plain words use
 LOOSE = ReportParams(report_max_arms=10000)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import orjson
 
-from gravityd.events import canonical_uuid
+from gravityd.core.events import canonical_uuid
 from gravityd.log import connect_sync
 from gravityd.log.sqlite import upsert_tracks
 
@@ -98,7 +98,7 @@ def _jsonl_rows(text: str, name: str) -> Iterator[Row]:
 
 
 def _yes_rows(text: str, name: str) -> Iterator[Row]:
-    from gravityd.evaluate import track_uuid  # the replay's ids: one mapping, in one place
+    from gravityd.lab.evaluate import track_uuid  # the replay's ids: one mapping, in one place
 
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():

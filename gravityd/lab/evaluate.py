@@ -60,9 +60,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from gravityd.events import FoldEvent
-from gravityd.graph import FoldParams, GravityGraph
-from gravityd.ranking import RankParams, rank_candidates
+from gravityd.core.events import FoldEvent
+from gravityd.core.graph import FoldParams, GravityGraph
+from gravityd.core.ranking import RankParams, rank_candidates
 
 __all__ = [
     "FULL_METHODS",

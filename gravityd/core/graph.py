@@ -65,8 +65,8 @@ from typing import Any
 
 import networkx as nx
 
-from gravityd.events import FoldEvent
-from gravityd.params import check_fields
+from gravityd.core.checks import check_fields
+from gravityd.core.events import FoldEvent
 
 __all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature", "state_from_records"]
 

@@ -49,9 +49,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from gravityd.events import EventError, canonical_uuid
-from gravityd.graph import GravityGraph
-from gravityd.params import check_fields
+from gravityd.core.checks import check_fields
+from gravityd.core.events import EventError, canonical_uuid
+from gravityd.core.graph import GravityGraph
 
 __all__ = [
     "MISSING_EMBEDDING_RULES",

@@ -12,8 +12,10 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from gravityd import __version__, evaluate, report
+from gravityd import __version__
+from gravityd.commands import report
 from gravityd.config import Config, ConfigError, load_config
+from gravityd.lab import evaluate
 
 EXIT_USAGE = 2
 
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_import_arguments(p: argparse.ArgumentParser) -> None:
-    from gravityd.importer import add_arguments
+    from gravityd.commands.importer import add_arguments
 
     add_arguments(p)
 
@@ -184,11 +186,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from aiohttp import web
 
-    from gravityd.api import create_app
+    from gravityd.daemon.service import Gravityd
+    from gravityd.http.app import create_app
     from gravityd.log import LogError, LogMissing
     from gravityd.log.sqlite import check_log_file
-    from gravityd.logs import setup_logging
-    from gravityd.service import Gravityd
+    from gravityd.structured_logs import setup_logging
 
     cfg = _config(
         args,
@@ -217,7 +219,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return _fail(f"cannot use {where} as the log: {exc}")
     setup_logging(cfg.log_level, cfg.log_format)
     if cfg.workers > 1:
-        from gravityd.supervisor import Supervisor
+        from gravityd.daemon.supervisor import Supervisor
 
         try:  # the port must be ours to share: a busy one is one clear line, not N
             probe = socket.create_server((cfg.host, cfg.port), reuse_port=True)
@@ -318,10 +320,10 @@ async def _serve_when_ready(app: Any, svc: Any, sock: socket.socket, timeout_s: 
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from gravityd.build import build
+    from gravityd.commands.build import build
     from gravityd.log import LogError
-    from gravityd.logs import setup_logging
-    from gravityd.snapshot import SnapshotError
+    from gravityd.snapshots.files import SnapshotError
+    from gravityd.structured_logs import setup_logging
 
     cfg = _config(args)
     if cfg.log_backend[0] == "nats":
@@ -347,10 +349,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from gravityd.build import restore
+    from gravityd.commands.build import restore
     from gravityd.log import LogError
-    from gravityd.logs import setup_logging
-    from gravityd.snapshot import SnapshotError
+    from gravityd.snapshots.files import SnapshotError
+    from gravityd.structured_logs import setup_logging
 
     cfg = _config(args)
     if cfg.log_backend[0] == "nats":
@@ -398,7 +400,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from gravityd import simulate
+    from gravityd.lab import simulate
 
     try:
         return simulate.run(args)
@@ -412,7 +414,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_catalog(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from gravityd.catalog import CatalogError, distinct_rows, load_catalog, read_catalog
+    from gravityd.commands.catalog import CatalogError, distinct_rows, load_catalog, read_catalog
     from gravityd.log import LogError
     from gravityd.progress import Stages
 
@@ -436,7 +438,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     import sqlite3
 
-    from gravityd.importer import ImportFailed, run
+    from gravityd.commands.importer import ImportFailed, run
     from gravityd.log import LogError
 
     cfg = _config(args)

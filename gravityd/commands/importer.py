@@ -41,7 +41,7 @@ from typing import Any, TextIO
 import orjson
 
 from gravityd.config import Config
-from gravityd.events import EventError, ValidationLimits, validate_event
+from gravityd.core.events import EventError, ValidationLimits, validate_event
 from gravityd.progress import Progress
 
 FIELDS = (
@@ -591,7 +591,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _snapshot_floor(cfg: Config) -> int:
     """Imported ids must come after every snapshot's cursor, as the daemon's own do."""
-    from gravityd.snapshot import list_snapshots
+    from gravityd.snapshots.files import list_snapshots
 
     return max((s.cursor for s in list_snapshots(cfg.snapshot_dir)), default=0)
 

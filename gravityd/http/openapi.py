@@ -12,7 +12,7 @@ from typing import Any
 
 from gravityd import __version__
 from gravityd.config import Config
-from gravityd.events import EVENT_TYPES, MAX_ELAPSED_MS
+from gravityd.core.events import EVENT_TYPES, MAX_ELAPSED_MS
 
 JSON = "application/json"
 UUID = {"type": "string", "format": "uuid", "description": "a UUID (any case, braces-free)"}
@@ -286,7 +286,7 @@ def _track_id_param() -> dict[str, Any]:
 
 
 def _radio_report(cfg: Config) -> dict[str, Any]:
-    """GET /radio/report: the radio's scoreboard (gravityd/scoreboard.py)."""
+    """GET /radio/report: the radio's scoreboard (gravityd/core/scoreboard.py)."""
     rate = {"type": ["number", "null"], "minimum": 0, "maximum": 1}
     interval = {
         "type": ["array", "null"],

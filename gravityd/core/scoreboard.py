@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from gravityd.events import EVENT_TYPES, EventError, FoldEvent, parse_timestamp
-from gravityd.params import check_fields
+from gravityd.core.checks import check_fields
+from gravityd.core.events import EVENT_TYPES, EventError, FoldEvent, parse_timestamp
 
 __all__ = [
     "BUCKETS",
