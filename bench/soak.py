@@ -1138,7 +1138,7 @@ def report(
             f" {rss_growth['growth_mb']:+.1f} MB, fit slope {rss_growth['slope_mb_per_h']:+.1f}"
             f" MB/h; edges reached 98 % of their final {edges_final:,} at t={plateau:.0f} s and"
             f" grew {rss_growth['edges_growth']:+,} over the same span (~{edge_mb:.1f} MB at the"
-            f" README's 300 B/edge), open sessions {base['sessions'] or 0:,.0f} ->"
+            f" docs/performance.md's 300 B/edge), open sessions {base['sessions'] or 0:,.0f} ->"
             f" {last['sessions'] or 0:,.0f}"
         )
     out["rss"] = rss_growth

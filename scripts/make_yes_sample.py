@@ -49,8 +49,8 @@ Written by `python scripts/make_yes_sample.py` (seed {seed}); the tests use it s
 the repository needs no other data. The songs, titles, tags and playlists are made up. The format
 is that of the Yes.com radio playlists published by Chen, Moore, Turnbull and Joachims with
 "Playlist prediction via metric embedding" (KDD 2012), on the authors' data page at Cornell
-(http://www.cs.cornell.edu/~shuochen/lme/data_page.html): see the README of the repository,
-"Real playlists: Yes.com radio", for running `gravityd eval` on the real sets.
+(http://www.cs.cornell.edu/~shuochen/lme/data_page.html): see docs/evaluation.md of the
+repository, "Real playlists: Yes.com radio", for running `gravityd eval` on the real sets.
 
 - `train.txt`: line 1 the songs' Yes.com ids, line 2 each song's play count, then one playlist
   per line as 0-based song indices, each line ending with a space; no song follows itself.

@@ -1,4 +1,4 @@
-"""Screenshots of the graph explorer for the README, on real listening data.
+"""Screenshots of the graph explorer for docs/explorer.md, on real listening data.
 
     python scripts/screenshots.py --data DIR [--out docs] [--playlists 6000]
 
@@ -8,8 +8,8 @@ snapshots in a temporary folder), replays the first Yes.com radio playlists into
 yes`, folds, picks the best-connected track and saves `explorer-desktop.png` (1280x900, both
 directions, one lane's details shown) and `explorer-phone.png` (390x844) with headless Chromium.
 Everything it starts is stopped and removed at the end. Needs `chromium` and `chromedriver`.
-The README's pictures use `yes_small` from the authors' data page (README, "Real playlists:
-Yes.com radio"); without --data it uses the small generated tests/data/yes_sample.
+The pictures in docs/ use `yes_small` from the authors' data page (docs/evaluation.md, "Real
+playlists: Yes.com radio"); without --data it uses the small generated tests/data/yes_sample.
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ def shoot(url: str, path: Path, size: tuple[int, int], hover_rank: int | None) -
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default=str(REPO / "docs"), help="folder for the PNGs (docs)")
-    p.add_argument("--data", default=str(DEFAULT_DATA), help="a Yes.com folder (README: yes_small)")
+    p.add_argument(
+        "--data", default=str(DEFAULT_DATA), help="a Yes.com folder (docs/evaluation.md: yes_small)"
+    )
     p.add_argument("--playlists", type=int, default=6000, help="playlists to replay (6000)")
     p.add_argument("--track", help="centre track id (default: the best-connected one)")
     args = p.parse_args(argv)

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the daemon",
         description="all (the default): one process ingests, folds, snapshots and serves. "
         "writer: ingest only. replica: tails the log read-only and serves every read; "
-        "--workers N runs N replicas on one port. See README 'Replicas'.",
+        "--workers N runs N replicas on one port. See docs/replicas.md.",
     )
     _add_store_flags(p)
     p.add_argument("--host", metavar="H", help="address to bind (default 127.0.0.1)")
@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--replay",
         metavar="DIR",
         help="post the real radio playlists of a Yes.com folder (yes_small from the data page "
-        "of Chen et al., KDD 2012: see the README; tests/data/yes_sample is a small generated "
-        "one) instead of simulated sessions; replaying twice adds nothing",
+        "of Chen et al., KDD 2012: see docs/evaluation.md; tests/data/yes_sample is a small "
+        "generated one) instead of simulated sessions; replaying twice adds nothing",
     )
     p.add_argument("--playlists", type=_positive, help="with --replay: only the first N")
 
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="print the radio's scoreboard of a running daemon",
         description="GET /radio/report as a table: skip rate per arm (the radio_next context) "
-        "with its 95%% interval, the comparison of two arms in plain words, and the skip rate "
+        "with its 95% interval, the comparison of two arms in plain words, and the skip rate "
         "per day or hour.",
     )
     report.add_arguments(p)
@@ -329,7 +329,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if cfg.log_backend[0] == "nats":
         return _fail(
             "build folds a SQLite log; with a JetStream log (log_url nats://...) the snapshotter"
-            " replica writes and uploads snapshots itself (README 'Past one machine')"
+            " replica writes and uploads snapshots itself (docs/jetstream.md)"
         )
     setup_logging("WARNING", cfg.log_format)
     try:
@@ -359,7 +359,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return _fail(
             "restore installs a snapshot beside a SQLite log; with a JetStream log, stop the"
             " replicas, put the file in each one's snapshot folder, and remove the newer"
-            " objects from the bucket (README 'Past one machine')"
+            " objects from the bucket (docs/jetstream.md)"
         )
     setup_logging("WARNING", cfg.log_format)
     try:

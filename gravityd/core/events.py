@@ -94,7 +94,7 @@ def _canonical(value: str) -> str | None:
 
 
 def parse_timestamp(value: str) -> float:
-    """ISO 8601 to Unix seconds; a naive time is taken as UTC (documented in the README)."""
+    """ISO 8601 to Unix seconds; a naive time is taken as UTC (documented in docs/api.md)."""
     if not _ISO_HEAD_RE.match(value):
         raise ValueError(value)
     if value.endswith(("Z", "z")):

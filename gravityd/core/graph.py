@@ -122,11 +122,11 @@ class FoldParams:
     # Positive verdicts credit this many earlier tracks of the session (steps; 1 = successor only).
     credit_window: int = 10
     # Credit at distance d is weight * d ** -distance_discount_power (1.0 gives 1/d, SR's rule;
-    # 0.5, 1/sqrt(d), predicts real radio playlists better: README "Does it work?").
+    # 0.5, 1/sqrt(d), predicts real radio playlists better: docs/evaluation.md).
     distance_discount_power: float = 0.5
     # Out-lanes (warp lanes, the next-track list) also count what flows the other way: a lane
     # a->b gains lanes_backward_credit * pos(b->a), the positive evidence of b->a (radio
-    # playlists that go b->a also tend to go a->b: README "Does it work?"). Read-time only; a
+    # playlists that go b->a also tend to go a->b: docs/model.md, "Warp lanes"). Read-time only; a
     # transition listeners reject directly stays rejected. 0 turns it off.
     lanes_backward_credit: float = 0.6
     # Out-lanes (warp lanes, the next-track list) also count two hops: a lane a->c gains

@@ -55,7 +55,7 @@ LOG_RETRY_MAX_S = 30.0  # the longest wait between two tries of an unreachable l
 def open_log(config: Config, metrics: Metrics | None = None) -> EventLog:
     """The log backend this process's role and log_url ask for."""
     kind, where = config.log_backend
-    if kind == "nats":  # the JetStream backend (README "Past one machine"); nats-py loads here
+    if kind == "nats":  # the JetStream backend (docs/jetstream.md); nats-py loads here
         from gravityd.log.jetstream import open_log as open_jetstream
 
         registry = metrics.registry if metrics is not None else None

@@ -744,7 +744,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "path",
         metavar="DATA_DIR",
         help="a Yes.com folder (train.txt, tags.txt): yes_small or yes_big from the data page "
-        "of Chen et al., KDD 2012 (see the README), or tests/data/yes_sample",
+        "of Chen et al., KDD 2012 (see docs/evaluation.md), or tests/data/yes_sample",
     )
     parser.add_argument("--seed", type=int, default=0, help="split and sampling seed (default 0)")
     parser.add_argument(

@@ -1,5 +1,5 @@
 """The JetStream backend of the event log: one replicated stream for writers and replicas on any
-number of machines (`--log-url nats://HOST:PORT[,HOST:PORT...]`). See README "Past one machine".
+number of machines (`--log-url nats://HOST:PORT[,HOST:PORT...]`). See docs/jetstream.md.
 
 **Messages.** nats-py publishes some 23k single messages/s into an R3 stream, so an event per
 message would cap a writer far below 100k events/s. A group commit is published instead as a
@@ -384,7 +384,7 @@ class JetStreamLog:
     ) -> None:
         self.servers = servers
         # Where this process keeps snapshots: uploaded by publish_graph, and filled from the
-        # object store by a reader that starts with none (README "Past one machine").
+        # object store by a reader that starts with none (docs/jetstream.md).
         self.snapshot_dir = snapshot_dir
         self.params = params
         self.writer = writer
@@ -496,7 +496,7 @@ class JetStreamLog:
             max_age=p.js_max_age_days * 86400.0,
             max_bytes=p.js_max_bytes or -1,
             allow_direct=True,
-            description="gravityd event log (README: Past one machine)",
+            description="gravityd event log (docs/jetstream.md)",
         )
 
     async def _ensure_stream(self) -> api.StreamInfo:
@@ -1191,7 +1191,7 @@ class JetStreamLog:
             )
 
     async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
-        """The catalogue is not in the stream (see README "Past one machine"): no titles."""
+        """The catalogue is not in the stream (see docs/jetstream.md): no titles."""
         return {}
 
     async def catalog_size(self) -> int:
@@ -1200,7 +1200,7 @@ class JetStreamLog:
     async def current_blocks(self) -> list[tuple[str, int, float]]:
         """Takedowns are events of the stream, folded by replicas like the rest; a writer
         role has no fold and the stream no table to ask, so it starts knowing none (its PUT
-        answers may then say "changed" for a track already blocked: README "Past one machine")."""
+        answers may then say "changed" for a track already blocked: docs/jetstream.md)."""
         return []
 
     async def publish_graph(
@@ -1208,7 +1208,7 @@ class JetStreamLog:
     ) -> None:
         """The snapshotter's duty: upload the snapshot file just written to the object store
         (streamed), where replicas on other machines find it. The stream has no tables:
-        `track_edges` and `gravity_cursor` are SQLite's (README "Past one machine")."""
+        `track_edges` and `gravity_cursor` are SQLite's (docs/jetstream.md)."""
         if not self.snapshot_dir:
             return
         from gravityd.snapshots.object_store import SnapshotStore

@@ -8,7 +8,7 @@ then renamed into place, where it is the local cache from then on. A corrupt obj
 like a corrupt file, and so is one from another log: each object records the stream it came
 from (its `origin`: stream name and creation time) in its metadata, and the snapshot file in
 its header.
-See README "Past one machine", "Snapshots in the object store".
+See docs/jetstream.md, "Snapshots in the object store".
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ class SnapshotStore:
             self._obs = await self.js.create_object_store(
                 self.bucket,
                 config=api.ObjectStoreConfig(
-                    description="gravityd snapshots (README: Past one machine)",
+                    description="gravityd snapshots (docs/jetstream.md)",
                     replicas=self.replicas,
                     storage=api.StorageType.FILE
                     if self.storage == "file"
