@@ -36,6 +36,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import gen_events, post_script, serve, wrk
+from bench.nats_nodes import NatsCluster
 from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
 from gravityd.log.jetstream import (
@@ -48,7 +49,6 @@ from gravityd.log.jetstream import (
 from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.snapshots.files import load_snapshot, write_snapshot
 from gravityd.snapshots.object_store import SnapshotStore
-from tests.nats_cluster import NatsCluster
 
 TRACKS = [str(uuid.UUID(int=i + 1)) for i in range(5000)]
 TYPES = ["play_start", "play_10s", "skip", "radio_next", "like"]

@@ -331,6 +331,43 @@ async def test_leader_sigkilled_during_appends(nats_cluster: NatsCluster) -> Non
     nats_cluster.start_node(leader)
 
 
+async def test_a_write_in_flight_when_the_leader_dies_is_acknowledged_by_the_next(
+    nats_cluster: NatsCluster,
+) -> None:
+    """With js_ack_timeout_s past NATS's longest election (9 s), a leader's death fails no
+    write (docs/nats-cluster.md): what it dropped is sent again, same message ids, until the
+    new leader answers (js_publish_retry_s, or at once on "no responders"), stored once."""
+    first = await opened(nats_cluster)  # creates the stream
+    await first.close()
+    leader = nats_cluster.wait_leader("GRAVITYD_EVENTS")
+    follower = next(n for n in nats_cluster.nodes if n.index != leader)
+    # Connected to a node that survives: the test is about the stream's leader, not the link.
+    w = JetStreamLog([follower.url], params(js_ack_timeout_s=15.0, js_publish_retry_s=0.25))
+    await w.open()
+    events = valid(with_ids(radio_events(300, seed=9), "r"))
+    chunks = [events[i : i + 10] for i in range(0, len(events), 10)]
+    acked: dict[str, int] = {}
+    half = asyncio.Event()
+
+    async def client(my: list[list[ValidEvent]]) -> None:
+        for chunk in my:
+            for x in await w.append(chunk):  # a LogError here fails the test
+                acked[x.event_id] = x.id
+            if len(acked) >= len(events) // 3:
+                half.set()
+
+    tasks = [asyncio.create_task(client(chunks[i::3])) for i in range(3)]
+    await half.wait()
+    nats_cluster.kill(leader)
+    try:
+        await asyncio.gather(*tasks)
+        assert len(acked) == len(events)
+        ids = await stream_event_ids(nats_cluster)
+        assert sorted(ids) == sorted(acked), "each acknowledged event once, nothing else"
+    finally:
+        await w.close()
+
+
 async def test_nats_stopped_entirely_then_back(nats_cluster: NatsCluster) -> None:
     w = await opened(nats_cluster, js_ack_timeout_s=1.0)
     r = await opened(nats_cluster, writer=False, js_ack_timeout_s=1.0)

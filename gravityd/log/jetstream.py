@@ -285,7 +285,8 @@ class JetStreamMetrics:
         )
         self.republished = Counter(
             "gravityd_js_republished",
-            "In-doubt messages published again.",
+            "Messages published again, same message id: in-doubt ones (stored, duplicate,"
+            " expired) and unanswered ones inside the ack timeout (retry).",
             ["outcome"],
             registry=r,
         )
@@ -421,6 +422,7 @@ class JetStreamLog:
         self._inflight_tasks: set[asyncio.Task] = set()
         # (commit's future, message index, event_id -> slot) per message of commits in flight
         self._pending: list[tuple[asyncio.Future, int, dict[str, int]]] = []
+        self._last_ack = 0.0  # monotonic time of the last publish acknowledged
         self.metrics.dedup_ids.set_function(lambda: len(self._index))
 
     # ------------------------------------------------------------------ open and close
@@ -878,6 +880,7 @@ class JetStreamLog:
                         },
                     )
                 )
+                futures[-1].add_done_callback(self._note_ack)
         except _ERRORS as exc:
             for f in futures:
                 f.cancel()
@@ -888,28 +891,58 @@ class JetStreamLog:
             ) from None
         return futures
 
+    def _note_ack(self, fut: asyncio.Future) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._last_ack = time.monotonic()
+
     async def _await_acks(
         self, messages: list[_Message], futures: list[asyncio.Future], started: float
     ) -> list[api.PubAck]:
         p = self.params
         deadline = time.monotonic() + p.js_ack_timeout_s
+        retry = p.js_publish_retry_s or p.js_ack_timeout_s
         try:
             while True:
+                left = deadline - time.monotonic()
+                # asyncio.wait cancels nothing on its timeout: the acks may still come.
+                await asyncio.wait(
+                    futures,
+                    timeout=max(0.001, min(retry, left)),
+                    return_when=asyncio.FIRST_EXCEPTION,
+                )
                 try:
-                    acks = await asyncio.wait_for(
-                        asyncio.gather(*futures), timeout=max(0.001, deadline - time.monotonic())
-                    )
-                    break
+                    errors = [  # every exception retrieved, so none is logged as lost
+                        nats.errors.ConnectionClosedError() if f.cancelled() else f.exception()
+                        for f in futures
+                        if f.done()
+                    ]
+                    for exc in errors:
+                        if exc is not None:
+                            raise exc
+                    if len(errors) == len(futures):
+                        acks = [f.result() for f in futures]
+                        break
+                    if left <= retry:
+                        raise TimeoutError()
+                    if time.monotonic() - self._last_ack < retry:
+                        continue  # other commits are acknowledged: a slow leader, not a dead one
+                    # No ack at all for js_publish_retry_s: a SIGKILLed leader drops what it was
+                    # sent, and the stream's new leader (4 to 9 s later: NATS raft's election
+                    # timeout) answers only what comes after. Send again, same message ids, so
+                    # the commit is acknowledged within js_publish_retry_s of the election
+                    # instead of failing at the deadline; a message that did land is answered
+                    # as a duplicate with its first sequence, so nothing is stored twice.
+                    self.metrics.republished.labels("retry").inc(len(messages))
                 except nats.js.errors.NoStreamResponseError:
                     # Nobody took the message (a stream just created, a leader being elected):
                     # it was not stored. Send the commit again, same message ids (JetStream
                     # answers any that did land with its first sequence), until the deadline.
-                    for f in futures:
-                        f.cancel()
                     if time.monotonic() + 0.05 >= deadline:
                         raise
                     await asyncio.sleep(0.05)
-                    futures = await self._send(messages)
+                for f in futures:
+                    f.cancel()
+                futures = await self._send(messages)
         except nats.js.errors.APIError as exc:
             if isinstance(exc, nats.js.errors.ServiceUnavailableError):
                 self._doubt(messages)

@@ -49,6 +49,10 @@ class JetStreamParams:
     # Seconds a publish (or a read request) waits for JetStream's answer before ingest
     # answers 503 log_unavailable.
     js_ack_timeout_s: float = 5.0
+    # Seconds without an answer after which a publish is sent again (same Nats-Msg-Id, so it is
+    # stored once) inside js_ack_timeout_s: after the stream leader dies, a write is
+    # acknowledged this soon after the new leader is elected. 0 sends once.
+    js_publish_retry_s: float = 0.5
     # Most events one message carries (at most 8192: positions are sequence * 8192 + slot).
     js_message_max_events: int = 8192
     # Largest message in bytes (also capped by the server's max_payload, 1 MiB by default).
@@ -118,6 +122,7 @@ class JetStreamParams:
             "js_max_inflight_commits": 1,
             "js_dedup_max_ids": 0,
             "js_max_reconnect_attempts": -1,
+            "js_publish_retry_s": 0,
         }
         for name, low in minimums.items():
             if getattr(self, name) < low:
