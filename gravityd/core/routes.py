@@ -58,11 +58,14 @@ def best_route(
     if src == dst:
         return Route((src,), ())
     # A label: (cost, hops, tie-break counter, track, parent label or None, the hop's score).
-    start = (0.0, 0, 0, src, None, 1.0)
-    heap = [start]
+    # Labels pop in (cost, hops) order, so a label that comes back to a track on its own path
+    # has more hops and no less cost than the one that passed there first, and is pruned like
+    # any other dominated label: no path is ever walked to look for repeats.
+    heap: list[tuple] = [(0.0, 0, 0, src, None, 1.0)]
     fewest_hops: dict[str, int] = {}
     counter = 0
     visits = 0
+    last = bounds.max_len - 1
     while heap and visits < bounds.visit_budget:
         label = heapq.heappop(heap)
         cost, hops, _, track, _, _ = label
@@ -73,27 +76,21 @@ def best_route(
             continue  # a cheaper label already got here in as few hops
         fewest_hops[track] = hops
         visits += 1
-        if hops >= bounds.max_len:
+        if hops > last:
             continue
-        on_path = _path_set(label)
+        step = hops + 1
         for nxt, score in lanes_of(track)[: bounds.fanout]:
-            if score <= 0.0 or nxt in on_path or nxt in blocked:
+            if score <= 0.0 or nxt in blocked:
                 continue
-            if hops + 1 == bounds.max_len and nxt != dst:
+            if hops == last and nxt != dst:
                 continue  # the last hop must arrive
+            have = fewest_hops.get(nxt)
+            if have is not None and have <= step:
+                continue  # settled already, cheaper and in as few hops
             counter += 1
-            heapq.heappush(
-                heap, (cost - math.log(min(score, 1.0)), hops + 1, counter, nxt, label, score)
-            )
+            dear = cost - math.log(min(score, 1.0))
+            heapq.heappush(heap, (dear, step, counter, nxt, label, score))
     return None
-
-
-def _path_set(label: tuple) -> set[str]:
-    out = set()
-    while label is not None:
-        out.add(label[3])
-        label = label[4]
-    return out
 
 
 def _route(label: tuple) -> Route:
