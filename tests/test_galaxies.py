@@ -159,3 +159,59 @@ def test_a_cheap_long_way_does_not_hide_a_short_one_under_the_hop_limit() -> Non
     }
     r = best_route(chain_lanes(lanes), "a", "d", RouteBounds(max_len=4))
     assert r is not None and r.path == ("a", "x", "e", "d") and math.isclose(r.score, 0.2)
+
+
+class FakeLanes:
+    def __init__(self, lanes: dict[str, list[tuple[str, float]]]) -> None:
+        self.lanes = lanes
+        self.reads = 0
+
+    def tracks(self) -> list[str]:
+        return list(self.lanes)
+
+    def lanes_of(self, track_id: str, limit: int) -> list[tuple[str, float]]:
+        self.reads += 1
+        return self.lanes[track_id][:limit]
+
+
+async def test_keeper_computes_in_a_worker_and_swaps_whole() -> None:
+    from gravityd.core.galaxies import GalaxyParams
+    from gravityd.daemon.galaxies import GalaxyKeeper
+
+    lanes = planted(groups=3, size=20, seed=4)
+    seen: list[tuple[float, int]] = []
+    keeper = GalaxyKeeper(
+        GalaxyParams(galaxies_seed=5),
+        FakeLanes(lanes),
+        on_computed=lambda s, n: seen.append((s, n)),
+        clock=lambda: 123.0,
+    )
+    try:
+        assert keeper.current.count == 0 and keeper.due(cursor=7)
+        assert await keeper.refresh(cursor=7)
+        gal = keeper.current
+        expected = compute_galaxies(lanes.items(), seed=5, cursor=7, computed_at=123.0)
+        assert gal == expected and gal.count == 3 and seen[0][1] == 3
+        assert not await keeper.refresh(cursor=7)  # nothing new folded: nothing to do
+        assert not keeper.due(cursor=8)  # the interval has not passed
+        fresh = GalaxyKeeper(GalaxyParams(galaxies_seed=5), FakeLanes({}))
+        fresh.adopt(gal.to_records())  # what a snapshot carries is served at once
+        assert fresh.current == gal
+    finally:
+        keeper.close()
+
+
+def test_galaxy_params_refuse_bad_values() -> None:
+    import pytest
+
+    from gravityd.core.galaxies import GalaxyParams
+
+    for bad in (
+        {"galaxies_resolution": 0},
+        {"route_fanout": 0},
+        {"galaxies_interval_s": -1},
+        {"route_max_len": 0},
+        {"galaxies_seed": 1.5},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GalaxyParams(**bad)
