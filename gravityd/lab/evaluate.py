@@ -39,7 +39,9 @@ The recipe (docs/design.md, section 3):
    of 1/rank over them (0 past k).
 
 Pure Python, no server: ``evaluate(...)`` returns a dict, ``format_table`` renders it, and the CLI
-(``gravityd eval``) reaches ``add_arguments`` / ``run``.
+(``gravityd eval``) reaches ``add_arguments`` / ``run``. The parts live apart: the data and the
+replay in ``gravityd.lab.yes`` (shared with ``gravityd simulate --replay``), the split, pools and
+metrics in ``gravityd.lab.protocol``, the baselines in ``gravityd.lab.baselines``.
 """
 
 from __future__ import annotations

@@ -40,11 +40,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from gravityd.commands.client import Accepted, Client, DaemonError
-from gravityd.lab.yes import Posted, load_yes, post_replay
+from gravityd.lab.yes import Posted, iso_time, load_yes, post_replay
 from gravityd.progress import Progress
 
 SIM_NAMESPACE = uuid.UUID("6c0f7a1e-4d0b-4c55-9a55-2a7e3f1c9b10")
@@ -156,10 +155,6 @@ class Step:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-
-
 def _react(
     world: World,
     a: int | None,
@@ -184,7 +179,7 @@ def _react(
                 "session_id": sid,
                 "track_id": t,
                 "event_type": event_type,
-                "timestamp": _iso(clock[0]),
+                "timestamp": iso_time(clock[0]),
                 "event_id": f"{sid}-{k}-{event_type}",
                 "context": "radio",
                 **extra,
@@ -582,7 +577,7 @@ async def open_loop(
     return OpenLoopResult(tally.accepted, tally.duplicates, world, played, reader)
 
 
-async def replay(
+async def replay_yes(
     url: str,
     data: str,
     *,
@@ -602,7 +597,8 @@ async def replay(
 # ------------------------------------------------------------------------------- output
 
 
-def format_table(res: LoopResult) -> str:
+def loop_table(res: LoopResult) -> str:
+    """The skip rate per block of each radio as a Markdown table, and the gap closed."""
     lines = [
         "| block | sessions | embedding only | gravity blend | oracle |",
         "|---:|---:|---:|---:|---:|",
@@ -667,7 +663,7 @@ def run(args: Any) -> int:
                 bar.advance_to(done)
 
             res = asyncio.run(
-                replay(args.url, args.replay, playlists=args.playlists, progress=posted)
+                replay_yes(args.url, args.replay, playlists=args.playlists, progress=posted)
             )
         print(
             f"replayed {res.playlists} playlists from {args.replay}: {res.accepted:,} events "
@@ -703,7 +699,7 @@ def run(args: Any) -> int:
                 read_url=args.read_url,
             )
         )
-        print(format_table(res))
+        print(loop_table(res))
         print(f"run {label}: {res.events.words()}; {again}")
         arms = ",".join(this.arm(r) for r in ("embedding", "gravity") if this.arm(r) in res.posted)
         print(

@@ -179,7 +179,8 @@ def replay(
     return graph, n_events, fold_s
 
 
-def _iso(ts: float) -> str:
+def iso_time(ts: float) -> str:
+    """An event timestamp as the API takes it (UTC, milliseconds)."""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
@@ -197,7 +198,7 @@ def api_events(ds: Dataset, playlists: int | None, now: float) -> list[list[dict
                 "session_id": f"yes-{tag}-{line}",
                 "track_id": track_uuid(song),
                 "event_type": kind,
-                "timestamp": _iso(t),
+                "timestamp": iso_time(t),
                 "context": "radio",
             }
             for j, song, kind, t in plays(songs, base + k)
