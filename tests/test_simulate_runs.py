@@ -112,6 +112,11 @@ def test_two_runs_then_the_closed_loops_report_equals_the_simulators(daemon_fact
         expect = simulated_verdicts(0, 24, radio)
         arm = got[f"radio:{radio}@{run}"]
         assert (arm["skipped"], arm["kept"]) == (expect["skipped"], expect["kept"]), radio
+    # and every arm's counts are the ones the simulator printed
+    printed = re.search(r"picks posted \(skipped/kept\): (.*)", loop.stdout)
+    assert printed, loop.stdout
+    counts = dict(item.split(" ") for item in printed.group(1).split(", "))
+    assert counts == {arm: f"{got[arm]['skipped']}/{got[arm]['kept']}" for arm in arms}
     # the open loop's picks are under its own run's arm, not the closed loop's
     status, rep = get(f"{d.url}/radio/report?{RANGE}")
     contexts = {a["context"]: a["transitions"] for a in rep["arms"]}

@@ -701,6 +701,8 @@ def run(args: Any) -> int:
         )
         print(loop_table(res))
         print(f"run {label}: {res.events.words()}; {again}")
+        picks = ", ".join(f"{arm} {c['skipped']}/{c['kept']}" for arm, c in res.posted.items())
+        print(f"picks posted (skipped/kept): {picks}")
         arms = ",".join(this.arm(r) for r in ("embedding", "gravity") if this.arm(r) in res.posted)
         print(
             "the daemon's scoreboard of these sessions: gravityd report "
