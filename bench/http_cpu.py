@@ -5,8 +5,8 @@ the figure holds on a loaded, shared machine where req/s does not. With --agains
 same requests also go to that commit's code (git archive into a temporary folder), the runs
 interleaved, to see what a change to the layer costs.
 
-    python bench/http_cpu.py                        # this tree
-    python bench/http_cpu.py --against 8e55ebf      # beside an older commit, 3 rounds
+    python -m bench.http_cpu                        # this tree
+    python -m bench.http_cpu --against 8e55ebf      # beside an older commit, 3 rounds
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import tempfile
 import urllib.request
 import uuid
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import REPO, free_port, wait_http
 

@@ -66,7 +66,7 @@ from gravityd.lab.baselines import (
     top_cosine,
 )
 from gravityd.lab.protocol import (
-    Metrics,
+    RankingScores,
     Split,
     draw_pool,
     held_out,
@@ -82,7 +82,7 @@ __all__ = [  # the evaluation's names, wherever they live (tests and notebooks i
     "POOL_METHODS",
     "YES_NAMESPACE",
     "Dataset",
-    "Metrics",
+    "RankingScores",
     "Split",
     "add_arguments",
     "evaluate",
@@ -184,8 +184,8 @@ def evaluate(
             exclude = {a, b, *history}
             pools.append([b, *draw_pool(rng, popular_sorted, cum, pool_size - 1, exclude)])
 
-    full = {m: Metrics() for m in FULL_METHODS} if do_full else {}
-    pool_m = {m: Metrics() for m in POOL_METHODS} if do_pool else {}
+    full = {m: RankingScores() for m in FULL_METHODS} if do_full else {}
+    pool_m = {m: RankingScores() for m in POOL_METHODS} if do_pool else {}
     pop_top = by_pop[:21]
     pop_rank = [0] * data.n_songs  # position in training popularity order (ties by index)
     for r, s in enumerate(by_pop):

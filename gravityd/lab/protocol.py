@@ -73,7 +73,7 @@ def split_playlists(
 
 
 @dataclass
-class Metrics:
+class RankingScores:
     """Accumulates ranks (1-based; None or 0 = not ranked) into HR@k and MRR@k."""
 
     n: int = 0
@@ -103,7 +103,7 @@ class Metrics:
 
 def metrics_from_ranks(ranks: Iterable[int | None]) -> dict[str, float]:
     """HR@10, HR@20, MRR@10, MRR@20 of a list of ranks (None = the true item was not listed)."""
-    m = Metrics()
+    m = RankingScores()
     for r in ranks:
         m.add(r)
     return m.result()
