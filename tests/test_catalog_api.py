@@ -286,6 +286,7 @@ def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("gravityd-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"gravityd/http/static/index.html", "gravityd/http/static/client.js"} <= names
+    assert {"gravityd/http/handlers/tracks.py", "gravityd/http/middleware/guard.py"} <= names
 
 
 # ------------------------------------------------------------------------------ Yes replay

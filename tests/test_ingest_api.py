@@ -284,7 +284,7 @@ async def test_admin_token(aiohttp_client: Any, tmp_path: Any) -> None:
 
 
 async def test_admin_without_token_answers_loopback_only(client: Any) -> None:
-    from gravityd.http.app import _is_loopback
+    from gravityd.http.auth import is_loopback as _is_loopback
 
     assert (await client.post("/admin/fold")).status == 200  # the test client is loopback
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("::ffff:127.0.0.1")

@@ -241,6 +241,8 @@ def test_documented_statuses_are_real(live: tuple[str, Any], strict: str) -> Non
         ("PUT /admin/tracks/{id}/block", strict, {"path_parameters": {"id": track}}, "401"),
         ("GET /admin/blocks", url, {}, "200"),
         ("GET /admin/blocks", strict, {}, "401"),
+        ("GET /admin/blocks", url, {"query": {"min_cursor": "-1"}}, "400"),
+        ("GET /admin/blocks", url, {"query": {"min_cursor": 10**15}}, "503"),
         ("DELETE /admin/tracks/{id}/block", url, {"path_parameters": {"id": track}}, "200"),
         ("DELETE /admin/tracks/{id}/block", url, {"path_parameters": {"id": "x"}}, "400"),
         ("DELETE /admin/tracks/{id}/block", strict, {"path_parameters": {"id": track}}, "401"),

@@ -53,7 +53,8 @@ def test_events_are_valid_and_plausible() -> None:
 
 async def test_open_loop_posts_everything_accepted(client: Any) -> None:
     url = str(client.make_url("")).rstrip("/")
-    accepted, world, played = await open_loop(url, sessions=12, seed=5, concurrency=4)
+    res = await open_loop(url, sessions=12, seed=5, concurrency=4)
+    accepted, world, played = res.accepted, res.world, res.played
     expected = sum(
         len(session_events(run_session(world, 5, i, embedding_order(world), 0.0)))
         for i in range(12)
@@ -61,7 +62,7 @@ async def test_open_loop_posts_everything_accepted(client: Any) -> None:
     assert accepted == expected
     assert sum(played.values()) == 12 * world.params.session_tracks
     # posting the same seed again is idempotent: every event carries its event_id
-    again, _, _ = await open_loop(url, sessions=12, seed=5, concurrency=4)
+    again = (await open_loop(url, sessions=12, seed=5, concurrency=4)).accepted
     status = await (await client.post("/admin/fold")).json()
     assert again == accepted and status["last_id"] == accepted
 

@@ -98,7 +98,7 @@ def _jsonl_rows(text: str, name: str) -> Iterator[Row]:
 
 
 def _yes_rows(text: str, name: str) -> Iterator[Row]:
-    from gravityd.lab.evaluate import track_uuid  # the replay's ids: one mapping, in one place
+    from gravityd.lab.yes import track_uuid  # the replay's ids: one mapping, in one place
 
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():

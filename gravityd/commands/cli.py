@@ -90,9 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
         "oracle) over the same listeners; prints the skip rate per block. Sends "
         "GRAVITYD_ADMIN_TOKEN to /admin/fold if set.",
     )
-    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument(
+        "--url", default="http://127.0.0.1:8080", help="the daemon that takes the events"
+    )
+    p.add_argument(
+        "--read-url",
+        metavar="URL",
+        help="a reader (replica) on the same log, when --url is a writer: the closed loop ranks "
+        "and folds there, and the printed links point there",
+    )
     p.add_argument("--sessions", type=_positive, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--run",
+        metavar="LABEL",
+        help="the run's label, in its session ids, event ids and arms (default: a fresh one, "
+        "printed); the same --seed and --run repeat a run's ids exactly",
+    )
     p.add_argument("--concurrency", type=_positive, default=8, help="sessions posted at once")
     p.add_argument("--tracks", type=_positive, default=200, help="tracks in the catalogue")
     p.add_argument("--closed-loop", action="store_true", help="compare three radios")
@@ -371,42 +385,33 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    import os
-    import urllib.error
-    import urllib.request
+    from gravityd.commands.client import BlockingClient, DaemonError
 
-    import orjson
-
-    token = os.environ.get("GRAVITYD_ADMIN_TOKEN", "")
-    req = urllib.request.Request(args.url.rstrip("/") + "/admin/snapshot", method="POST", data=b"")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=args.timeout) as resp:
-            body = orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = orjson.loads(exc.read())["error"]["message"]
-        except Exception:
-            detail = exc.reason
-        print(f"gravityd: error: snapshot refused ({exc.code}): {detail}", file=sys.stderr)
+        with BlockingClient(args.url, timeout_s=args.timeout) as client:
+            answer = client.request("POST", "/admin/snapshot")
+    except ValueError as exc:  # not a URL
+        return _fail(str(exc))
+    except DaemonError as exc:
+        print(f"gravityd: error: {exc}", file=sys.stderr)
         return 1
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        print(f"gravityd: error: cannot reach {args.url}: {reason}", file=sys.stderr)
+    if not answer.ok:
+        detail = answer.error().get("message", "")
+        print(f"gravityd: error: snapshot refused ({answer.status}): {detail}", file=sys.stderr)
         return 1
-    print(body["path"])
+    print(answer.json()["path"])
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from gravityd.commands.client import DaemonError
     from gravityd.lab import simulate
 
     try:
         return simulate.run(args)
-    except (FileNotFoundError, ValueError) as exc:  # a missing or malformed --replay folder
+    except (FileNotFoundError, ValueError) as exc:  # a bad --run, --url or --replay folder
         return _fail(str(exc))
-    except (RuntimeError, OSError) as exc:
+    except (DaemonError, RuntimeError, OSError) as exc:  # unreachable, refusing, no matplotlib
         print(f"gravityd: error: {exc}", file=sys.stderr)
         return 1
 

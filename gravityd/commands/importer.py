@@ -15,8 +15,9 @@ Two targets:
   daemon's lock (refused while a daemon holds it). A first pass hashes the file and cuts it into
   pieces at record boundaries; worker processes parse and validate pieces while this process
   only inserts, so the import runs close to the speed of SQLite's executemany.
-- `--url URL` posts to a running daemon in batches of at most 5,000 events (and 4 MiB),
-  retrying on 429/503 after the Retry-After the daemon sends, and on connection errors.
+- `--url URL` posts to a running daemon in batches of at most 5,000 events (and 4 MiB) through
+  the commands' HTTP client (gravityd.commands.client), which retries on 429/502/503/504 after
+  the Retry-After the daemon sends, and on connection errors.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ import os
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -40,6 +39,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from gravityd.commands.client import BlockingClient, DaemonError
 from gravityd.config import Config
 from gravityd.core.events import EventError, ValidationLimits, validate_event
 from gravityd.progress import Progress
@@ -61,6 +61,7 @@ _BLOCK = 1 << 20
 MAX_BATCH_EVENTS = 5000  # the contract's smallest batch limit: every daemon takes it
 MAX_BATCH_BYTES = 4 << 20
 _BOM = b"\xef\xbb\xbf"
+NDJSON = "application/x-ndjson"
 _PERSON = b"gravityd-import"  # BLAKE2b personalisation: these ids are import ids only
 
 LineError = tuple[int, dict[str, str]]  # (line number, the API's error object)
@@ -449,62 +450,6 @@ def import_db(
     return out
 
 
-def _post(url: str, body: bytes, timeout: float) -> tuple[int, dict[str, str], Any]:
-    req = urllib.request.Request(
-        url, data=body, method="POST", headers={"Content-Type": "application/x-ndjson"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), orjson.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            data = {"error": {"code": "http_error", "message": raw[:200].decode(errors="replace")}}
-        return exc.code, dict(exc.headers), data
-
-
-def _retry_after(headers: dict[str, str], attempt: int) -> float:
-    raw = headers.get("Retry-After")
-    try:
-        wait = float(raw) if raw is not None else 0.5 * 2**attempt
-    except ValueError:
-        wait = 0.5 * 2**attempt
-    return min(max(wait, 0.0), 60.0)
-
-
-class Poster:
-    """POST /events with retries: 429 and 503 after Retry-After, connection errors backing off."""
-
-    def __init__(
-        self, base_url: str, retries: int, timeout: float, sleep: Any = time.sleep
-    ) -> None:
-        self.url = base_url.rstrip("/") + "/events"
-        self.retries = retries
-        self.timeout = timeout
-        self.sleep = sleep
-        self.retried = 0
-
-    def send(self, body: bytes) -> tuple[int, Any]:
-        for attempt in range(self.retries + 1):
-            try:
-                status, headers, data = _post(self.url, body, self.timeout)
-            except (urllib.error.URLError, OSError) as exc:
-                if attempt == self.retries:
-                    reason = getattr(exc, "reason", exc)
-                    raise ImportFailed(f"cannot reach {self.url}: {reason}") from None
-                self.retried += 1
-                self.sleep(min(0.5 * 2**attempt, 10.0))
-                continue
-            if status in (429, 502, 503, 504) and attempt < self.retries:
-                self.retried += 1
-                self.sleep(_retry_after(headers, attempt))
-                continue
-            return status, data
-        raise AssertionError("unreachable")
-
-
 def import_url(
     plan_: Plan,
     cfg: Config,
@@ -517,7 +462,10 @@ def import_url(
     """Validate here (for line numbers), post valid events with their ids, in order."""
     out = Summary()
     started = time.perf_counter()
-    poster = Poster(url, retries, timeout)
+    try:
+        client = BlockingClient(url, retries=retries, timeout_s=timeout, backoff_s=0.5)
+    except ValueError as exc:
+        raise ImportFailed(f"--url: {exc}") from None
     pending: list[tuple[int, bytes]] = []
     size = 0
 
@@ -526,7 +474,13 @@ def import_url(
         if not pending:
             return
         body = b"\n".join(b for _, b in pending)
-        status, data = poster.send(body)
+        try:
+            answer = client.request("POST", "/events", body=body, content_type=NDJSON)
+        except DaemonError as exc:
+            raise ImportFailed(str(exc)) from None
+        status, data = answer.status, answer.json()
+        if not isinstance(data, dict):
+            data = {"error": answer.error()}
         rejected = data.get("rejected", []) if isinstance(data, dict) else []
         if status == 202:
             out.added += data["accepted"] - data.get("duplicates", 0)
@@ -543,19 +497,20 @@ def import_url(
         pending.clear()
         size = 0
 
-    for chunk in iter_chunks(plan_, cfg.limits, time.time(), None, 0):
-        _report(progress, plan_.path, chunk.errors)
-        out.lines_bad += len(chunk.errors)
-        for line, obj in chunk.rows:
-            data = orjson.dumps(obj)
-            if pending and (len(pending) >= batch or size + len(data) + 1 > MAX_BATCH_BYTES):
-                flush()
-            pending.append((line, data))
-            size += len(data) + 1
-            out.valid += 1
-        progress.update(chunk.nbytes, len(chunk.rows))
-    flush()
-    out.retries = poster.retried
+    with client:
+        for chunk in iter_chunks(plan_, cfg.limits, time.time(), None, 0):
+            _report(progress, plan_.path, chunk.errors)
+            out.lines_bad += len(chunk.errors)
+            for line, obj in chunk.rows:
+                data = orjson.dumps(obj)
+                if pending and (len(pending) >= batch or size + len(data) + 1 > MAX_BATCH_BYTES):
+                    flush()
+                pending.append((line, data))
+                size += len(data) + 1
+                out.valid += 1
+            progress.update(chunk.nbytes, len(chunk.rows))
+        flush()
+    out.retries = client.retried
     out.seconds = time.perf_counter() - started
     return out
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from typing import Any
 
 import orjson
 
+from gravityd.commands.client import BlockingClient, DaemonError
 from gravityd.core.events import EventError
 from gravityd.core.scoreboard import NULL_ARM, ReportParams, parse_report_query
 
@@ -128,24 +126,22 @@ def run(args: argparse.Namespace) -> int:
     except EventError as exc:
         print(f"gravityd: error: --{exc.field}: {exc.message}", file=sys.stderr)
         return 2
-    url = args.url.rstrip("/") + "/radio/report?" + urllib.parse.urlencode(query)
     try:
-        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
-            body = resp.read()
-    except urllib.error.HTTPError as exc:
-        try:
-            err = orjson.loads(exc.read())["error"]
-            detail = err["message"] + (f" ({err['field']})" if err.get("field") else "")
-        except Exception:
-            detail = str(exc.reason)
-        print(f"gravityd: error: report refused ({exc.code}): {detail}", file=sys.stderr)
-        return 2 if 400 <= exc.code < 500 else 1
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        print(f"gravityd: error: cannot reach {args.url}: {reason}", file=sys.stderr)
+        with BlockingClient(args.url, timeout_s=args.timeout) as client:
+            answer = client.request("GET", "/radio/report", query=query)
+    except ValueError as exc:  # not a URL
+        print(f"gravityd: error: --url: {exc}", file=sys.stderr)
+        return 2
+    except DaemonError as exc:
+        print(f"gravityd: error: {exc}", file=sys.stderr)
         return 1
+    if not answer.ok:
+        err = answer.error()
+        detail = err.get("message", "") + (f" ({err['field']})" if err.get("field") else "")
+        print(f"gravityd: error: report refused ({answer.status}): {detail}", file=sys.stderr)
+        return 2 if 400 <= answer.status < 500 else 1
     if args.json:
-        sys.stdout.write(body.decode() + "\n")
+        sys.stdout.write(answer.raw.decode() + "\n")
     else:
-        print(format_report(orjson.loads(body)))
+        print(format_report(orjson.loads(answer.raw)))
     return 0

@@ -79,25 +79,31 @@ def _respond(request: web.Request, asset: Asset) -> web.Response:
     return web.Response(body=asset.body, headers=headers)
 
 
-def add_static_routes(app: web.Application) -> None:
-    """GET / (the explorer), GET /client.js (for other origins), GET /static/{name}."""
-    assets = load_assets()
+ASSETS: web.AppKey[dict[str, Asset]] = web.AppKey("assets", dict)
 
-    def get(request: web.Request, name: str) -> web.Response:
-        asset = assets.get(name)
-        if asset is None:
-            raise web.HTTPNotFound(reason=f"no such file: {name}")
-        return _respond(request, asset)
 
-    async def index(request: web.Request) -> web.Response:
-        return get(request, "index.html")
+def install_assets(app: web.Application) -> None:
+    """Read the static folder once, for the handlers below (the route table routes them)."""
+    app[ASSETS] = load_assets()
 
-    async def client_js(request: web.Request) -> web.Response:
-        return get(request, "client.js")
 
-    async def static(request: web.Request) -> web.Response:
-        return get(request, request.match_info["name"])
+def _serve(request: web.Request, name: str) -> web.Response:
+    asset = request.app[ASSETS].get(name)
+    if asset is None:
+        raise web.HTTPNotFound(reason=f"no such file: {name}")
+    return _respond(request, asset)
 
-    app.router.add_get("/", index)
-    app.router.add_get("/client.js", client_js)
-    app.router.add_get("/static/{name}", static)
+
+async def index(request: web.Request) -> web.Response:
+    """GET /: the explorer."""
+    return _serve(request, "index.html")
+
+
+async def client_js(request: web.Request) -> web.Response:
+    """GET /client.js: the browser client, for pages of other origins too."""
+    return _serve(request, "client.js")
+
+
+async def static_file(request: web.Request) -> web.Response:
+    """GET /static/{name}: the explorer's files."""
+    return _serve(request, request.match_info["name"])

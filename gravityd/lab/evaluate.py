@@ -39,37 +39,50 @@ The recipe (docs/design.md, section 3):
    of 1/rank over them (0 past k).
 
 Pure Python, no server: ``evaluate(...)`` returns a dict, ``format_table`` renders it, and the CLI
-(``gravityd eval``) reaches ``add_arguments`` / ``run``.
+(``gravityd eval``) reaches ``add_arguments`` / ``run``. The parts live apart: the data and the
+replay in ``gravityd.lab.yes`` (shared with ``gravityd simulate --replay``), the split, pools and
+metrics in ``gravityd.lab.protocol``, the baselines in ``gravityd.lab.baselines``.
 """
 
 from __future__ import annotations
 
 import argparse
-import bisect
-import hashlib
 import heapq
 import itertools
 import json
-import math
 import random
 import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict, fields, replace
 from typing import Any
 
-from gravityd.core.events import FoldEvent
-from gravityd.core.graph import FoldParams, GravityGraph
+from gravityd.core.graph import FoldParams
 from gravityd.core.ranking import RankParams, rank_candidates
+from gravityd.lab.baselines import (
+    TagCosines,
+    sequential_rules,
+    successor_counts,
+    tag_cosine,
+    top_cosine,
+)
+from gravityd.lab.protocol import (
+    RankingScores,
+    Split,
+    draw_pool,
+    held_out,
+    metrics_from_ranks,
+    pool_rank,
+    rank_in_list,
+    split_playlists,
+)
+from gravityd.lab.yes import YES_NAMESPACE, Dataset, load_yes, replay, track_uuid
 
-__all__ = [
+__all__ = [  # the evaluation's names, wherever they live (tests and notebooks import them here)
     "FULL_METHODS",
     "POOL_METHODS",
     "YES_NAMESPACE",
     "Dataset",
-    "Metrics",
+    "RankingScores",
     "Split",
     "add_arguments",
     "evaluate",
@@ -86,383 +99,11 @@ __all__ = [
     "track_uuid",
 ]
 
-YES_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/gravityd/eval/yes.com")
 CUTOFFS = (10, 20)
 FULL_METHODS = ("gravity neighbors", "SR", "bigram", "tag cosine", "popularity")
 POOL_METHODS = ("gravity blend", "gravity only", "SR", "bigram", "tag cosine", "popularity")
 TIE_BREAKS = ("index", "popularity")
-SR_STEPS = 10  # the SR baseline's window (steps)
-SR_KEEP = 20  # successors kept per track by SR
 HISTORY = 10  # songs of the test playlist passed as session_history
-SONG_GAP_S = 200.0  # seconds between two songs of a replayed playlist
-PLAYLIST_GAP_S = 3600.0  # seconds between two replayed playlists
-BASE_TS = 1_600_000_000.0  # the replay's made-up clock starts here (2020-09-13)
-
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """A Yes.com folder: playlists as (line number, song indices) and each song's tag set."""
-
-    path: str
-    n_songs: int
-    playlists: list[tuple[int, list[int]]]  # (1-based line number in train.txt, songs)
-    tags: list[frozenset[int]]
-
-
-@dataclass(frozen=True)
-class Split:
-    train: list[list[int]]
-    test: list[list[int]]
-    train_lines: list[int]
-    test_lines: list[int]
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise FileNotFoundError(f"{path}: {exc.strerror}") from None
-
-
-def load_yes(path: str | Path) -> Dataset:
-    """Load a Yes.com folder; FileNotFoundError / ValueError with a one-line message if bad."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data folder not found: {folder}")
-    lines = _read_lines(folder / "train.txt")
-    if len(lines) < 2:
-        raise ValueError(f"{folder / 'train.txt'}: expected song ids, play counts, playlists")
-    n_songs = len(lines[0].split())
-    if n_songs == 0:
-        raise ValueError(f"{folder / 'train.txt'}: line 1 lists no songs")
-    playlists: list[tuple[int, list[int]]] = []
-    for lineno, line in enumerate(lines[2:], start=3):
-        try:
-            songs = [int(tok) for tok in line.split()]
-        except ValueError:
-            raise ValueError(
-                f"{folder / 'train.txt'} line {lineno}: not a list of song indices"
-            ) from None
-        if songs and (min(songs) < 0 or max(songs) >= n_songs):
-            raise ValueError(
-                f"{folder / 'train.txt'} line {lineno}: song index outside 0..{n_songs - 1}"
-            )
-        if songs:
-            playlists.append((lineno, songs))
-    tag_lines = _read_lines(folder / "tags.txt")
-    while tag_lines and not tag_lines[-1].strip():
-        tag_lines.pop()
-    if len(tag_lines) != n_songs:
-        raise ValueError(
-            f"{folder / 'tags.txt'}: {len(tag_lines)} lines for {n_songs} songs in train.txt"
-        )
-    tags: list[frozenset[int]] = []
-    for i, line in enumerate(tag_lines, start=1):
-        toks = [t for t in line.split() if t != "#"]
-        try:
-            tags.append(frozenset(int(t) for t in toks))
-        except ValueError:
-            raise ValueError(f"{folder / 'tags.txt'} line {i}: not a list of tag indices") from None
-    song_hash = folder / "song_hash.txt"
-    if song_hash.exists():
-        names = [ln for ln in _read_lines(song_hash) if ln.strip()]
-        if len(names) != n_songs:
-            raise ValueError(f"{song_hash}: {len(names)} songs, train.txt has {n_songs}")
-    return Dataset(str(folder), n_songs, playlists, tags)
-
-
-def _unit_hash(seed: int, salt: str, key: int) -> float:
-    """A stable pseudo-random number in [0, 1) for (seed, salt, key), the same in every process."""
-    digest = hashlib.blake2b(f"{seed}:{salt}:{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64
-
-
-def split_playlists(
-    playlists: Sequence[tuple[int, list[int]]],
-    *,
-    seed: int = 0,
-    test_fraction: float = 0.2,
-    max_playlists: int | None = None,
-) -> Split:
-    """Split whole playlists by a seeded hash of their line number (file order kept in each part).
-
-    ``max_playlists`` first keeps the playlists with the smallest hashes under another salt (a
-    seeded subsample, the same whatever the file order).
-    """
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError("test_fraction: must be strictly between 0 and 1")
-    chosen = list(playlists)
-    if max_playlists is not None:
-        if max_playlists < 1:
-            raise ValueError("max_playlists: must be at least 1")
-        if max_playlists < len(chosen):
-            keep = set(
-                heapq.nsmallest(
-                    max_playlists,
-                    (ln for ln, _ in chosen),
-                    key=lambda ln: (_unit_hash(seed, "sample", ln), ln),
-                )
-            )
-            chosen = [pl for pl in chosen if pl[0] in keep]
-    train, test, train_lines, test_lines = [], [], [], []
-    for lineno, songs in chosen:
-        if _unit_hash(seed, "split", lineno) < test_fraction:
-            test.append(songs)
-            test_lines.append(lineno)
-        else:
-            train.append(songs)
-            train_lines.append(lineno)
-    return Split(train, test, train_lines, test_lines)
-
-
-def track_uuid(index: int) -> str:
-    """The deterministic track id of song `index`: uuid5 of the index in YES_NAMESPACE."""
-    return str(uuid.uuid5(YES_NAMESPACE, str(index)))
-
-
-# --------------------------------------------------------------------------- replay
-
-
-def replay_events(
-    playlists: Iterable[Sequence[int]], uuids: Sequence[str], *, first_id: int = 1
-) -> Iterator[list[FoldEvent]]:
-    """The training playlists as fold events, one list per playlist, log ids increasing."""
-    eid = first_id
-    t = BASE_TS
-    for k, songs in enumerate(playlists):
-        sid = f"yes-{k}"
-        batch = []
-        for s in songs:
-            tid = uuids[s]
-            batch.append(FoldEvent(eid, sid, tid, "play_start", t, None))
-            batch.append(FoldEvent(eid + 1, sid, tid, "play_10s", t + 10.0, None))
-            eid += 2
-            t += SONG_GAP_S
-        t += PLAYLIST_GAP_S
-        yield batch
-
-
-def replay(
-    playlists: Sequence[Sequence[int]],
-    uuids: Sequence[str],
-    params: FoldParams,
-    progress: Callable[[int, int], None] | None = None,
-) -> tuple[GravityGraph, int, float]:
-    """Fold the playlists into a fresh graph; returns (graph, events folded, fold seconds).
-
-    `progress(playlists replayed, playlists in all)` after each folded batch."""
-    graph = GravityGraph(params)
-    n_events = 0
-    fold_s = 0.0
-    pending: list[FoldEvent] = []
-    for k, batch in enumerate(replay_events(playlists, uuids), start=1):
-        pending.extend(batch)
-        if len(pending) >= 5000:
-            t0 = time.perf_counter()
-            n_events += graph.fold(pending)
-            fold_s += time.perf_counter() - t0
-            pending = []
-            if progress:
-                progress(k, len(playlists))
-    if pending:
-        t0 = time.perf_counter()
-        n_events += graph.fold(pending)
-        fold_s += time.perf_counter() - t0
-    if progress:
-        progress(len(playlists), len(playlists))
-    return graph, n_events, fold_s
-
-
-# --------------------------------------------------------------------------- baselines
-
-
-def successor_counts(playlists: Iterable[Sequence[int]]) -> dict[int, Counter[int]]:
-    """Plain first-order (bigram) successor counts a -> b, b != a."""
-    out: dict[int, Counter[int]] = {}
-    for songs in playlists:
-        for a, b in itertools.pairwise(songs):
-            if a != b:
-                c = out.get(a)
-                if c is None:
-                    c = out[a] = Counter()
-                c[b] += 1
-    return out
-
-
-def sequential_rules(
-    playlists: Iterable[Sequence[int]], steps: int = SR_STEPS, keep: int = SR_KEEP
-) -> dict[int, dict[int, float]]:
-    """SR: each later track within `steps` of a credits a -> it with 1/distance; top `keep` per a
-    (by score, ties by song index), divided by a's maximum so scores fall in (0, 1]."""
-    raw: dict[int, dict[int, float]] = {}
-    for songs in playlists:
-        n = len(songs)
-        for i in range(n - 1):
-            a = songs[i]
-            row = raw.get(a)
-            if row is None:
-                row = raw[a] = {}
-            for d in range(1, min(steps, n - 1 - i) + 1):
-                b = songs[i + d]
-                if b != a:
-                    row[b] = row.get(b, 0.0) + 1.0 / d
-    out: dict[int, dict[int, float]] = {}
-    for a, row in raw.items():
-        if not row:
-            continue
-        best = heapq.nsmallest(keep, row.items(), key=lambda kv: (-kv[1], kv[0]))
-        top = best[0][1]
-        out[a] = {b: s / top for b, s in best}
-    return out
-
-
-def tag_cosine(a: frozenset[int], b: frozenset[int]) -> float:
-    """Cosine of two tag sets as binary vectors; 0 when either is empty."""
-    if not a or not b:
-        return 0.0
-    return len(a & b) / math.sqrt(len(a) * len(b))
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-@dataclass
-class Metrics:
-    """Accumulates ranks (1-based; None or 0 = not ranked) into HR@k and MRR@k."""
-
-    n: int = 0
-    hits10: int = 0
-    hits20: int = 0
-    rr10: float = 0.0
-    rr20: float = 0.0
-
-    def add(self, rank: int | None) -> None:
-        self.n += 1
-        if rank and rank <= 20:
-            self.hits20 += 1
-            self.rr20 += 1.0 / rank
-            if rank <= 10:
-                self.hits10 += 1
-                self.rr10 += 1.0 / rank
-
-    def result(self) -> dict[str, float]:
-        n = self.n or 1
-        return {
-            "HR@10": self.hits10 / n,
-            "HR@20": self.hits20 / n,
-            "MRR@10": self.rr10 / n,
-            "MRR@20": self.rr20 / n,
-        }
-
-
-def metrics_from_ranks(ranks: Iterable[int | None]) -> dict[str, float]:
-    """HR@10, HR@20, MRR@10, MRR@20 of a list of ranks (None = the true item was not listed)."""
-    m = Metrics()
-    for r in ranks:
-        m.add(r)
-    return m.result()
-
-
-def _rank_in_list(items: Sequence[int], target: int) -> int | None:
-    try:
-        return items.index(target) + 1
-    except ValueError:
-        return None
-
-
-def _pool_rank(
-    pool: Sequence[int],
-    target: int,
-    score: Any,
-    cosine: dict[int, float] | None,
-    tie: Sequence[int],
-) -> int:
-    """Rank of target in the pool sorted by score (a mapping, missing = 0; None = unused) desc,
-    then tag cosine desc (None = unused), then the tie-break order `tie` (unique per song): 1 +
-    how many members sort strictly before it (the keys are unique: its sorted position)."""
-
-    def key(c: int) -> tuple[float, float, int]:
-        return (
-            -score.get(c, 0.0) if score is not None else 0.0,
-            -cosine.get(c, 0.0) if cosine is not None else 0.0,
-            tie[c],
-        )
-
-    kt = key(target)
-    return 1 + sum(1 for c in pool if key(c) < kt)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-def _held_out(test: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
-    """(test playlist, position of a) of every held-out transition a -> b with b != a."""
-    return [
-        (k, j)
-        for k, songs in enumerate(test)
-        for j in range(len(songs) - 1)
-        if songs[j] != songs[j + 1]
-    ]
-
-
-class _Cosines:
-    """Tag cosines from one song to all others through an inverted index, for one song at a
-    time (the transitions are visited grouped by their source)."""
-
-    def __init__(self, tags: Sequence[frozenset[int]]) -> None:
-        self.tags = tags
-        self.postings: dict[int, list[int]] = {}
-        for s, ts in enumerate(tags):
-            for t in ts:
-                self.postings.setdefault(t, []).append(s)
-        self.norm = [math.sqrt(len(ts)) for ts in tags]
-
-    def from_song(self, a: int) -> dict[int, float]:
-        """Every song with a positive cosine to a (a itself excluded)."""
-        ta = self.tags[a]
-        if not ta:
-            return {}
-        overlap: Counter[int] = Counter()
-        for t in ta:
-            overlap.update(self.postings[t])
-        overlap.pop(a, None)
-        na = self.norm[a]
-        norm = self.norm
-        return {s: c / (na * norm[s]) for s, c in overlap.items()}
-
-
-def _draw_pool(
-    rng: random.Random,
-    songs: Sequence[int],
-    cum: Sequence[float],
-    size: int,
-    exclude: set[int],
-) -> list[int]:
-    """`size` distinct songs drawn by popularity (cum weights), none in `exclude`."""
-    available = len(songs) - sum(1 for s in exclude if _has(songs, s))
-    size = min(size, available)
-    out: dict[int, None] = {}
-    total = cum[-1]
-    while len(out) < size:
-        for _ in range(2 * (size - len(out)) + 8):
-            s = songs[bisect.bisect_right(cum, rng.random() * total)]
-            if s not in exclude and s not in out:
-                out[s] = None
-                if len(out) == size:
-                    break
-    return list(out)
-
-
-def _has(sorted_songs: Sequence[int], s: int) -> bool:
-    i = bisect.bisect_left(sorted_songs, s)
-    return i < len(sorted_songs) and sorted_songs[i] == s
 
 
 def evaluate(
@@ -517,13 +158,13 @@ def evaluate(
             pop[s] += 1
     bigram = successor_counts(split.train)
     sr = sequential_rules(split.train)
-    cos = _Cosines(data.tags)
+    cos = TagCosines(data.tags)
     by_pop = sorted(range(data.n_songs), key=lambda s: (-pop[s], s))
     popular = [s for s in by_pop if pop[s] > 0]
     popular_sorted = sorted(popular)
     cum = list(itertools.accumulate(pop[s] for s in popular_sorted))
 
-    transitions = _held_out(split.test)
+    transitions = held_out(split.test)
     n_all = len(transitions)
     rng = random.Random(seed * 1_000_003 + 7)
     if max_transitions is not None and n_all > max_transitions:
@@ -541,10 +182,10 @@ def evaluate(
             b_in_history += 1
         if do_pool:
             exclude = {a, b, *history}
-            pools.append([b, *_draw_pool(rng, popular_sorted, cum, pool_size - 1, exclude)])
+            pools.append([b, *draw_pool(rng, popular_sorted, cum, pool_size - 1, exclude)])
 
-    full = {m: Metrics() for m in FULL_METHODS} if do_full else {}
-    pool_m = {m: Metrics() for m in POOL_METHODS} if do_pool else {}
+    full = {m: RankingScores() for m in FULL_METHODS} if do_full else {}
+    pool_m = {m: RankingScores() for m in POOL_METHODS} if do_pool else {}
     pop_top = by_pop[:21]
     pop_rank = [0] * data.n_songs  # position in training popularity order (ties by index)
     for r, s in enumerate(by_pop):
@@ -577,7 +218,7 @@ def evaluate(
                 lists = {
                     "gravity neighbors": [index_of[lane["track_id"]] for lane in lanes],
                     "popularity": [s for s in pop_top if s != a][:20],
-                    "tag cosine": _top_cosine(cos_a, by_pop, tie, a),
+                    "tag cosine": top_cosine(cos_a, by_pop, tie, a),
                     "bigram": [
                         s
                         for s, _ in heapq.nsmallest(
@@ -595,22 +236,22 @@ def evaluate(
                 }
         if do_full:
             for m in FULL_METHODS:
-                full[m].add(_rank_in_list(lists[m], b))
+                full[m].add(rank_in_list(lists[m], b))
         if not do_pool:
             continue
         pool = pools[i]
         cget = cos_a.get
-        pool_m["popularity"].add(_pool_rank(pool, b, None, None, pop_rank))
-        pool_m["tag cosine"].add(_pool_rank(pool, b, None, cos_a, tie))
-        pool_m["SR"].add(_pool_rank(pool, b, sr.get(a, {}), cos_a, tie))
-        pool_m["bigram"].add(_pool_rank(pool, b, bigram.get(a, {}), cos_a, tie))
+        pool_m["popularity"].add(pool_rank(pool, b, None, None, pop_rank))
+        pool_m["tag cosine"].add(pool_rank(pool, b, None, cos_a, tie))
+        pool_m["SR"].add(pool_rank(pool, b, sr.get(a, {}), cos_a, tie))
+        pool_m["bigram"].add(pool_rank(pool, b, bigram.get(a, {}), cos_a, tie))
         nbrs = succ.get(uuids[a], {})
         w_of = {
             c: (nbrs[uuids[c]]["pos"] - nbrs[uuids[c]]["neg"]) * decay
             for c in pool
             if uuids[c] in nbrs
         }
-        pool_m["gravity only"].add(_pool_rank(pool, b, w_of, cos_a, tie))
+        pool_m["gravity only"].add(pool_rank(pool, b, w_of, cos_a, tie))
         history = songs[max(0, j - HISTORY) : j]
         t0 = time.perf_counter()
         ranked = rank_candidates(
@@ -660,22 +301,6 @@ def evaluate(
         "full_catalogue": {m: full[m].result() for m in full},
         "pool": {m: pool_m[m].result() for m in pool_m},
     }
-
-
-def _top_cosine(
-    cos_a: dict[int, float], by_pop: Sequence[int], tie: Sequence[int], a: int
-) -> list[int]:
-    """The 20 songs most similar to a by tag cosine (ties by `tie`); when fewer than 20 share a
-    tag with a, the list is filled with the most popular others (a tagless song gets popularity)."""
-    best = [s for s, _ in heapq.nsmallest(20, cos_a.items(), key=lambda kv: (-kv[1], tie[kv[0]]))]
-    if len(best) < 20:
-        have = set(best)
-        for s in by_pop:
-            if len(best) == 20:
-                break
-            if s != a and s not in have:
-                best.append(s)
-    return best
 
 
 def _default_fold_params() -> FoldParams:

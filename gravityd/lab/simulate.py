@@ -20,6 +20,11 @@ Every radio's sessions go to the daemon (an A/B test: the graph learns from all 
 radio's picks with its own arm as the `context` of their `radio_next` events (`radio:embedding`,
 `radio:gravity`, `radio:oracle`), so `GET /radio/report` shows the comparison; `--only-gravity`
 posts the gravity radio's sessions alone (the graph then learns from its own picks only).
+
+Every run has a label (`--run`, else a fresh one, printed): its session ids, event ids and arms
+carry it (see `Run`), so runs on one daemon never collide and a report of a run's arms counts that
+run alone; the same seed and label repeat a run exactly. A daemon is asked its role first: events
+go to `--url` (a writer or `--role all`), reads to `--read-url` or, unless it is a writer, `--url`.
 """
 
 from __future__ import annotations
@@ -27,15 +32,18 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import re
+import secrets
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from gravityd.commands.client import Accepted, Client, DaemonError
+from gravityd.lab.yes import Posted, iso_time, load_yes, post_replay
 from gravityd.progress import Progress
 
 SIM_NAMESPACE = uuid.UUID("6c0f7a1e-4d0b-4c55-9a55-2a7e3f1c9b10")
@@ -147,10 +155,6 @@ class Step:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-
-
 def _react(
     world: World,
     a: int | None,
@@ -175,7 +179,7 @@ def _react(
                 "session_id": sid,
                 "track_id": t,
                 "event_type": event_type,
-                "timestamp": _iso(clock[0]),
+                "timestamp": iso_time(clock[0]),
                 "event_id": f"{sid}-{k}-{event_type}",
                 "context": "radio",
                 **extra,
@@ -250,9 +254,11 @@ def run_session(
     base_time: float,
     radio: str = "embedding",
     prefix: str = "sim",
+    arm: str | None = None,
 ) -> list[Step]:
-    """A session whose radio ranks in-process with `order(current, pool, history)`."""
-    gen = session(world, seed, index, base_time, prefix, ARMS[radio])
+    """A session whose radio ranks in-process with `order(current, pool, history)`; its picks
+    carry `arm` (default: the radio's unlabelled arm)."""
+    gen = session(world, seed, index, base_time, prefix, arm or ARMS[radio])
     try:
         request = next(gen)
         while True:
@@ -295,60 +301,131 @@ def verdicts(sessions: list[list[Step]]) -> Counter[str]:
     return out
 
 
+# ------------------------------------------------------------------------------- runs
+
+RUN_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+
+
+def run_label(text: str) -> str:
+    """A run label as given on the command line; ValueError unless 1-32 safe characters."""
+    if not RUN_LABEL.fullmatch(text):
+        raise ValueError(
+            f"--run {text!r}: 1 to 32 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit"
+        )
+    return text
+
+
+def fresh_run_label() -> str:
+    """A new run's label: random, so two runs on one daemon never share an id."""
+    return secrets.token_hex(4)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's namespace: its session ids, event ids and arms.
+
+    Session ids are `sim-RUN-MODE-SEED-INDEX` (MODE: `open` for the open loop, the radio's name
+    in the closed loop) and event ids `SESSION-K-TYPE`, so the same seed and label give the same
+    ids (a repeat adds nothing) and another label gives new ones. Each radio's picks carry the
+    arm `radio:RADIO@RUN`, so a report of a run's arms counts that run alone. Without a label
+    (`label=None`, the library's default) ids are `sim-MODE-SEED-INDEX` and arms `radio:RADIO`.
+    """
+
+    label: str | None = None
+
+    def prefix(self, mode: str) -> str:
+        return f"sim-{self.label}-{mode}" if self.label else f"sim-{mode}"
+
+    def arm(self, radio: str) -> str:
+        return f"{ARMS[radio]}@{self.label}" if self.label else ARMS[radio]
+
+
+@dataclass
+class Tally:
+    """Events a run posted: accepted, and of those already in the log (an earlier run's)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+
+    @property
+    def new(self) -> int:
+        return self.accepted - self.duplicates
+
+    def add(self, answer: Accepted) -> None:
+        self.accepted += answer.accepted
+        self.duplicates += answer.duplicates
+
+    def words(self) -> str:
+        return f"{self.accepted:,} events posted, {self.new:,} new, {self.duplicates:,} duplicates"
+
+
 # ------------------------------------------------------------------------------- over HTTP
 
 
-class Client:
-    """The daemon's HTTP API, as the simulator uses it."""
+async def role_of(client: Client) -> str:
+    """The role the daemon says it has (GET /readyz answers it, ready or not)."""
+    body = (await client.request("GET", "/readyz")).json()
+    if not isinstance(body, dict) or not isinstance(body.get("role"), str):
+        raise DaemonError(f"{client.url} did not answer GET /readyz as a gravityd daemon")
+    return body["role"]
 
-    def __init__(self, url: str, token: str = "") -> None:
-        import aiohttp
 
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = aiohttp.ClientSession(headers=headers)
+@dataclass(frozen=True)
+class Daemons:
+    """Where a run writes (`writer`) and where it reads (`reader`: None when it has nowhere)."""
 
-    async def post_events(self, events: list[dict[str, Any]]) -> int:
-        async with self.http.post(self.url + "/events", json=events) as r:
-            body = await r.json()
-            if r.status != 202 or body.get("rejected"):
-                raise RuntimeError(f"the daemon refused events: {r.status} {body}")
-            return body["accepted"]
-
-    async def fold(self) -> int:
-        async with self.http.post(self.url + "/admin/fold") as r:
-            if r.status != 200:
-                raise RuntimeError(f"POST /admin/fold: {r.status} {await r.text()}")
-            return (await r.json())["cursor"]
-
-    async def rank(self, body: dict[str, Any]) -> list[str]:
-        async with self.http.post(self.url + "/rank", json=body) as r:
-            if r.status != 200:
-                raise RuntimeError(f"POST /rank: {r.status} {await r.text()}")
-            return [x["track_id"] for x in (await r.json())["ranked"]]
+    writer: Client
+    reader: Client | None
 
     async def close(self) -> None:
-        await self.http.close()
+        await self.writer.close()
+        if self.reader is not None and self.reader is not self.writer:
+            await self.reader.close()
+
+
+async def connect(url: str, read_url: str | None = None, token: str | None = None) -> Daemons:
+    """Ask each daemon its role: events go to `url`, which must take them; reads go to
+    `read_url` if given, else to `url` unless it is a writer (which answers reads wrong_role)."""
+    writer = Client(url, token=token)
+    try:
+        if await role_of(writer) == "replica":
+            raise ValueError(
+                f"{url} is a replica, which takes no events: give --url of a writer (or a "
+                f"--role all daemon) and --read-url {url}"
+            )
+        reader: Client | None = writer
+        if read_url is not None:
+            reader = Client(read_url, token=token)
+            if await role_of(reader) == "writer":
+                await reader.close()
+                raise ValueError(f"--read-url {read_url} is a writer, which serves no reads")
+        elif await role_of(writer) == "writer":
+            reader = None
+    except BaseException:
+        await writer.close()
+        raise
+    return Daemons(writer, reader)
 
 
 async def _gravity_session(
-    world: World, client: Client, seed: int, index: int, base_time: float
+    world: World, reader: Client, seed: int, index: int, base_time: float, run: Run
 ) -> list[Step]:
     """A gravity-radio session: each pick is a POST /rank on the daemon's live graph."""
-    gen = session(world, seed, index, base_time, arm=ARMS["gravity"])
+    gen = session(world, seed, index, base_time, run.prefix("gravity"), run.arm("gravity"))
     try:
         current, pool, history = next(gen)
         while True:
             row = world.emb_row(current)
-            ranked = await client.rank(
-                {
-                    "current_track_id": world.ids[current],
-                    "candidate_track_ids": [world.ids[b] for b in pool],
-                    "embeddings_scores": {world.ids[b]: row[b] for b in pool},
-                    "session_history": [world.ids[h] for h in history],
-                }
-            )
-            current, pool, history = gen.send([world.index[t] for t in ranked])
+            body = {
+                "current_track_id": world.ids[current],
+                "candidate_track_ids": [world.ids[b] for b in pool],
+                "embeddings_scores": {world.ids[b]: row[b] for b in pool},
+                "session_history": [world.ids[h] for h in history],
+            }
+            answer = await reader.call("POST", "/rank", json=body)
+            ranked = [world.index[x["track_id"]] for x in answer["ranked"]]
+            current, pool, history = gen.send(ranked)
     except StopIteration as stop:
         return stop.value
 
@@ -361,6 +438,7 @@ class LoopResult:
     sessions_per_block: int
     # per arm context: the skipped and kept picks of the sessions posted to the daemon
     posted: dict[str, Counter[str]] = field(default_factory=dict)
+    events: Tally = field(default_factory=Tally)
 
     def tail(self, radio: str, n: int) -> float:
         rows = self.blocks[-n:]
@@ -378,49 +456,57 @@ async def closed_loop(
     block_sessions: int = 50,
     seed: int = 0,
     concurrency: int = 8,
-    token: str = "",
+    token: str | None = None,
     world: World | None = None,
     progress: Callable[[dict[str, float]], None] | None = None,
     only_gravity: bool = False,
+    run: Run | None = None,
+    read_url: str | None = None,
 ) -> LoopResult:
     """Run the three radios block by block; the gravity radio ranks on the daemon, and every
     radio's sessions (only the gravity radio's with `only_gravity`) are posted to it before the
-    block's fold."""
+    block's fold. Events go to `url`; ranks and folds to `read_url` when given."""
     world = world or World(seed)
+    run = run or Run()
     base_time = float(int(time.time()) - blocks * block_sessions * SESSION_SPACING_S - 3600)
-    client = Client(url, token)
+    daemons = await connect(url, read_url, token)
+    if daemons.reader is None:
+        await daemons.close()
+        raise ValueError(
+            f"{url} is a writer: the closed loop ranks and folds on a reader; give --read-url "
+            "of a replica on the same log"
+        )
+    writer, reader = daemons.writer, daemons.reader
     emb, orc = embedding_order(world), oracle_order(world)
     sem = asyncio.Semaphore(concurrency)
     rows = []
-    posted = {
-        ARMS[r]: Counter(skipped=0, kept=0) for r in (("gravity",) if only_gravity else RADIOS)
-    }
+    tally = Tally()
+    radios = ("gravity",) if only_gravity else RADIOS
+    posted = {run.arm(r): Counter(skipped=0, kept=0) for r in radios}
     try:
         for b in range(blocks):
             idx = range(b * block_sessions, (b + 1) * block_sessions)
 
             async def one(i: int) -> list[Step]:
                 async with sem:
-                    steps = await _gravity_session(world, client, seed, i, base_time)
-                    await client.post_events(session_events(steps))
+                    steps = await _gravity_session(world, reader, seed, i, base_time, run)
+                    tally.add(await writer.post_events(session_events(steps)))
                     return steps
 
             grav = list(await asyncio.gather(*[one(i) for i in idx]))
             runs = {"gravity": grav}
             for radio, order in (("embedding", emb), ("oracle", orc)):
+                prefix, arm = run.prefix(radio), run.arm(radio)
                 runs[radio] = [
-                    run_session(world, seed, i, order, base_time, radio, f"sim-{radio}")
-                    for i in idx
+                    run_session(world, seed, i, order, base_time, radio, prefix, arm) for i in idx
                 ]
-            for radio, arm in ((r, ARMS[r]) for r in RADIOS):
-                if arm not in posted:
-                    continue
-                posted[arm].update(verdicts(runs[radio]))
+            for radio in radios:
+                posted[run.arm(radio)].update(verdicts(runs[radio]))
                 if radio != "gravity":
                     events = [e for steps in runs[radio] for e in session_events(steps)]
                     for i in range(0, len(events), 2000):
-                        await client.post_events(events[i : i + 2000])
-            await client.fold()
+                        tally.add(await writer.post_events(events[i : i + 2000]))
+            await reader.call("POST", "/admin/fold")
             row = {
                 "block": b + 1,
                 "sessions": (b + 1) * block_sessions,
@@ -430,8 +516,24 @@ async def closed_loop(
             if progress:
                 progress(row)
     finally:
-        await client.close()
-    return LoopResult(rows, block_sessions, posted)
+        await daemons.close()
+    return LoopResult(rows, block_sessions, posted, tally)
+
+
+@dataclass
+class OpenLoopResult:
+    """What the open loop posted, the world, how often each track was played (so a user can
+    look at the busiest tracks' lanes), and where reads go (None: the daemon is a writer)."""
+
+    accepted: int
+    duplicates: int
+    world: World
+    played: Counter[int]
+    read_url: str | None
+
+    @property
+    def events(self) -> Tally:
+        return Tally(self.accepted, self.duplicates)
 
 
 async def open_loop(
@@ -440,80 +542,39 @@ async def open_loop(
     sessions: int,
     seed: int,
     concurrency: int = 8,
-    token: str = "",
+    token: str | None = None,
     world: World | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[int, World, Counter[int]]:
-    """Post `sessions` embedding-radio sessions; returns the events accepted, the world, and
-    how often each track was played (so a user can look at the busiest tracks' lanes)."""
+    run: Run | None = None,
+    read_url: str | None = None,
+) -> OpenLoopResult:
+    """Post `sessions` embedding-radio sessions; `progress(sessions, events accepted)`."""
     world = world or World(seed)
+    run = run or Run()
     base_time = float(int(time.time()) - sessions * SESSION_SPACING_S - 3600)
     order = embedding_order(world)
-    client = Client(url, token)
+    prefix, arm = run.prefix("open"), run.arm("embedding")
+    daemons = await connect(url, read_url, token)
     sem = asyncio.Semaphore(concurrency)
-    done = [0, 0]
+    done = [0]
+    tally = Tally()
     played: Counter[int] = Counter()
 
     async def one(i: int) -> None:
         async with sem:
-            steps = run_session(world, seed, i, order, base_time)
+            steps = run_session(world, seed, i, order, base_time, "embedding", prefix, arm)
             played.update(s.dst for s in steps)
-            n = await client.post_events(session_events(steps))
+            tally.add(await daemons.writer.post_events(session_events(steps)))
             done[0] += 1
-            done[1] += n
             if progress:
-                progress(done[0], done[1])
+                progress(done[0], tally.accepted)
 
     try:
         await asyncio.gather(*[one(i) for i in range(sessions)])
     finally:
-        await client.close()
-    return done[1], world, played
-
-
-# ----------------------------------------------------------------------- Yes.com replay
-
-REPLAY_NAMESPACE = uuid.UUID("0b8e3c52-5f0e-4a53-8d3c-6b1d1f6c2a77")
-REPLAY_SONG_GAP_S = 200.0  # a song's length in the replay's clock
-REPLAY_BATCH = 2000  # events per POST /events
-
-
-def yes_replay_events(
-    data: str, playlists: int | None, now: float
-) -> tuple[list[list[dict[str, Any]]], int]:
-    """Real radio playlists as one event list per playlist (play_start, play_10s per song).
-
-    Playlist k is session `yes-k`; playlists start a second apart and end in the past, so the
-    replay keeps the daemon's decay meaningful. Event ids are derived from the folder, the
-    playlist and the song, so replaying the same data twice adds nothing.
-    """
-    from gravityd.lab.evaluate import load_yes, track_uuid
-
-    ds = load_yes(data)
-    chosen = ds.playlists if playlists is None else ds.playlists[:playlists]
-    span = max((len(songs) for _, songs in chosen), default=0) * REPLAY_SONG_GAP_S
-    base = now - len(chosen) - span - 60.0
-    tag = ds.path.rstrip("/").rsplit("/", 1)[-1]
-    out = []
-    for k, (line, songs) in enumerate(chosen):
-        events = []
-        t = base + k
-        for j, song in enumerate(songs):
-            tid = track_uuid(song)
-            for kind, dt in (("play_start", 0.0), ("play_10s", 10.0)):
-                events.append(
-                    {
-                        "event_id": str(uuid.uuid5(REPLAY_NAMESPACE, f"{tag}:{line}:{j}:{kind}")),
-                        "session_id": f"yes-{tag}-{line}",
-                        "track_id": tid,
-                        "event_type": kind,
-                        "timestamp": _iso(t + dt),
-                        "context": "radio",
-                    }
-                )
-            t += REPLAY_SONG_GAP_S
-        out.append(events)
-    return out, ds.n_songs
+        await daemons.close()
+    reader = daemons.reader.url if daemons.reader is not None else None
+    return OpenLoopResult(tally.accepted, tally.duplicates, world, played, reader)
 
 
 async def replay_yes(
@@ -521,43 +582,23 @@ async def replay_yes(
     data: str,
     *,
     playlists: int | None = None,
-    token: str = "",
+    token: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[int, int, int]:
-    """Post Yes.com playlists to a daemon; returns (playlists, events accepted, duplicates).
-
-    One batch at a time: the log then holds the playlists in file order, so two replays of the
-    same data build the same graph (per-track edge trimming depends on the order).
-    `progress(events posted, events in all)` after each batch.
-    """
-    sessions, _ = yes_replay_events(data, playlists, time.time())
-    batches: list[list[dict[str, Any]]] = [[]]
-    for events in sessions:
-        if len(batches[-1]) + len(events) > REPLAY_BATCH:
-            batches.append([])
-        batches[-1].extend(events)
-    client = Client(url, token)
-    done = [0, 0, 0]
-    total = sum(len(b) for b in batches)
+) -> Posted:
+    """Post Yes.com playlists (gravityd.lab.yes) to the daemon that takes events at `url`."""
+    ds = load_yes(data)  # a bad folder is a usage error, whether or not the daemon is up
+    daemons = await connect(url, None, token)
     try:
-        for batch in batches:
-            if not batch:
-                continue
-            async with client.http.post(client.url + "/events", json=batch) as r:
-                body = await r.json()
-                if r.status != 202 or body.get("rejected"):
-                    raise RuntimeError(f"the daemon refused events: {r.status} {body}")
-            done[0] += len(batch)
-            done[1] += body["accepted"]
-            done[2] += body.get("duplicates", 0)
-            if progress:
-                progress(done[0], total)
+        return await post_replay(daemons.writer, ds, playlists=playlists, progress=progress)
     finally:
-        await client.close()
-    return len(sessions), done[1], done[2]
+        await daemons.close()
 
 
-def format_table(res: LoopResult) -> str:
+# ------------------------------------------------------------------------------- output
+
+
+def loop_table(res: LoopResult) -> str:
+    """The skip rate per block of each radio as a Markdown table, and the gap closed."""
     lines = [
         "| block | sessions | embedding only | gravity blend | oracle |",
         "|---:|---:|---:|---:|---:|",
@@ -601,11 +642,18 @@ def plot(res: LoopResult, path: str) -> None:
     plt.close(fig)
 
 
-def run(args: Any) -> int:
-    """`gravityd simulate`: the open loop, or the closed loop with --closed-loop."""
-    import os
+def _no_reader(url: str) -> str:
+    return (
+        f"{url} is a writer: reads (warp lanes, /rank, the report) are served by a replica on "
+        "the same log; give --read-url to print links to it"
+    )
 
-    token = os.environ.get("GRAVITYD_ADMIN_TOKEN", "")
+
+def run(args: Any) -> int:
+    """`gravityd simulate`: the open loop, the closed loop (--closed-loop) or a Yes.com replay.
+
+    ValueError is a usage error (exit 2); DaemonError a daemon unreachable or refusing (exit 1).
+    """
     started = time.monotonic()
     if args.replay:
         with Progress(None, "replay", unit="event") as bar:
@@ -614,17 +662,19 @@ def run(args: Any) -> int:
                 bar.set_total(total)
                 bar.advance_to(done)
 
-            n, accepted, dups = asyncio.run(
-                replay_yes(
-                    args.url, args.replay, playlists=args.playlists, token=token, progress=posted
-                )
+            res = asyncio.run(
+                replay_yes(args.url, args.replay, playlists=args.playlists, progress=posted)
             )
         print(
-            f"replayed {n} playlists from {args.replay}: {accepted:,} events accepted "
-            f"({dups:,} already there) in {time.monotonic() - started:.1f} s"
+            f"replayed {res.playlists} playlists from {args.replay}: {res.accepted:,} events "
+            f"accepted: {res.new:,} new ({res.duplicates:,} already there) in "
+            f"{time.monotonic() - started:.1f} s"
         )
         print(f"titles: gravityd catalog load {args.replay.rstrip('/')}/song_hash.txt")
         return 0
+    label = run_label(args.run) if args.run is not None else fresh_run_label()
+    this = Run(label)
+    again = f"the same ids again: --seed {args.seed} --run {label}"
     world = World(args.seed, WorldParams(n_tracks=args.tracks))
     if args.closed_loop:
         blocks = max(1, args.sessions // args.block)
@@ -642,39 +692,47 @@ def run(args: Any) -> int:
                 block_sessions=args.block,
                 seed=args.seed,
                 concurrency=args.concurrency,
-                token=token,
                 world=world,
                 progress=show,
                 only_gravity=args.only_gravity,
+                run=this,
+                read_url=args.read_url,
             )
         )
-        print(format_table(res))
-        arms = ",".join(ARMS[r] for r in ("embedding", "gravity") if ARMS[r] in res.posted)
+        print(loop_table(res))
+        print(f"run {label}: {res.events.words()}; {again}")
+        picks = ", ".join(f"{arm} {c['skipped']}/{c['kept']}" for arm, c in res.posted.items())
+        print(f"picks posted (skipped/kept): {picks}")
+        arms = ",".join(this.arm(r) for r in ("embedding", "gravity") if this.arm(r) in res.posted)
         print(
-            f"the daemon's scoreboard of these sessions: gravityd report --url {args.url} "
-            f"--arms {arms}"
+            "the daemon's scoreboard of these sessions: gravityd report "
+            f"--url {args.read_url or args.url} --arms {arms}"
         )
         if args.plot:
             plot(res, args.plot)
             print(f"learning curve: {args.plot}")
         return 0
     with Progress(args.sessions, "simulate", unit="session") as bar:
-        accepted, _, played = asyncio.run(
+        out = asyncio.run(
             open_loop(
                 args.url,
                 sessions=args.sessions,
                 seed=args.seed,
                 concurrency=args.concurrency,
-                token=token,
                 world=world,
                 progress=lambda d, e: bar.advance_to(d, postfix=f"{e:,} events"),
+                run=this,
+                read_url=args.read_url,
             )
         )
     print(
-        f"posted {args.sessions} sessions, {accepted:,} events accepted in "
-        f"{time.monotonic() - started:.1f} s"
+        f"posted {args.sessions} sessions of run {label}: {out.events.words()} in "
+        f"{time.monotonic() - started:.1f} s; {again}"
     )
-    print("the busiest tracks' warp lanes (after POST /admin/fold):")
-    for i, _ in played.most_common(3):
-        print(f"  curl -s {args.url.rstrip('/')}/tracks/{world.ids[i]}/gravity_neighbors")
+    if out.read_url is None:
+        print(_no_reader(args.url))
+        return 0
+    print(f"the busiest tracks' warp lanes (after curl -s -XPOST {out.read_url}/admin/fold):")
+    for i, _ in out.played.most_common(3):
+        print(f"  curl -s {out.read_url}/tracks/{world.ids[i]}/gravity_neighbors")
     return 0

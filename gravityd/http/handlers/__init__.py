@@ -1,0 +1,1 @@
+"""One module per view family; each handler parses, calls the service, serialises."""
