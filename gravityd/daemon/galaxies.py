@@ -18,11 +18,13 @@ import asyncio
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gravityd.core.galaxies import EMPTY, Galaxies, GalaxyParams, compute_galaxies
+from gravityd.core.routes import RouteBounds, best_route
 
 log = logging.getLogger("gravityd.galaxies")
 
@@ -63,6 +65,7 @@ class GalaxyKeeper:
         self.last_started = float("-inf")  # monotonic
         self._pool: ProcessPoolExecutor | None = None
         self._lock = asyncio.Lock()
+        self._ranked: tuple[Galaxies, list[str]] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -136,7 +139,71 @@ class GalaxyKeeper:
             )
         return self._pool
 
+    # ------------------------------------------------------------------ reads, O(limit)
+
+    def page(self, limit: int) -> dict[str, Any]:
+        """GET /galaxies: the biggest galaxies, each with its most central tracks."""
+        gal = self.current
+        return {
+            "cursor": gal.cursor,
+            "computed_at": _iso(gal.computed_at) if gal.count else None,
+            "count": gal.count,
+            "galaxies": [
+                {"galaxy": gid, "size": len(m), "tracks": list(m[:10]), "label": None}
+                for gid, m in enumerate(gal.members[:limit])
+            ],
+        }
+
+    def galaxy(self, gid: int, limit: int) -> dict[str, Any] | None:
+        """GET /galaxies/{galaxy} without the catalogue's titles; None for an unknown id."""
+        gal = self.current
+        if not 0 <= gid < gal.count:
+            return None
+        members = gal.members[gid]
+        tracks = []
+        for t in members[:limit]:
+            x, y = gal.positions[t]
+            tracks.append({"track_id": t, "centrality": gal.centrality[t], "x": x, "y": y})
+        return {"galaxy": gid, "size": len(members), "tracks": tracks}
+
+    def of_track(self, track_id: str) -> tuple[int | None, float | None]:
+        gal = self.current
+        return gal.galaxy_of.get(track_id), gal.centrality.get(track_id)
+
+    def most_central(self, limit: int) -> list[str]:
+        """Tracks by centrality, highest first (a sort per computation, not per read)."""
+        gal = self.current
+        ranked = self._ranked
+        if ranked is None or ranked[0] is not gal:
+            order = sorted(gal.centrality, key=lambda t: (-gal.centrality[t], t))
+            ranked = self._ranked = (gal, order)
+        return ranked[1][:limit]
+
+    def route(
+        self, src: str, dst: str, max_len: int, blocked: Container[str] = frozenset()
+    ) -> dict[str, Any] | None:
+        """GET /route: the best route along the served lanes (see gravityd/core/routes.py)."""
+        p = self.params
+        bounds = RouteBounds(max_len, p.route_fanout, p.route_visit_budget)
+        found = best_route(
+            lambda t: self.source.lanes_of(t, p.route_fanout), src, dst, bounds, blocked
+        )
+        if found is None:
+            return None
+        return {
+            "from": src,
+            "to": dst,
+            "path": list(found.path),
+            "hops": found.hops,
+            "score": found.score,
+            "scores": list(found.scores),
+        }
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
