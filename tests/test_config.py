@@ -9,7 +9,7 @@ import pytest
 
 from gravityd.config import ConfigError, load_config, settings_table
 
-from .conftest import REPO, run_cli
+from .support import REPO, run_cli
 
 TOML = REPO / "config" / "gravityd.toml"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .conftest import event
+from .support import event
 
 
 def stored(db: Path) -> list[tuple[int, str]]:

@@ -23,7 +23,7 @@ from gravityd.http.app import SERVICE, create_app
 from gravityd.snapshots.files import list_snapshots, load_snapshot
 from gravityd.snapshots.lease import LEASE_NAME
 
-from .conftest import event, make_config, metric, run_cli, serve, tid
+from .support import event, make_config, metric, run_cli, serve, tid
 
 
 def stored_event_ids(db: str | Path) -> list[str]:

@@ -24,7 +24,7 @@ from gravityd.core.events import ValidationLimits
 from gravityd.core.graph import GravityGraph, graph_signature
 from gravityd.log import connect_sync, read_after_sync
 
-from .conftest import event, run_cli, serve, tid
+from .support import event, run_cli, serve, tid
 
 
 def history(n: int = 60) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from gravityd.daemon.service import Gravityd
 from gravityd.http.app import create_app
 from gravityd.http.openapi import build_spec
 
-from .conftest import Daemon, event, make_config
+from .support import Daemon, event, make_config
 
 
 def _code(response: Any) -> str:

@@ -18,7 +18,7 @@ from gravityd import progress
 from gravityd.commands import cli
 from gravityd.progress import Progress, Stages
 
-from .conftest import REPO, run_cli
+from .support import REPO, run_cli
 
 YES_SAMPLE = REPO / "tests" / "data" / "yes_sample"
 

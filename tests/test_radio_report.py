@@ -21,7 +21,7 @@ from gravityd.http.app import create_app
 from gravityd.log import connect_sync, read_after_sync
 from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
 
-from .conftest import Daemon, make_config, metric, run_cli, serve, tid
+from .support import Daemon, make_config, metric, run_cli, serve, tid
 
 DAY1 = "2026-11-24T"
 DAY2 = "2026-11-25T"

@@ -20,7 +20,7 @@ from gravityd.lab.simulate import (
     skip_rate,
 )
 
-from .conftest import Daemon, make_config
+from .support import Daemon, make_config
 
 BASE = 1_780_000_000.0
 

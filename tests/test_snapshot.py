@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,40 +24,8 @@ from gravityd.snapshots.files import (
     write_snapshot,
 )
 
-from .conftest import REPO, event, make_config, run_cli
-
-TRACKS = 40
-
-
-def radio_events(n_sessions: int, seed: int, prefix: str = "s") -> list[dict]:
-    """Plausible radio sessions over a small catalogue, so edges repeat and sessions stay open."""
-    rnd = random.Random(seed)
-    out = []
-    clock = 1_790_000_000.0 + seed * 3600  # explicit times: the same log folds the same way
-
-    def at(**kw: Any) -> dict:
-        nonlocal clock
-        clock += rnd.uniform(1, 40)
-        ts = datetime.fromtimestamp(clock, UTC).isoformat()
-        return event(**kw, timestamp=ts)
-
-    for s in range(n_sessions):
-        sid = f"{prefix}{seed}-{s}"
-        for _ in range(rnd.randint(2, 8)):
-            t = rnd.randrange(TRACKS)
-            out.append(at(session=sid, track=t, event_type="radio_next"))
-            out.append(at(session=sid, track=t, event_type="play_start"))
-            r = rnd.random()
-            if r < 0.6:
-                out.append(at(session=sid, track=t, event_type="play_10s"))
-                if r < 0.1:
-                    out.append(at(session=sid, track=t, event_type="like"))
-            else:
-                elapsed = rnd.randint(0, 40000)
-                out.append(
-                    at(session=sid, track=t, event_type="skip", meta={"elapsed_ms": elapsed})
-                )
-    return out
+from .support import REPO, make_config, run_cli
+from .support.sessions import radio_events
 
 
 def fold_log(db: Path, params: FoldParams | None = None) -> GravityGraph:

