@@ -28,25 +28,42 @@ from .support.procs import Daemon, stop_gracefully
 from .support.service import make_config
 
 CHILD_MARKERS = ("process", "browser", "cluster", "prometheus")
+# A test on one of these fixtures carries its marker without writing it (whole modules say
+# theirs with pytestmark); the guard below catches what starts a process any other way.
+FIXTURE_MARKERS = {"daemon_factory": "process", "drv": "browser", "nats_cluster": "cluster"}
 
 
-@pytest.fixture(autouse=True)
-def _children_only_when_marked(request: pytest.FixtureRequest, monkeypatch: Any) -> None:
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = FIXTURE_MARKERS.get(fixture)
+            if marker is not None and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     """Refuse subprocess.Popen (run, asyncio's subprocesses, Selenium's driver) to a test that
-    carries none of the child-process markers: the fast subset would start it otherwise."""
-    if any(request.node.get_closest_marker(m) for m in CHILD_MARKERS):
-        return
-    name = request.node.nodeid
+    carries none of the child-process markers, through its setup (module fixtures included),
+    call and teardown: the fast subset would start it otherwise."""
+    if any(item.get_closest_marker(m) for m in CHILD_MARKERS):
+        return (yield)
+    real = subprocess.Popen
 
-    class Refused(subprocess.Popen):
+    class Refused(real):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            command = args[0] if args else kwargs.get("args")
             pytest.fail(
-                f"{name} starts a child process ({args[0] if args else kwargs.get('args')!r}):"
-                " mark it process (or browser, cluster, prometheus)",
+                f"{item.nodeid} starts a child process ({command!r}): mark it process"
+                " (or browser, cluster, prometheus)",
                 pytrace=False,
             )
 
-    monkeypatch.setattr(subprocess, "Popen", Refused)
+    subprocess.Popen = Refused  # type: ignore[misc]
+    try:
+        return (yield)
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
 
 
 @pytest.fixture

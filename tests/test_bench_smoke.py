@@ -10,7 +10,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from .support import REPO
+
+pytestmark = [pytest.mark.process]
 
 
 def smoke(name: str) -> subprocess.CompletedProcess:

@@ -157,6 +157,7 @@ def blocked_ids(url: str) -> set[str]:
     return {b["track_id"] for b in resp.json()["blocks"]}
 
 
+@pytest.mark.process
 def test_blocks_survive_restarts_snapshots_and_restores(
     daemon_factory: Any, tmp_path: Path
 ) -> None:
@@ -212,6 +213,7 @@ def test_blocks_survive_restarts_snapshots_and_restores(
     assert found is not None and Blocks.from_header(found[1]).ids == {tid(3)}
 
 
+@pytest.mark.process
 def test_in_process_rank_candidates_honours_blocks_through_the_snapshot(
     daemon_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

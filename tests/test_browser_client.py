@@ -27,6 +27,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from .support import free_port, tid
 
+pytestmark = [pytest.mark.browser, pytest.mark.process]
+
 UUID4_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
 PAGE = (
     b'<!doctype html><html><head><meta charset="utf-8"><title>client.js test</title></head>'
@@ -398,9 +400,7 @@ def test_refused_events_are_reported_never_retried(stack: Stack, drv: Any) -> No
     assert bad["status"] == 202 and bad["event"]["event_id"] == ids[2]
 
     # A batch with nothing valid: a 400, which must not be retried.
-    bad_ids = track(
-        drv, [("like", "nope", None), ("skip", tid(9), {"meta": {"elapsed_ms": -1}})]
-    )
+    bad_ids = track(drv, [("like", "nope", None), ("skip", tid(9), {"meta": {"elapsed_ms": -1}})])
     report = flush(drv)
     assert report["delivered"] == 0
     assert [(r["code"], r["status"]) for r in report["rejected"]] == [

@@ -22,6 +22,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from .support import Daemon, tid
 from .support.browser import call
 
+pytestmark = [pytest.mark.browser, pytest.mark.process]
+
 WAIT_S = 15
 DASH, MINUS = "\u2013", "\u2212"  # what the page prints between bounds and before < 0
 # Three whole days ending yesterday, relative to now: hour buckets older than the report's hour

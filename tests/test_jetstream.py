@@ -34,6 +34,8 @@ from .support import REPO
 from .support.jetstream import stream_event_ids
 from .support.sessions import radio_events
 
+# The tests on the nats_cluster fixture are marked `cluster` by it (conftest.py); the pure
+# parts run in the fast subset.
 LIMITS = ValidationLimits()
 
 
@@ -56,9 +58,6 @@ async def opened(cluster: NatsCluster, writer: bool = True, **kw: Any) -> JetStr
     log = open_log(cluster.url, params(**kw), writer=writer)
     await log.open()
     return log
-
-
-
 
 
 # --------------------------------------------------------------------------- pure parts

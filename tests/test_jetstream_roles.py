@@ -17,6 +17,8 @@ from .support import Daemon, tid
 from .support.jetstream import stream_event_ids
 from .support.replicas import FAST, comparable, lanes, post, sessions
 
+pytestmark = [pytest.mark.cluster, pytest.mark.process]
+
 
 @pytest.fixture
 def procs(daemon_factory: Any, tmp_path: Path) -> Any:

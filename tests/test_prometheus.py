@@ -26,6 +26,8 @@ import yaml
 
 from .support import REPO, Daemon, event, free_port, tid
 
+pytestmark = [pytest.mark.prometheus, pytest.mark.process]
+
 ALERTS = REPO / "config" / "prometheus" / "alerts.yml"
 DASHBOARD = REPO / "config" / "grafana" / "gravityd.json"
 # Metrics a dashboard panel may name before the daemon exports them (a change adding them is

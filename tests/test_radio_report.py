@@ -183,6 +183,7 @@ async def test_metric_labels_are_bounded(aiohttp_client: Any, tmp_path: Path) ->
     assert len(rep["arms"]) == 5
 
 
+@pytest.mark.process
 def test_restart_from_snapshot_and_full_replay_give_the_same_report(daemon_factory) -> None:
     d = daemon_factory().start()
     events = sessions()
@@ -213,6 +214,7 @@ def test_restart_from_snapshot_and_full_replay_give_the_same_report(daemon_facto
     d.kill()
 
 
+@pytest.mark.process
 def test_a_snapshot_from_before_the_scoreboard_still_loads(tmp_path: Path, daemon_factory) -> None:
     d = daemon_factory().start()
     post(d.url, "/events", sessions())
@@ -236,6 +238,7 @@ def test_a_snapshot_from_before_the_scoreboard_still_loads(tmp_path: Path, daemo
     d.kill()
 
 
+@pytest.mark.process
 def test_build_carries_the_scoreboard(tmp_path: Path, daemon_factory) -> None:
     d = daemon_factory().start()
     post(d.url, "/events", sessions())
@@ -264,6 +267,7 @@ def test_build_carries_the_scoreboard(tmp_path: Path, daemon_factory) -> None:
     d.kill()
 
 
+@pytest.mark.process
 def test_cli_report_prints_the_table(daemon_factory) -> None:
     d = daemon_factory().start()
     post(d.url, "/events", sessions())
@@ -299,6 +303,7 @@ def test_cli_report_prints_the_table(daemon_factory) -> None:
     d.kill()
 
 
+@pytest.mark.process
 def test_replicas_serve_the_report_and_read_your_writes(tmp_path: Path) -> None:
     env = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
     writer = Daemon(tmp_path, "--role", "writer", env=env).start()

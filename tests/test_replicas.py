@@ -26,6 +26,8 @@ from gravityd.snapshots.files import load_newest
 from .support import Daemon, event, make_config, run_cli, tid
 from .support.replicas import FAST, comparable, lanes, post, sessions
 
+pytestmark = [pytest.mark.process]
+
 
 def status(d: Daemon) -> dict[str, Any]:
     return requests.get(d.url + "/readyz", timeout=5).json()
@@ -173,7 +175,6 @@ def test_sigkill_a_worker_under_read_load(cluster: Any) -> None:
                 answers.append(r.status_code)
             except requests.ConnectionError as exc:  # a connection the dying worker held
                 failures.append(str(exc))
-
 
     def pid_answering() -> int:
         with requests.Session() as s:  # a new connection: the kernel picks a listening worker

@@ -170,6 +170,7 @@ def test_build_incremental_equals_one_big_run(tmp_path: Path) -> None:
     assert len(list_snapshots(inc.snapshot_dir)) == inc.snapshot_keep  # retention
 
 
+@pytest.mark.process
 def test_build_cli_and_lock_beside_daemon(tmp_path: Path, daemon_factory: Any) -> None:
     cfg = make_config(tmp_path)
     write_events(cfg, radio_events(5, 5))
@@ -188,6 +189,7 @@ def test_build_cli_and_lock_beside_daemon(tmp_path: Path, daemon_factory: Any) -
 # ---------------------------------------------------------------------------- restore
 
 
+@pytest.mark.process
 def test_restore_refuses_a_bad_file(tmp_path: Path, good_snapshot: Path) -> None:
     cfg = make_config(tmp_path)
     bad = tmp_path / "bad.gsnap"
@@ -256,6 +258,7 @@ async def daemon_graph(url: str, http: aiohttp.ClientSession, tmp_path: Path) ->
     return load_snapshot(path)[1]
 
 
+@pytest.mark.process
 async def test_restart_from_snapshot_equals_full_fold(tmp_path: Path, daemon_factory: Any) -> None:
     d = daemon_factory().start()
     async with aiohttp.ClientSession() as http:
@@ -279,6 +282,7 @@ async def test_restart_from_snapshot_equals_full_fold(tmp_path: Path, daemon_fac
     conn.close()
 
 
+@pytest.mark.process
 async def test_sigkill_during_fold_and_snapshot(tmp_path: Path, daemon_factory: Any) -> None:
     """Kill at random points while events stream in and snapshots are written; after each
     restart the graph equals one fold of the whole log and no acknowledged event is missing."""

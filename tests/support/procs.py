@@ -104,4 +104,3 @@ def stop_gracefully(daemons: list[Daemon]) -> None:
             except subprocess.TimeoutExpired:
                 d.proc.kill()
                 d.proc.wait(10)
-

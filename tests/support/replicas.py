@@ -50,5 +50,3 @@ def lanes(url: str, track: int, cursor: int, direction: str = "out") -> list[dic
 def comparable(items: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
     """Lanes without the read-time decay (weights move by ~1e-9 between two reads)."""
     return [(x["track_id"], round(x["normalized_score"], 9), x["evidence"]["n"]) for x in items]
-
-

@@ -39,8 +39,6 @@ async def post_and_fold(client: Any, events: list[dict]) -> dict:
     return await fold.json()
 
 
-
-
 def metric(text: str, name: str) -> float:
     """The value of one sample line of the Prometheus text (0 if absent)."""
     m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)

@@ -90,5 +90,3 @@ def radio_events(n_sessions: int, seed: int, prefix: str = "s") -> list[dict]:
                     at(session=sid, track=t, event_type="skip", meta={"elapsed_ms": elapsed})
                 )
     return out
-
-
