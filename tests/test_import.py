@@ -24,7 +24,7 @@ from gravityd.core.events import ValidationLimits
 from gravityd.core.graph import GravityGraph, graph_signature
 from gravityd.log import connect_sync, read_after_sync
 
-from .support import event, run_cli, serve, tid
+from .support import event, recent, run_cli, serve, tid
 
 
 def history(n: int = 60) -> list[dict[str, Any]]:
@@ -36,7 +36,7 @@ def history(n: int = 60) -> list[dict[str, Any]]:
             f"s{i // 6}",
             (i * 7) % 11,
             kinds[i % 5],
-            timestamp=f"2026-11-30T10:{i // 60:02d}:{i % 60:02d}Z",
+            timestamp=recent(i),  # near now: the importer refuses times ahead of its clock
             context="radio:gravity" if i % 5 == 4 else "map",
         )
         if ev["event_type"] == "skip":
