@@ -31,9 +31,9 @@ from pathlib import Path
 
 import nats
 import orjson
-from tests.nats_cluster import NatsCluster
 
 from bench.common import gen_events, post_script, serve, wrk
+from bench.nats_cluster import NatsCluster
 from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
 from gravityd.log.jetstream import (
