@@ -6,8 +6,8 @@
   memory, written with executemany into a fresh log of the same schema and sync mode, in
   transactions of the same size: what SQLite alone costs, no parsing, no validation.
 
-    python bench/import.py               # 300,000 events (about a minute)
-    python bench/import.py --smoke       # 5,000 events: checks the figures are printed
+    python -m bench.import          # 300,000 events (about a minute)
+    python -m bench.import --smoke  # 5,000 events: checks the figures are printed
 
 Prints both rates and their ratio (target >= 0.8) and checks that the imported log holds
 every event exactly once.
@@ -26,8 +26,6 @@ import uuid
 from pathlib import Path
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import tempdir
 from gravityd.commands.importer import parse_piece, plan

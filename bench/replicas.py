@@ -13,8 +13,8 @@ written straight into a SQLite file; then, in one run:
 (d) neighbors req/s with --workers 1 and --workers 2 on one port;
 and the replica's memory per edge (RSS loaded minus RSS of an empty replica, over edges).
 
-    python bench/replicas.py             # full run (about 3 minutes)
-    python bench/replicas.py --smoke     # a few seconds each, small graph: checks it runs
+    python -m bench.replicas          # full run (about 3 minutes)
+    python -m bench.replicas --smoke  # a few seconds each, small graph: checks it runs
 """
 
 from __future__ import annotations
@@ -23,15 +23,12 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     bare_server,

@@ -6,27 +6,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import event, tid
-
-
-def session(sid: str, tracks: list[int], verdict: str = "play_10s", **meta: Any) -> list[dict]:
-    """A radio session: each track starts and then gets the verdict."""
-    out = []
-    for t in tracks:
-        out.append(event(sid, t, "play_start"))
-        if verdict == "skip":
-            out.append(event(sid, t, "skip", meta={"elapsed_ms": meta.get("elapsed_ms", 1000)}))
-        else:
-            out.append(event(sid, t, verdict))
-    return out
-
-
-async def post_and_fold(client: Any, events: list[dict]) -> dict:
-    resp = await client.post("/events", json=events)
-    assert resp.status == 202, await resp.text()
-    fold = await client.post("/admin/fold")
-    assert fold.status == 200
-    return await fold.json()
+from .support import post_and_fold, session, tid
 
 
 async def test_events_in_fold_neighbors_out(client: Any) -> None:

@@ -13,7 +13,7 @@ import pytest
 from gravityd.daemon.service import Gravityd
 from gravityd.http.app import SERVICE, create_app
 
-from .conftest import event, make_config, metric, tid
+from .support import event, make_config, metric, tid
 
 
 def rows(config: Any, sql: str = "SELECT * FROM events ORDER BY id") -> list[sqlite3.Row]:
