@@ -343,3 +343,37 @@ def test_jetstream_a_fresh_stream_skips_a_foreign_snapshot(
     assert any("a snapshot of another log (gravity@2020-01-01T00:00Z)" in r for r in reasons)
     assert any("its cursor 28056 lies beyond the log's end" in r for r in reasons)
     assert not [x for x in lines if x["msg"] == "snapshot loaded"]
+
+
+def test_readability_check_sees_a_migration_before_or_after_never_half_way(
+    tmp_path: Path,
+) -> None:
+    """The replica's check, with the writer's migration committed between two of its reads
+    (as in the start-up race): one read transaction sees either side, never a mix."""
+    import sqlite3
+
+    from gravityd.log import LogMissing
+    from gravityd.log.sqlite import _check_readable, _prepare
+
+    db = tmp_path / "events.db"
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA journal_mode = WAL")  # what the writer does first
+    reader = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+    migrated = []
+
+    def between(statement: str) -> None:
+        if "COUNT(*) FROM sqlite_master" in statement and not migrated:
+            _prepare(writer, "NORMAL")  # the writer's migration commits now
+            migrated.append(statement)
+
+    reader.set_trace_callback(between)
+    try:
+        with pytest.raises(LogMissing):  # "not there yet": the replica waits and looks again
+            _check_readable(reader)
+        assert migrated  # the migration did land in the middle of the check
+        reader.set_trace_callback(None)
+        top, identity = _check_readable(reader)  # the next look sees the whole log
+        assert top == 0 and identity.id.startswith("sqlite:")
+    finally:
+        reader.close()
+        writer.close()
