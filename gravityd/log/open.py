@@ -31,7 +31,7 @@ from gravityd.log import (
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from gravityd.core.graph import FoldParams
+    from gravityd.core.graph import FoldParams, GravityGraph
 
 
 class BadLogUrl(ValueError):
@@ -43,8 +43,9 @@ class RemoteSnapshots(Protocol):
 
     async def fetch_newest(
         self, folder: str, params: FoldParams | None, accept: Any
-    ) -> Path | None:
-        """Download the newest snapshot `accept(header)` takes (None) into `folder`."""
+    ) -> tuple[Path, dict[str, Any], GravityGraph] | None:
+        """Download into `folder` and load the newest snapshot `accept(header)` has no reason
+        against: (path, header, graph), or None."""
         ...
 
 

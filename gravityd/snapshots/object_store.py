@@ -259,13 +259,13 @@ class LogSnapshots:
         folder: str,
         params: FoldParams | None,
         accept: Callable[[dict[str, Any]], str | None] | None,
-    ) -> Path | None:
-        """Download the newest usable object into `folder` (where the normal load then finds
-        it); None when the bucket holds none."""
+    ) -> tuple[Path, dict[str, Any], GravityGraph] | None:
+        """Download the newest usable object into `folder` (the local copy from then on) and
+        load it: (path, header, graph); None when the bucket holds none."""
         store = SnapshotStore.for_log(self.log)
         await store.open(create=False)
         got = await store.download_newest(folder, params, accept)
         if got is None:
             return None
         log.info("snapshot bootstrapped from the object store", extra={"path": str(got[0])})
-        return got[0]
+        return got
