@@ -17,7 +17,7 @@ from bench.nats_nodes import NatsCluster
 from gravityd.config import ConfigError, load_config
 from gravityd.core.events import ValidationLimits, ValidEvent, validate_event
 from gravityd.core.graph import GravityGraph, graph_signature
-from gravityd.log import EventLog, LogError, LogMissing, NotALog, SqliteLog
+from gravityd.log import EventLog, LogError, LogMissing, NotALog
 from gravityd.log.jetstream import (
     SHIFT,
     SLOTS,
@@ -27,6 +27,7 @@ from gravityd.log.jetstream import (
     parse_log_url,
 )
 from gravityd.log.jetstream_params import JetStreamParams
+from gravityd.log.sqlite import SqliteLog
 from gravityd.snapshots.files import list_snapshots, write_snapshot
 from gravityd.snapshots.object_store import SnapshotStore
 

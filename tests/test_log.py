@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gravityd.core.events import ValidEvent
-from gravityd.log import EventLog, LogError, LogMissing, NotALog, SqliteLog
-from gravityd.log.sqlite import check_log_file, new_event_ids
+from gravityd.log import EventLog, LogError, LogMissing, NotALog
+from gravityd.log.sqlite import SqliteLog, check_log_file, new_event_ids
 
 
 def ev(session: str, n: int, event_id: str | None = None) -> ValidEvent:

@@ -14,7 +14,7 @@ import pytest
 
 from gravityd.commands.build import build, restore
 from gravityd.core.graph import FoldParams, GravityGraph, graph_signature
-from gravityd.log import connect_sync, delete_folded_before, read_after_sync
+from gravityd.log.sqlite import connect_sync, delete_folded_before, read_after_sync
 from gravityd.snapshots.files import (
     MAGIC,
     SnapshotError,

@@ -24,18 +24,24 @@ from gravityd.core import takedowns
 from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
 from gravityd.core.ranking import RankRequest, rank_candidates
-from gravityd.core.scoreboard import ReportQuery, Scoreboard, from_snapshot_parts, snapshot_records
+from gravityd.core.scoreboard import ReportQuery, Scoreboard, snapshot_records
 from gravityd.core.takedowns import Blocks
 from gravityd.daemon.metrics import Metrics
-from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog, SqliteLog
+from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog
+from gravityd.log.open import open_log
 from gravityd.snapshots.files import (
+    Found,
+    SnapshotInfo,
     SnapshotWriter,
     iter_edge_rows,
     list_snapshots,
     load_newest,
+    parse_name,
     prune,
+    skip_reason,
 )
 from gravityd.snapshots.lease import SnapshotLease
+from gravityd.snapshots.state import State
 
 log = logging.getLogger("gravityd.service")
 
@@ -50,26 +56,6 @@ class NotSnapshotter(Exception):
 
 
 LOG_RETRY_MAX_S = 30.0  # the longest wait between two tries of an unreachable log
-
-
-def open_log(config: Config, metrics: Metrics | None = None) -> EventLog:
-    """The log backend this process's role and log_url ask for."""
-    kind, where = config.log_backend
-    if kind == "nats":  # the JetStream backend (docs/jetstream.md); nats-py loads here
-        from gravityd.log.jetstream import open_log as open_jetstream
-
-        registry = metrics.registry if metrics is not None else None
-        return open_jetstream(where, config, writer=config.role != "replica", registry=registry)
-    if kind != "sqlite":
-        raise LogError(f"log_url {where!r}: this build has no backend for it")
-    return SqliteLog(
-        where,
-        synchronous=config.synchronous,
-        max_commit_events=config.commit_max_events,
-        busy_timeout_ms=config.busy_timeout_ms,
-        readonly=config.role == "replica",
-        poll_ms=config.log_poll_ms,
-    )
 
 
 class RateMeter:
@@ -103,8 +89,15 @@ class Gravityd:
         self.writes = self.role in ("all", "writer")  # appends to the log
         self.reads = self.role in ("all", "replica")  # holds a graph, folds, serves reads
         self.metrics = metrics or Metrics()
-        self.log: EventLog = open_log(config, self.metrics)
-        self.remote_log = config.log_backend[0] == "nats"  # unreachable is retried, not fatal
+        opened = open_log(config, self.metrics.registry)
+        self.log: EventLog = opened.log
+        # What is not the log's job, from the same backend (gravityd.log.open).
+        self.catalog = opened.catalog
+        self.blocks_in_force = opened.blocks_in_force
+        self.publisher = opened.publisher
+        self.retention = opened.retention
+        self.remote_snapshots = opened.remote_snapshots
+        self.remote_log = opened.remote  # unreachable is retried, not fatal
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
         self.lease = SnapshotLease(config.snapshot_dir)
@@ -166,15 +159,13 @@ class Gravityd:
         self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
 
     async def _open_log(self) -> None:
+        # A restored snapshot's cursor is recorded in the log, so ids continue after it; the
+        # snapshot folder's other files say nothing about this log (they may be another's).
         await self.log.open()
-        if self.writes:
-            snaps = list_snapshots(self.config.snapshot_dir)
-            if snaps:  # ids must continue after any snapshot's cursor, even a restored one
-                self.log.reserve_after(max(s.cursor for s in snaps))
         if self.role == "writer":
             # No fold here: the takedowns in force come from the log itself, so a PUT can say
             # whether it changed anything.
-            for track_id, position, at in await self.log.current_blocks():
+            for track_id, position, at in await self.blocks_in_force.current_blocks():
                 self.blocks.apply(track_id, True, position, at)
         self._ready_target = self.log.last_id
         log.info(
@@ -225,14 +216,14 @@ class Gravityd:
         return False
 
     async def _run(self) -> None:
+        """Open the log, then load the snapshot that belongs to it, then fold: which snapshot
+        may be loaded depends on the log's identity and end."""
         try:
+            if (not self.writes or self.remote_log) and not await self._wait_for_log():
+                return
             await self._load_snapshot()
         finally:
             self._loaded.set()
-        if (not self.writes or self.remote_log) and not await self._wait_for_log():
-            return
-        if self.graph.cursor == 0 and list_snapshots(self.config.snapshot_dir):
-            await self._load_snapshot()  # the log's open fetched one (JetStream's object store)
         self.lease.try_acquire()
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)
@@ -249,27 +240,51 @@ class Gravityd:
             observe(max(0.0, loop.time() - due))
 
     async def _load_snapshot(self) -> None:
-        """Newest valid snapshot, loaded off the event loop so ingest goes on meanwhile."""
+        """The newest snapshot of this log whose cursor lies within it (else one from the
+        object store, else none: replay), loaded off the event loop so ingest goes on."""
         started = time.perf_counter()
-        found = await asyncio.to_thread(load_newest, self.config.snapshot_dir, self.config.graph)
+        identity = self.log.identity
+        end = max(self.log.last_id, identity.claimed if identity is not None else 0)
+        cfg = self.config
+        found = await asyncio.to_thread(load_newest, cfg.snapshot_dir, cfg.graph, identity, end)
+        if found is None and self.remote_snapshots is not None:
+            found = await self._fetch_snapshot(identity, end)
         if found is None:
-            log.info("no snapshot: replaying the whole log")
+            log.info("no snapshot: replaying the whole log", extra={"log_end": end})
             return
-        info, header, graph = found
         gc.freeze()  # keep full collections off the loaded graph: they stall requests
-        self.graph = graph
-        self.blocks = Blocks.from_header(header)
-        self._load_scoreboard(header, graph.cursor)
-        self._last_snapshot = (header["created_at"], graph.cursor)
+        state = State.from_found(found, cfg.report)
+        self.graph, self.blocks, self.scoreboard = state.graph, state.blocks, state.scoreboard
+        self._last_snapshot = (found.header["created_at"], state.cursor)
         log.info(
             "snapshot loaded",
             extra={
-                "path": str(info.path),
-                "cursor": graph.cursor,
-                "edges": graph.edge_count,
+                "path": str(found.info.path),
+                "cursor": state.cursor,
+                "edges": state.graph.edge_count,
+                "origin": found.header.get("origin"),
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+    async def _fetch_snapshot(self, identity: Any, end: int) -> Found | None:
+        """No usable local snapshot: the newest usable one of the log's object store."""
+        assert self.remote_snapshots is not None
+        cfg = self.config
+
+        def accept(header: dict[str, Any]) -> str | None:
+            return skip_reason(header, identity, end)
+
+        try:
+            got = await self.remote_snapshots.fetch_newest(cfg.snapshot_dir, cfg.graph, accept)
+        except LogError as exc:
+            log.warning("no snapshot from the object store", extra={"error": str(exc)})
+            return None
+        if got is None:
+            return None
+        path, header, graph = got
+        seq, cursor = parse_name(path.name) or (0, graph.cursor)
+        return Found(SnapshotInfo(path, seq, cursor), header, graph)
 
     async def ingest(self, events: list[ValidEvent], received_at: float) -> list[Appended]:
         """Make events durable; raise LogError when the log cannot take them."""
@@ -366,16 +381,6 @@ class Gravityd:
         return len(events)
 
     # ------------------------------------------------------------------ the radio's scoreboard
-
-    def _load_scoreboard(self, header: dict[str, Any], cursor: int) -> None:
-        """The scoreboard the snapshot carries (empty at its cursor if it has none or a bad one:
-        the graph is still good)."""
-        try:
-            parts = header.get("parts", {})
-            self.scoreboard = from_snapshot_parts(parts, cursor, self.config.report)
-        except ValueError as exc:
-            log.error("snapshot scoreboard unreadable: it starts empty", extra={"error": str(exc)})
-            self.scoreboard = from_snapshot_parts({}, cursor, self.config.report)
 
     def _fold_radio(self, part: list) -> None:
         """Feed the scoreboard the rows the graph just folded; its failure never stops the fold."""
@@ -533,7 +538,7 @@ class Gravityd:
 
     async def _add_meta(self, items: list[dict[str, Any]]) -> None:
         """Title and artist from the catalogue (None where it does not know the track)."""
-        meta = await self.log.track_meta([it["track_id"] for it in items])
+        meta = await self.catalog.track_meta([it["track_id"] for it in items])
         for it in items:
             it["title"], it["artist"] = meta.get(it["track_id"], (None, None))
 
@@ -587,7 +592,7 @@ class Gravityd:
         """The explorer's live panel: rates, lag, size, snapshot age (cheap to poll)."""
         now = time.monotonic()
         if now - self._catalog[0] > CATALOG_COUNT_TTL_S:
-            self._catalog = (now, await self.log.catalog_size())
+            self._catalog = (now, await self.catalog.catalog_size())
         age = self.snapshot_age()
         return {
             **self.status(),
@@ -612,14 +617,29 @@ class Gravityd:
     async def set_block(self, track_id: str, blocked: bool) -> dict[str, Any]:
         """Block or unblock through the log, so every process folding it converges; applied
         here at once (last-writer-wins by position makes the fold's second pass harmless).
-        Raises LogError when the log cannot take it."""
-        was = track_id in self.blocks
+
+        A change already in force spends no log position: the answer names the position of
+        the change in force (0 for a track never blocked) with `changed: false`. A process
+        holding the graph answers once its graph reflects that position, so the next read's
+        Gravityd-Cursor is at or past the answer's `id`. Raises LogError when the log cannot
+        take it."""
+        have = self.blocks.latest(track_id)
+        if (have.blocked if have is not None else False) == blocked:
+            position = have.id if have is not None else 0
+            await self._reflect(position)
+            return {"track_id": track_id, "blocked": blocked, "id": position, "changed": False}
         at = time.time()
         (done,) = await self.log.append([takedowns.change_event(track_id, blocked, at)], at)
         self.blocks.apply(track_id, blocked, done.id, at)
-        if was != blocked:
-            self._snapshot_soon()
-        return {"track_id": track_id, "blocked": blocked, "id": done.id, "changed": was != blocked}
+        self._snapshot_soon()
+        await self._reflect(done.id)
+        return {"track_id": track_id, "blocked": blocked, "id": done.id, "changed": True}
+
+    async def _reflect(self, position: int) -> None:
+        """Let the graph reach a takedown's position before answering (read_wait_ms at most:
+        past it the answer still stands, the change is durable and applied here)."""
+        if self.reads and position > self.graph.cursor:
+            await self.caught_up(position, self.config.read_wait_ms / 1000)
 
     def list_blocks(self) -> dict[str, Any]:
         entries = [
@@ -691,6 +711,7 @@ class Gravityd:
                         cfg.snapshot_chunk,
                         self.blocks,
                         extra=snapshot_records(self.scoreboard, cfg.snapshot_chunk),
+                        origin=self.log.identity.id if self.log.identity else None,
                     )
                     try:
                         while writer.step():
@@ -713,7 +734,7 @@ class Gravityd:
                     def rows() -> Any:
                         return iter_edge_rows(path, time.time(), 2000)
 
-                await self.log.publish_graph(cursor, path.name, rows)
+                await self.publisher.publish_graph(cursor, path.name, rows)
             except Exception as exc:
                 self.metrics.snapshot_errors.inc()
                 log.error("snapshot failed", extra={"error": str(exc)})
@@ -751,7 +772,7 @@ class Gravityd:
             return
         oldest_cursor = min(s.cursor for s in snaps)
         cutoff = time.time() - days * 86400
-        deleted = await self.log.retain(oldest_cursor, cutoff)
+        deleted = await self.retention.retain(oldest_cursor, cutoff)
         if deleted:
             log.info("log retention", extra={"deleted": deleted, "upto": oldest_cursor})
 

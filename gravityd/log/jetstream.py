@@ -28,13 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 import struct
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -58,8 +57,8 @@ from gravityd.log import (
     Appended,
     BadRows,
     CommitTimes,
-    EdgeRow,
     LogError,
+    LogIdentity,
     LogMissing,
     NotALog,
 )
@@ -381,17 +380,14 @@ class JetStreamLog:
         writer: bool = True,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], float] = time.time,
-        snapshot_dir: str | None = None,
     ) -> None:
         self.servers = servers
-        # Where this process keeps snapshots: uploaded by publish_graph, and filled from the
-        # object store by a reader that starts with none (docs/jetstream.md).
-        self.snapshot_dir = snapshot_dir
         self.params = params
         self.writer = writer
         self.clock = clock
         self.last_id = 0
         self.origin = ""  # "<stream>@<creation time>": which log a snapshot came from
+        self.identity: LogIdentity | None = None  # the origin, once open
         self.writer_id = uuid.uuid4().hex
         self.metrics = JetStreamMetrics(registry)
         # Called after each commit with (new events, seconds), and after a failed one.
@@ -468,7 +464,7 @@ class JetStreamLog:
                 await self._start_tail(info.state.last_seq)
             else:
                 await self._start_watch(info.state.last_seq)
-                await self._bootstrap_snapshot()
+            self.identity = LogIdentity(self.origin, frozenset(), self.last_id)
         except _ERRORS as exc:  # a transient answer (no responders, a timeout): retry later
             await self._close_conn()
             raise LogError(
@@ -1212,64 +1208,6 @@ class JetStreamLog:
         with contextlib.suppress(Exception):
             self._grow(high_water_of(msg.metadata.sequence.stream))
 
-    # ------------------------------------------------------------------ what SQLite alone has
-
-    def reserve_after(self, cursor: int) -> None:
-        """Nothing to reserve: positions are stream sequences, which never go back. (A cursor
-        past the stream's end means a snapshot of another stream; the origin check refuses it.)"""
-        if cursor > self.last_id:
-            log.warning(
-                "snapshot cursor beyond the stream's end",
-                extra={"cursor": cursor, "last_id": self.last_id, "origin": self.origin},
-            )
-
-    async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
-        """The catalogue is not in the stream (see docs/jetstream.md): no titles."""
-        return {}
-
-    async def catalog_size(self) -> int:
-        return 0
-
-    async def current_blocks(self) -> list[tuple[str, int, float]]:
-        """Takedowns are events of the stream, folded by replicas like the rest; a writer
-        role has no fold and the stream no table to ask, so it starts knowing none (its PUT
-        answers may then say "changed" for a track already blocked: docs/jetstream.md)."""
-        return []
-
-    async def publish_graph(
-        self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
-    ) -> None:
-        """The snapshotter's duty: upload the snapshot file just written to the object store
-        (streamed), where replicas on other machines find it. The stream has no tables:
-        `track_edges` and `gravity_cursor` are SQLite's (docs/jetstream.md)."""
-        if not self.snapshot_dir:
-            return
-        from gravityd.snapshots.object_store import SnapshotStore
-
-        store = SnapshotStore.for_log(self)
-        await store.open(create=True)
-        await store.upload(os.path.join(self.snapshot_dir, snapshot), cursor)
-
-    async def _bootstrap_snapshot(self) -> None:
-        """A reader with no local snapshot downloads the newest one that verifies, so it
-        starts from that cursor instead of the stream's first event."""
-        if not self.snapshot_dir:
-            return
-        from gravityd.snapshots.files import list_snapshots
-        from gravityd.snapshots.object_store import SnapshotStore
-
-        if list_snapshots(self.snapshot_dir):
-            return
-        store = SnapshotStore.for_log(self)
-        await store.open(create=False)
-        got = await store.download_newest(self.snapshot_dir)
-        if got is not None:
-            log.info("snapshot bootstrapped from the object store", extra={"path": str(got[0])})
-
-    async def retain(self, cursor: int, older_than: float) -> int:
-        """Retention is the stream's own (js_max_age_days, js_max_bytes): nothing deleted here."""
-        return 0
-
     @property
     def description(self) -> str:
         """Servers and stream, never credentials."""
@@ -1331,6 +1269,4 @@ def open_log(
     servers = parse_log_url(url)
     if isinstance(cfg, JetStreamParams):
         return JetStreamLog(servers, cfg, writer=writer, registry=registry)
-    return JetStreamLog(
-        servers, cfg.jetstream, writer=writer, registry=registry, snapshot_dir=cfg.snapshot_dir
-    )
+    return JetStreamLog(servers, cfg.jetstream, writer=writer, registry=registry)

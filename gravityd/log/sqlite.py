@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import queue
@@ -28,12 +27,14 @@ from typing import Any, TypeVar
 
 from gravityd.core.events import MAX_ELAPSED_MS, FoldEvent, ValidEvent
 from gravityd.core.takedowns import ADMIN_EVENT_TYPES, BLOCK
+from gravityd.lockfile import PidLock
 from gravityd.log import (
     Appended,
     BadRows,
     CommitTimes,
     EdgeRow,
     LogError,
+    LogIdentity,
     LogLocked,
     LogMissing,
     NotALog,
@@ -97,7 +98,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX IF NOT EXISTS blocks_track ON blocks(track_id, id);
     """,
+    # 4: the log's identity (a random id made once, here), which every snapshot records, and
+    # the snapshots of other logs `gravityd restore` adopted for this one.
+    """
+    CREATE TABLE IF NOT EXISTS log_identity (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        log_id TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    INSERT OR IGNORE INTO log_identity (id, log_id, created_at)
+        VALUES (1, lower(hex(randomblob(16))), (julianday('now') - 2440587.5) * 86400.0);
+    CREATE TABLE IF NOT EXISTS adopted_snapshots (
+        origin TEXT NOT NULL,
+        cursor INTEGER NOT NULL,
+        snapshot TEXT NOT NULL,
+        adopted_at REAL NOT NULL,
+        PRIMARY KEY (origin, cursor)
+    ) WITHOUT ROWID;
+    """,
 ]
+IDENTITY_PREFIX = "sqlite:"  # a SQLite log's identity is "sqlite:<32 hex digits>"
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _INSERT = (
@@ -267,25 +287,14 @@ class ProcessLock:
 
     def __init__(self, db_path: str | os.PathLike) -> None:
         self.path = Path(str(db_path) + ".lock")
-        self._fd: int | None = None
+        self._lock = PidLock(self.path)
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LogLocked(
-                f"another gravityd process is using {self.path.with_suffix('')}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+        if not self._lock.try_acquire():
+            raise LogLocked(f"another gravityd process is using {self.path.with_suffix('')}")
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()
 
 
 class _DbThread:
@@ -386,6 +395,7 @@ class SqliteLog:
         self.reserved = 0  # ids up to here were reserved, not written: the fold skips them
         self.commits = CommitTimes()  # when each position became visible here: fold lag
         self.committed = asyncio.Event()  # set whenever last_id grows; the fold task waits on it
+        self.identity: LogIdentity | None = None  # read by open()
 
     @property
     def description(self) -> str:
@@ -404,6 +414,7 @@ class SqliteLog:
             self._next_id = top + 1
             # Ids never go back, even when retention deleted every folded event.
             self.reserve_after(recorded)
+            self.identity = await self._w.run(read_identity)
             self._r = _DbThread("gravityd-log-reader", self._connect_reader)
             await self._r.run(_noop)
         except sqlite3.DatabaseError as exc:
@@ -421,7 +432,7 @@ class SqliteLog:
             raise LogMissing(f"no log at {self.path} yet (a writer creates it)")
         self._r = _DbThread("gravityd-log-reader", self._connect_readonly)
         try:
-            self.last_id = await self._r.run(_check_readable)
+            self.last_id, self.identity = await self._r.run(_check_readable)
         except BaseException:
             await self._stop_threads()
             raise
@@ -705,7 +716,7 @@ def check_log_file(path: str | os.PathLike) -> int:
     except sqlite3.Error as exc:
         raise NotALog(f"cannot open {path}: {exc}") from None
     try:
-        return _check_readable(conn)
+        return _check_readable(conn)[0]
     finally:
         conn.close()
 
@@ -720,13 +731,29 @@ def _open_state(conn: sqlite3.Connection) -> tuple[int, int]:
     return conn.execute(sql).fetchone()
 
 
-def _check_readable(conn: sqlite3.Connection) -> int:
-    """A replica's check: is this a gravityd log of this version? Its high-water mark if so."""
+def _check_readable(conn: sqlite3.Connection) -> tuple[int, LogIdentity]:
+    """A replica's check: is this a gravityd log of this version? Its high-water mark and
+    identity if so.
+
+    Every read runs in one read transaction, so a writer creating or migrating the file at the
+    same moment is seen before or after its commit, never half-way (a version of one moment
+    and the tables of another made a new log look like "not a gravityd log"). A file locked
+    while its writer sets it up is "not there yet", like an empty one.
+    """
     try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        has_events = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-        ).fetchone()
+        with transaction(conn):
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            has_events = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone()
+            tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+            ready = has_events and version == SCHEMA_VERSION
+            top = _max_id(conn) if ready else 0
+            identity = read_identity(conn) if ready else None
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise LogMissing(f"the log is being set up by its writer ({exc})") from None
+        raise NotALog(f"not a gravityd log: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise NotALog(f"not a gravityd log: {exc}") from None
     if version > SCHEMA_VERSION:
@@ -735,13 +762,32 @@ def _check_readable(conn: sqlite3.Connection) -> int:
         )
     if not has_events and version == 0:
         # An empty file a writer is creating right now, or somebody else's database.
-        tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
         if tables:
             raise NotALog("not a gravityd log: it has tables but no events table")
         raise LogMissing("the log is still empty (its writer has not created it yet)")
-    if version < SCHEMA_VERSION:
+    if version < SCHEMA_VERSION or identity is None:
         raise LogMissing(f"the log is at schema version {version}; waiting for a writer to migrate")
-    return _max_id(conn)
+    return top, identity
+
+
+def read_identity(conn: sqlite3.Connection) -> LogIdentity:
+    """The log's identity, the snapshots adopted for it, and the highest position it has
+    given out or reserved (events, blocks, the recorded snapshot cursor)."""
+    (log_id,) = conn.execute("SELECT log_id FROM log_identity WHERE id = 1").fetchone()
+    adopted = conn.execute("SELECT origin, cursor FROM adopted_snapshots").fetchall()
+    claimed = max(_max_id(conn), get_cursor(conn))
+    return LogIdentity(IDENTITY_PREFIX + log_id, frozenset(map(tuple, adopted)), claimed)
+
+
+def record_adoption(conn: sqlite3.Connection, origin: str, cursor: int, snapshot: str) -> None:
+    """`gravityd restore` installed a snapshot of another log (`origin`) for this one: from now
+    on this log accepts that snapshot. Run it in the transaction that records the cursor."""
+    conn.execute(
+        "INSERT INTO adopted_snapshots (origin, cursor, snapshot, adopted_at) VALUES (?,?,?,?)"
+        " ON CONFLICT(origin, cursor) DO UPDATE SET snapshot = excluded.snapshot,"
+        " adopted_at = excluded.adopted_at",
+        (origin, cursor, snapshot, time.time()),
+    )
 
 
 def _pragma_value(conn: sqlite3.Connection, pragma: str) -> int:
@@ -814,8 +860,6 @@ def upsert_tracks(
 
 # --------------------------------------------------------------------------- graph tables
 # The daemon (from a worker thread, with its own connection) and `gravityd build` share these.
-
-
 
 
 def write_track_edges(
