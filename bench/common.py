@@ -23,7 +23,9 @@ from typing import Any
 
 from bench.ports import free_port
 from gravityd.core.events import FoldEvent
-from gravityd.log.sqlite import _INSERT, connect_sync, new_event_id
+from gravityd.log.event_ids import new_event_id
+from gravityd.log.sqlite import INSERT_EVENT
+from gravityd.log.sqlite_schema import connect_sync
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -248,7 +250,7 @@ def write_log(db: Path | str, events: list[FoldEvent], chunk: int = 100_000) -> 
                 for e in events[i : i + chunk]
             ]
             conn.execute("BEGIN")
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT_EVENT, rows)
             conn.execute("COMMIT")
     finally:
         conn.close()

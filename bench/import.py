@@ -30,7 +30,8 @@ import orjson
 from bench.common import tempdir
 from gravityd.commands.importer import parse_piece, plan
 from gravityd.core.events import ValidationLimits
-from gravityd.log.sqlite import _INSERT, connect_sync
+from gravityd.log.sqlite import INSERT_EVENT
+from gravityd.log.sqlite_schema import connect_sync
 
 REPO = Path(__file__).resolve().parent.parent
 TYPES = ("play_start", "play_10s", "play_10s", "skip", "like", "radio_next")
@@ -76,7 +77,7 @@ def raw_executemany(
     started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(rows), chunk):
         conn.execute("BEGIN")
-        conn.executemany(_INSERT, rows[i : i + chunk])
+        conn.executemany(INSERT_EVENT, rows[i : i + chunk])
         conn.execute("COMMIT")
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     conn.close()

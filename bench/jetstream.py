@@ -36,13 +36,9 @@ from bench.common import gen_events, post_script, serve, wrk
 from bench.nats_nodes import NatsCluster
 from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
-from gravityd.log.jetstream import (
-    COUNT_HEADER,
-    DedupIndex,
-    JetStreamLog,
-    encode_message,
-    parse_log_url,
-)
+from gravityd.log.jetstream import JetStreamLog, parse_log_url
+from gravityd.log.jetstream.dedup import DedupIndex
+from gravityd.log.jetstream.messages import COUNT_HEADER, encode_message
 from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.snapshots.files import load_snapshot, write_snapshot
 from gravityd.snapshots.object_store import SnapshotStore
@@ -196,7 +192,7 @@ async def reads(url: str, stream: str, total: int) -> tuple[float, float]:
     assert n == total, (n, total)
     nc = await nats.connect(servers=parse_log_url(url))
     js = nc.jetstream(timeout=10)
-    from gravityd.log.jetstream import decode_events
+    from gravityd.log.jetstream.messages import decode_events
 
     t = time.perf_counter()
     sub = await js.subscribe(f"bench.{stream}", stream=stream, ordered_consumer=True)

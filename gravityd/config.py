@@ -115,7 +115,7 @@ class Config:
     rank: RankParams = field(default_factory=RankParams, metadata={"section": "rank"})
     # [report]: the radio's scoreboard, see gravityd/core/scoreboard.py
     report: ReportParams = field(default_factory=ReportParams, metadata={"section": "report"})
-    # [jetstream]: the NATS JetStream log (--log-url nats://...), see gravityd/log/jetstream.py
+    # [jetstream]: the NATS JetStream log (--log-url nats://...), see gravityd/log/jetstream/
     jetstream: JetStreamParams = field(
         default_factory=JetStreamParams, metadata={"section": "jetstream"}
     )

@@ -13,7 +13,8 @@ import requests
 from gravityd import gravity
 from gravityd.core.graph import FoldParams, GravityGraph
 from gravityd.core.takedowns import Blocks, visible_lanes
-from gravityd.log.sqlite import connect_sync, current_blocks
+from gravityd.log.sqlite_schema import connect_sync
+from gravityd.log.sqlite_tables import current_blocks
 from gravityd.snapshots.files import list_snapshots, load_newest, write_snapshot
 
 from .support import event, metric, recent, run_cli, serve, tid

@@ -38,7 +38,7 @@ def tracks_table(db: Path) -> dict[str, tuple[str | None, str | None]]:
 
 def new_log(path: Path) -> Path:
     """An empty event log, as the daemon's first start leaves it."""
-    from gravityd.log.sqlite import connect_sync
+    from gravityd.log.sqlite_schema import connect_sync
 
     connect_sync(path).close()
     return path

@@ -249,7 +249,7 @@ async def test_snapshot_on_a_full_disk_leaves_no_partial_file(
 
 def write_log_with_bad_rows(db: Path) -> dict[int, str]:
     """A log with good events around rows that were written around the API."""
-    from gravityd.log.sqlite import connect_sync
+    from gravityd.log.sqlite_schema import connect_sync
 
     conn = connect_sync(db)
     rows = []

@@ -24,7 +24,7 @@ import requests
 from gravityd.commands.build import build
 from gravityd.core.graph import GravityGraph
 from gravityd.log import LogIdentity
-from gravityd.log.sqlite import connect_sync, read_identity
+from gravityd.log.sqlite_schema import connect_sync, read_identity
 from gravityd.snapshots.files import list_snapshots, load_newest, write_snapshot
 
 from .support import REPO, Daemon, free_port, make_config, run_cli, serve, tid
@@ -357,7 +357,7 @@ def test_readability_check_sees_a_migration_before_or_after_never_half_way(
     import sqlite3
 
     from gravityd.log import LogMissing
-    from gravityd.log.sqlite import _check_readable, _prepare
+    from gravityd.log.sqlite_schema import check_readable, prepare
 
     db = tmp_path / "events.db"
     writer = sqlite3.connect(db, isolation_level=None)
@@ -367,16 +367,16 @@ def test_readability_check_sees_a_migration_before_or_after_never_half_way(
 
     def between(statement: str) -> None:
         if "COUNT(*) FROM sqlite_master" in statement and not migrated:
-            _prepare(writer, "NORMAL")  # the writer's migration commits now
+            prepare(writer, "NORMAL")  # the writer's migration commits now
             migrated.append(statement)
 
     reader.set_trace_callback(between)
     try:
         with pytest.raises(LogMissing):  # "not there yet": the replica waits and looks again
-            _check_readable(reader)
+            check_readable(reader)
         assert migrated  # the migration did land in the middle of the check
         reader.set_trace_callback(None)
-        top, identity = _check_readable(reader)  # the next look sees the whole log
+        top, identity = check_readable(reader)  # the next look sees the whole log
         assert top == 0 and identity.id.startswith("sqlite:")
     finally:
         reader.close()

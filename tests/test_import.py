@@ -22,7 +22,8 @@ from gravityd.commands.importer import (
 )
 from gravityd.core.events import ValidationLimits
 from gravityd.core.graph import GravityGraph, graph_signature
-from gravityd.log.sqlite import connect_sync, read_after_sync
+from gravityd.log.sqlite import read_after_sync
+from gravityd.log.sqlite_schema import connect_sync
 
 from .support import event, recent, run_cli, serve, tid
 

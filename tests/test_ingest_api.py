@@ -316,7 +316,7 @@ async def test_unknown_route_and_method_are_json_errors(client: Any) -> None:
 
 def test_schema_is_versioned_and_a_newer_log_is_refused(tmp_path: Any) -> None:
     from gravityd.log import LogError
-    from gravityd.log.sqlite import SCHEMA_VERSION, connect_sync
+    from gravityd.log.sqlite_schema import SCHEMA_VERSION, connect_sync
 
     db = tmp_path / "v.db"
     conn = connect_sync(db)

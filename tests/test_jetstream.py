@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,14 +20,8 @@ from gravityd.config import ConfigError, load_config
 from gravityd.core.events import ValidationLimits, ValidEvent, validate_event
 from gravityd.core.graph import GravityGraph, graph_signature
 from gravityd.log import EventLog, LogError, LogMissing, NotALog
-from gravityd.log.jetstream import (
-    SHIFT,
-    SLOTS,
-    JetStreamLog,
-    decode_events,
-    open_log,
-    parse_log_url,
-)
+from gravityd.log.jetstream import JetStreamLog, open_log, parse_log_url
+from gravityd.log.jetstream.messages import SHIFT, SLOTS, decode_events
 from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.log.sqlite import SqliteLog
 from gravityd.snapshots.files import list_snapshots, write_snapshot
@@ -89,6 +85,25 @@ def test_jetstream_settings_are_checked_by_key(tmp_path: Path) -> None:
         load_config(f, env={})
     cfg = load_config(REPO / "config" / "gravityd.toml", env={"GRAVITYD_JS_REPLICAS": "1"})
     assert cfg.jetstream.js_replicas == 1
+
+
+@pytest.mark.process
+def test_loading_config_never_imports_nats() -> None:
+    """A SQLite deployment needs no nats-py: the settings, the URL dispatch and the CLI load
+    without it; the JetStream backend is what imports it."""
+    code = (
+        "import sys\n"
+        "from gravityd.config import load_config\n"
+        "import gravityd.commands.cli, gravityd.log.open, gravityd.log.jetstream_params\n"
+        "load_config('config/gravityd.toml', env={})\n"
+        "before = 'nats' in sys.modules\n"
+        "import gravityd.log.jetstream\n"
+        "print(before, 'nats' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
 
 
 # --------------------------------------------------------------------------- against a cluster

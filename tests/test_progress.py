@@ -132,7 +132,7 @@ def test_eval_writes_lines_not_frames(every_step_shown: None, capsys: Any) -> No
 def test_catalog_load_writes_lines_not_frames(
     every_step_shown: None, capsys: Any, tmp_path: Path
 ) -> None:
-    from gravityd.log.sqlite import connect_sync
+    from gravityd.log.sqlite_schema import connect_sync
 
     db = tmp_path / "events.db"
     connect_sync(db).close()

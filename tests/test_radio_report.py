@@ -18,7 +18,8 @@ from gravityd.core.graph import GravityGraph
 from gravityd.core.scoreboard import ReportParams, Scoreboard
 from gravityd.daemon.service import Gravityd
 from gravityd.http.app import create_app
-from gravityd.log.sqlite import connect_sync, read_after_sync
+from gravityd.log.sqlite import read_after_sync
+from gravityd.log.sqlite_schema import connect_sync
 from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
 
 from .support import Daemon, day, make_config, metric, run_cli, serve, tid

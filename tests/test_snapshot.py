@@ -14,7 +14,9 @@ import pytest
 
 from gravityd.commands.build import build, restore
 from gravityd.core.graph import FoldParams, GravityGraph, graph_signature
-from gravityd.log.sqlite import connect_sync, delete_folded_before, read_after_sync
+from gravityd.log.sqlite import read_after_sync
+from gravityd.log.sqlite_schema import connect_sync
+from gravityd.log.sqlite_tables import delete_folded_before
 from gravityd.snapshots.files import (
     MAGIC,
     SnapshotError,

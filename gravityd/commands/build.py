@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gravityd.config import Config
-from gravityd.log.sqlite import (
+from gravityd.log.sqlite import read_after_sync
+from gravityd.log.sqlite_schema import (
     ProcessLock,
     connect_sync,
-    read_after_sync,
     read_identity,
     record_adoption,
-    set_cursor,
     transaction,
-    write_track_edges,
 )
+from gravityd.log.sqlite_tables import set_cursor, write_track_edges
 from gravityd.snapshots.files import (
     fsync_dir,
     list_snapshots,

@@ -83,7 +83,7 @@ def preflight(config: Config) -> None:
     LogError, each one line."""
     kind, where = log_target(config)
     if config.role == "replica" and kind == "sqlite":
-        from gravityd.log.sqlite import check_log_file
+        from gravityd.log.sqlite_schema import check_log_file
 
         try:
             check_log_file(where)

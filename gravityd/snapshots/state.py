@@ -121,15 +121,15 @@ def _graph_one_by_one(graph: GravityGraph, rows: Sequence[FoldEvent]) -> int:
     """Fold a failed batch row by row, skipping (and reporting) the rows that raise."""
     failed = 0
     for ev in rows:
-        eid = ev[0]
-        if eid <= graph.cursor:
+        pos = ev[0]
+        if pos <= graph.cursor:
             continue
         try:
             graph.fold([ev])
         except Exception:
             failed += 1
-            log.error("event skipped by the fold", extra={"event_id": eid})
-            graph.advance_cursor(eid)
+            log.error("event skipped by the fold", extra={"position": pos})
+            graph.advance_cursor(pos)
     return failed
 
 
@@ -141,5 +141,5 @@ def _scoreboard_one_by_one(sb: Scoreboard, rows: Sequence[FoldEvent]) -> tuple[C
             tally.update(sb.fold([ev]))
         except Exception:
             failed += 1
-            log.error("event skipped by the scoreboard", extra={"event_id": ev[0]})
+            log.error("event skipped by the scoreboard", extra={"position": ev[0]})
     return tally, failed

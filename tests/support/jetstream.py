@@ -12,7 +12,7 @@ import nats.js.errors
 import pytest
 
 from bench.nats_nodes import NatsCluster, nats_server_binary
-from gravityd.log.jetstream import decode_ids
+from gravityd.log.jetstream.messages import decode_ids
 
 
 @contextmanager
