@@ -294,6 +294,9 @@ def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"gravityd/http/static/index.html", "gravityd/http/static/client.js"} <= names
     assert {"gravityd/http/handlers/tracks.py", "gravityd/http/middleware/guard.py"} <= names
+    # Every module of the source tree ships: a new subpackage cannot be left out of the wheel.
+    tree = {p.relative_to(REPO).as_posix() for p in (REPO / "gravityd").rglob("*.py")}
+    assert tree <= names, sorted(tree - names)
 
 
 # ------------------------------------------------------------------------------ Yes replay
