@@ -15,10 +15,11 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from itertools import chain, repeat
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import nats.errors
 import nats.js.errors
@@ -36,10 +37,9 @@ from gravityd.log.jetstream.messages import (
     encode_message,
     position,
 )
+from gravityd.log.jetstream.metrics import JetStreamMetrics
 from gravityd.log.jetstream.stream import ERRORS, IN_DOUBT, describe
-
-if TYPE_CHECKING:
-    from gravityd.log.jetstream.log import JetStreamLog
+from gravityd.log.jetstream_params import JetStreamParams
 
 log = logging.getLogger("gravityd.log.jetstream")
 
@@ -49,6 +49,29 @@ _EVENT_ID = itemgetter(0)  # ValidEvent.event_id
 _appended = partial(tuple.__new__, Appended)
 
 Batch = list[tuple[list[ValidEvent], float, asyncio.Future]]
+
+
+class Owner(Protocol):
+    """What the publisher needs of the log it writes for (JetStreamLog): its settings, the
+    connection, the high-water mark it moves and the hooks it calls. Declared here so the
+    writer does not import the log that builds it."""
+
+    params: JetStreamParams
+    metrics: JetStreamMetrics
+    writer_id: str
+    writer: bool
+    clock: Callable[[], float]
+    last_id: int
+    on_commit: Callable[[int, float], None] | None
+    on_commit_error: Callable[[], None] | None
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def jetstream(self) -> Any: ...
+
+    def advance(self, top: int, at: float | None = None) -> None: ...
 
 
 class _Replan(LogError):
@@ -61,7 +84,7 @@ class Publisher:
 
     It moves the log's high-water mark and calls its on_commit hooks (`self.log`)."""
 
-    def __init__(self, owner: JetStreamLog, index: DedupIndex, ready: asyncio.Event) -> None:
+    def __init__(self, owner: Owner, index: DedupIndex, ready: asyncio.Event) -> None:
         self.log = owner
         self.params = owner.params
         self.metrics = owner.metrics
