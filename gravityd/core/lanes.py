@@ -23,14 +23,24 @@ from __future__ import annotations
 import heapq
 import time
 from array import array
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gravityd.core.graph import GravityGraph
 
-__all__ = ["DIRECTIONS", "LaneIndex", "Side", "TrackLanes", "compute_track", "fresh_neighbors"]
+__all__ = [
+    "DIRECTIONS",
+    "READING",
+    "LaneIndex",
+    "Side",
+    "TrackLanes",
+    "compute_track",
+    "fresh_neighbors",
+    "read_rebuilds",
+]
 
 DIRECTIONS = ("out", "in", "both")
 _IN = 1  # a lane's direction code in a "both" list (0: out)
@@ -38,6 +48,16 @@ _NO_EDGE = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
 _EMPTY: dict[str, Any] = {}
 
 Adj = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+# Set while a request is answered: a lanes computation that sees it is a rebuild on the read
+# path, which the design forbids; /metrics shows the count (gravityd_lanes_read_rebuilds).
+READING: ContextVar[bool] = ContextVar("gravityd_reading", default=False)
+_ON_READ = [0]
+
+
+def read_rebuilds() -> int:
+    """Lanes computations made while a request was being answered, in this process."""
+    return _ON_READ[0]
 
 
 class Side:
@@ -149,6 +169,8 @@ def compute_track(
     """A track's lanes from the graph as it is now. The two-hop term reads each successor's
     strongest lanes from `fans` (what the index keeps); None computes them from the graph too,
     which is the fresh computation every kept answer must equal once refreshed."""
+    if READING.get():
+        _ON_READ[0] += 1
     p = gg.params
     succ, pred = gg.adjacency()
     fan_n = p.lanes_two_hop_fanout
@@ -311,10 +333,12 @@ class LaneIndex:
         self.fans: dict[str, tuple[tuple[str, ...], tuple[float, ...], float]] = {}
         # track -> the log position its kept lanes reflect; oldest first
         self._dirty: OrderedDict[str, int] = OrderedDict()
+        # dirty tracks whose two-hop term read a fan that changed: they hold an old position,
+        # so they go before the queue
+        self._front: deque[str] = deque()
         # position -> [dirty tracks filed at it, monotonic time it was first filed]; ascending
         self._pending: OrderedDict[int, list[float]] = OrderedDict()
         self.refreshed = 0  # tracks recomputed, ever
-        self.read_rebuilds = 0  # reads that computed lanes: the design keeps it at 0
 
     # ------------------------------------------------------------------ the fold's side
 
@@ -360,9 +384,17 @@ class LaneIndex:
 
     def refresh_next(self) -> bool:
         """Recompute the oldest dirty track; False when nothing is dirty."""
-        if not self._dirty:
+        dirty = self._dirty
+        if not dirty:
             return False
-        track, reflected = self._dirty.popitem(last=False)
+        front = self._front
+        while front:
+            track = front.popleft()
+            reflected = dirty.pop(track, None)
+            if reflected is not None:
+                break
+        else:
+            track, reflected = dirty.popitem(last=False)
         self._refresh(track, reflected)
         slot = self._pending[reflected]
         slot[0] -= 1
@@ -428,6 +460,7 @@ class LaneIndex:
                     del pending[have]
             dirty[a] = reflected
             slot[0] += 1
+            self._front.append(a)
 
     # ------------------------------------------------------------------ reading
 

@@ -263,20 +263,20 @@ async def _read_gate(request: web.Request, raw: Any = None) -> dict[str, str]:
         position = _parse_min_cursor(request.query.get("min_cursor"))
     else:
         position = _parse_min_cursor(raw, in_body=True)
-    if position is not None and svc.graph.cursor < position:
+    if position is not None and svc.read_cursor < position:
         wait_s = svc.config.read_wait_ms / 1000
         if not await svc.caught_up(position, wait_s):
             svc.metrics.read_waits.labels("not_caught_up").inc()
             raise ApiError(
                 503,
                 "not_caught_up",
-                f"the graph reflects the log through {svc.graph.cursor}, not yet {position}"
+                f"the graph reflects the log through {svc.read_cursor}, not yet {position}"
                 f" (waited {svc.config.read_wait_ms:g} ms)",
                 "min_cursor",
                 headers={"Retry-After": "1"},
             )
         svc.metrics.read_waits.labels("caught_up").inc()
-    return {CURSOR_HEADER: str(svc.graph.cursor)}
+    return {CURSOR_HEADER: str(svc.read_cursor)}
 
 
 def _track_param(request: web.Request) -> str:
@@ -293,36 +293,6 @@ def _with_meta(request: web.Request) -> bool:
     if raw != "meta":
         raise ApiError(400, "invalid_with", "with may only be meta", "with")
     return True
-
-
-class AnswerCache:
-    """Serialised neighbors answers, served again while they are exact.
-
-    An answer depends on the track's lanes, the takedowns (the service's lanes_version) and the
-    read time through decay. Reads take the time in whole seconds (weights move by ~3e-7 of
-    themselves in a second at a 30-day half-life), so a popular track's answer is built and
-    serialised once per second or per fold touching it, whichever comes first. Bounded; the
-    oldest entries go first.
-    """
-
-    def __init__(self, size: int = 20_000) -> None:
-        self.size = size
-        self._items: dict[tuple, tuple[Any, int, bytes]] = {}
-
-    def get(self, key: tuple, version: Any, second: int) -> bytes | None:
-        hit = self._items.get(key)
-        if hit is not None and hit[1] == second and hit[0] == version:
-            return hit[2]
-        return None
-
-    def put(self, key: tuple, version: Any, second: int, body: bytes) -> None:
-        items = self._items
-        if len(items) >= self.size:
-            del items[next(iter(items))]
-        items[key] = (version, second, body)
-
-
-ANSWERS: web.AppKey[AnswerCache] = web.AppKey("answers", AnswerCache)
 
 
 async def get_neighbors(request: web.Request) -> web.Response:
@@ -344,27 +314,15 @@ async def get_neighbors(request: web.Request) -> web.Response:
     rejected = _bool_param(request, "rejected")
     with_meta = _with_meta(request)
     cursor = await _read_gate(request)
-    second = int(time.time())
-    key = (track_id, limit, direction, min_score, rejected)
-    cache = request.app[ANSWERS]
-    version = None if with_meta else svc.lanes_version(track_id)
-    body = cache.get(key, version, second) if version is not None else None
-    if body is None:
-        out = await svc.neighbors(
-            track_id,
-            limit=limit,
-            direction=direction,
-            min_score=min_score,
-            rejected=rejected,
-            with_meta=with_meta,
-            now=second,
-        )
-        body = orjson.dumps(out)
-        if not with_meta:  # titles come from the catalogue, which changes on its own
-            version = svc.lanes_version(track_id)  # the read just filled the lanes cache
-            if version is not None:
-                cache.put(key, version, second, body)
-    return web.Response(body=body, headers={**_JSON_HEADERS, **cursor})
+    out = await svc.neighbors(
+        track_id,
+        limit=limit,
+        direction=direction,
+        min_score=min_score,
+        rejected=rejected,
+        with_meta=with_meta,
+    )
+    return web.Response(body=orjson.dumps(out), headers={**_JSON_HEADERS, **cursor})
 
 
 async def get_track(request: web.Request) -> web.Response:
@@ -638,7 +596,7 @@ def make_middleware(svc: Gravityd) -> Any:
         resource = request.match_info.route.resource
         if reads and resource is not None and resource.canonical in READ_ROUTES:
             # Answers that never reached the graph (a 400, a refusal) still say where it is.
-            response.headers.setdefault(CURSOR_HEADER, str(svc.graph.cursor))
+            response.headers.setdefault(CURSOR_HEADER, str(svc.read_cursor))
         # One histogram observation per request, its child cached per (route, method, status).
         key = (resource, method, response.status)
         child = latency.get(key)
@@ -747,7 +705,6 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
         },
     )
     app[SERVICE] = svc
-    app[ANSWERS] = AnswerCache()
     if svc.writes:
         app.router.add_post("/event", post_event)
         app.router.add_post("/events", post_events)
