@@ -367,6 +367,10 @@ class LaneIndex:
     def dirty(self) -> int:
         return len(self._dirty)
 
+    def waiting(self) -> list[str]:
+        """The tracks whose kept lanes wait for a refresh."""
+        return list(self._dirty)
+
     @property
     def cursor(self) -> int:
         """Every kept lane reflects the log at least through this position."""
