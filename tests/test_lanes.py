@@ -153,9 +153,7 @@ async def test_min_cursor_waits_for_the_lanes_and_reads_never_rebuild(
     assert [x["track_id"] for x in kept] == [x["track_id"] for x in fresh]
 
 
-async def test_the_lag_is_bounded_while_the_fold_runs(
-    aiohttp_client: Any, tmp_path: Path
-) -> None:
+async def test_the_lag_is_bounded_while_the_fold_runs(aiohttp_client: Any, tmp_path: Path) -> None:
     """The fold refreshes instead of folding more once the oldest touch waits past the bound:
     with a refresher that barely runs, the lag the fold leaves behind stays near the bound."""
     client, svc = await serve(

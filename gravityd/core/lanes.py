@@ -444,9 +444,7 @@ class LaneIndex:
             n += done
         return n
 
-    def refresh_all_steps(
-        self, budget_s: float, clock: Any = time.perf_counter
-    ) -> Iterator[int]:
+    def refresh_all_steps(self, budget_s: float, clock: Any = time.perf_counter) -> Iterator[int]:
         """Refresh everything dirty, yielding (how many so far) every `budget_s` of work.
 
         Fans first: every dirty track's strongest lanes are set before any record is computed,

@@ -321,6 +321,7 @@ async def get_neighbors(request: web.Request) -> web.Response:
         min_score=min_score,
         rejected=rejected,
         with_meta=with_meta,
+        now=int(time.time()),  # weights decay by ~3e-7 a second: one answer per second
     )
     return web.Response(body=orjson.dumps(out), headers={**_JSON_HEADERS, **cursor})
 
