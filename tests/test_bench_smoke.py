@@ -41,3 +41,16 @@ def test_import_bench_smoke_prints_both_rates_and_checks_the_log() -> None:
     assert "CORRECTNESS: OK" in res.stdout
     assert "gravityd import --db:" in res.stdout and "raw executemany:" in res.stdout
     assert "ratio import/raw:" in res.stdout
+
+
+def test_lanes_bench_smoke_prints_its_figures() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.lanes", "--smoke"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "read, limit 10: kept" in res.stdout
+    assert "after gc.freeze()" in res.stdout and "kept lanes" in res.stdout

@@ -76,13 +76,12 @@ async def test_fold_metrics_and_readiness(client: Any) -> None:
 
 
 async def test_a_kept_answer_never_outlives_the_fold_or_a_takedown(client: Any) -> None:
-    """Neighbors answers are kept serialised for the second they were read in; a fold that
-    touches the track, or a takedown, must show in the very next read, within that second."""
+    """Neighbors answers are served from kept lanes; a fold that touches the track (refreshed
+    by /admin/fold before it answers), or a takedown, shows in the very next read."""
     url = f"/tracks/{tid(1)}/gravity_neighbors"
     await post_and_fold(client, session("a", [1, 2]) + session("b", [1, 3]) + session("c", [1, 3]))
     first = await (await client.get(url)).json()
     assert [x["track_id"] for x in first] == [tid(3), tid(2)]
-    assert await (await client.get(url)).json() == first  # kept: the same answer
     more = []
     for i in range(4):
         more += session(f"d{i}", [1, 2])

@@ -27,6 +27,7 @@ from gravityd.core.ranking import RankRequest, rank_candidates
 from gravityd.core.scoreboard import ReportQuery, Scoreboard, snapshot_records
 from gravityd.core.takedowns import Blocks
 from gravityd.daemon.metrics import Metrics
+from gravityd.daemon.reads import LaneKeeper
 from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog
 from gravityd.log.open import open_log
 from gravityd.snapshots.files import (
@@ -56,6 +57,18 @@ class NotSnapshotter(Exception):
 
 
 LOG_RETRY_MAX_S = 30.0  # the longest wait between two tries of an unreachable log
+
+
+def settle_memory() -> None:
+    """Collect once, then move everything alive out of the collector's sight (gc.freeze).
+
+    A loaded graph is millions of long-lived containers; a full collection walks all of them,
+    stalling every request for as long (docs/reads.md has the measurement). Frozen objects are
+    still freed by reference counting when the fold drops them; only cycles among them would
+    outlive their use, and the graph makes none.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class RateMeter:
@@ -100,6 +113,7 @@ class Gravityd:
         self.remote_log = opened.remote  # unreachable is retried, not fatal
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
+        self.lanes = LaneKeeper(config, self.metrics, self.graph)  # what neighbors reads serve
         self.lease = SnapshotLease(config.snapshot_dir)
         self.fatal: str | None = None  # set when the process must stop (a log that is not ours)
         self.failed = asyncio.Event()
@@ -218,6 +232,7 @@ class Gravityd:
     async def _run(self) -> None:
         """Open the log, then load the snapshot that belongs to it, then fold: which snapshot
         may be loaded depends on the log's identity and end."""
+        self._tasks.append(asyncio.create_task(self.lanes.run(), name="gravityd-lanes"))
         try:
             if (not self.writes or self.remote_log) and not await self._wait_for_log():
                 return
@@ -305,8 +320,9 @@ class Gravityd:
     def reject(self, reason: str, count: int = 1) -> None:
         self.metrics.events_rejected.labels(reason).inc(count)
 
-    async def fold_pending(self) -> int:
-        """Fold every event committed before this call; return the cursor reached.
+    async def fold_pending(self, refresh: bool = True) -> int:
+        """Fold every event committed before this call; return the cursor reached. With
+        `refresh` (POST /admin/fold), also refresh every lane the fold touched before returning.
 
         Waits for the snapshot to be loaded first: folding into the empty start-up graph would
         be thrown away with it.
@@ -316,7 +332,10 @@ class Gravityd:
         while self.graph.cursor < target:
             if not await self._fold_batch():
                 break  # nothing left to read (ids reserved past the end of the log)
-        self._check_ready()
+        if refresh:
+            self.lanes.attach(self.graph)
+            await self.lanes.drain()
+        await self._check_ready()
         return self.graph.cursor
 
     async def wait_ready(self) -> None:
@@ -330,12 +349,18 @@ class Gravityd:
             ready.cancel()
             failed.cancel()
 
-    def _check_ready(self) -> None:
+    async def _check_ready(self) -> None:
+        """Ready once caught up, and only with every lane computed: the first read is as fast
+        as any (docs/reads.md)."""
         if self.ready or self.graph.cursor < self._ready_target:
             return
+        self.lanes.attach(self.graph)
+        await self.lanes.drain()
+        if self.ready:
+            return  # a concurrent fold_pending got there first
+        settle_memory()
         self.ready = True
         self._ready_event.set()
-        gc.freeze()  # the caught-up graph is long-lived: keep full collections off it
         log.info(
             "graph ready",
             extra={
@@ -367,12 +392,15 @@ class Gravityd:
                 return 0
             for i in range(0, len(events), step):
                 part = events[i : i + step]
+                await self.lanes.within_bound()
+                reflected = self.graph.cursor
                 try:
                     n = self.graph.fold(part)
                 except Exception:
                     self.metrics.fold_errors.inc()
                     log.exception("fold failed", extra={"first_id": part[0][0]})
                     n = self._fold_one_by_one(part)
+                self.lanes.mark(self.graph, self.graph.take_touched(), reflected)
                 self.metrics.fold_events.inc(n)
                 self._fold_radio(part)
                 self._wake_readers()
@@ -419,7 +447,7 @@ class Gravityd:
     async def caught_up(self, position: int, timeout_s: float) -> bool:
         """Wait (up to timeout_s) until the graph reflects every event through `position`: read
         your writes across processes. False if it did not get there in time."""
-        if self.graph.cursor >= position:
+        if self.read_cursor >= position:
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -436,7 +464,14 @@ class Gravityd:
                 self._advanced = loop.create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._advanced), left)
-        return True
+        # Folded; the answer also needs every lane refreshed through it (docs/reads.md).
+        return await self.lanes.wait_cursor(position, deadline - loop.time())
+
+    @property
+    def read_cursor(self) -> int:
+        """The log position every read answer reflects: the graph's, as far as the kept lanes
+        have followed it."""
+        return self.lanes.attach(self.graph).cursor
 
     def _report_skipped(self, bad: list[tuple[int, str]]) -> None:
         """Stored rows the fold cannot trust: counted by reason, logged (the first few by id)."""
@@ -467,7 +502,7 @@ class Gravityd:
 
     async def _fold_loop(self) -> None:
         try:
-            await self.fold_pending()  # catch up with the log as it was at start: ready
+            await self.fold_pending(refresh=False)  # catch up with the log at start: ready
             interval = self.config.fold_interval_ms / 1000
             while not self._closing:
                 await self.log.committed.wait()
@@ -477,7 +512,7 @@ class Gravityd:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._urgent.wait(), interval)
                 self._urgent.clear()
-                await self.fold_pending()
+                await self.fold_pending(refresh=False)  # the refresher keeps the lanes
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -498,7 +533,8 @@ class Gravityd:
         if self.blocks:
             lanes = self._visible_lanes(track_id, limit, direction, min_score, rejected, now)
         else:
-            lanes = self.graph.neighbors(
+            lanes = self.lanes.neighbors(
+                self.graph,
                 track_id,
                 limit=limit,
                 direction=direction,
@@ -524,17 +560,17 @@ class Gravityd:
             return []
 
         def fetch(n: int) -> list[dict[str, Any]]:
-            return self.graph.neighbors(
-                track_id, limit=n, direction=direction, rejected=rejected, now=now
+            return self.lanes.neighbors(
+                self.graph,
+                track_id,
+                limit=n,
+                direction=direction,
+                min_score=0.0,
+                rejected=rejected,
+                now=now,
             )
 
         return takedowns.visible_lanes(fetch, limit, min_score, self.blocks)
-
-    def lanes_version(self, track_id: str) -> tuple[object, int] | None:
-        """What a track's lanes answer depends on besides time: its cached lanes (replaced
-        when the fold touches it) and the takedowns. None when nothing is cached yet."""
-        token = self.graph.lanes_token(track_id)
-        return None if token is None else (token, self.blocks.version)
 
     async def _add_meta(self, items: list[dict[str, Any]]) -> None:
         """Title and artist from the catalogue (None where it does not know the track)."""
@@ -601,6 +637,7 @@ class Gravityd:
             "events_per_s": round(self._rate.rate(), 1),
             "snapshot_age_s": None if age != age else round(age, 1),
             "catalog_tracks": self._catalog[1],
+            **self.lanes.stats(),
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 

@@ -236,7 +236,7 @@ class SnapshotStore:
 class LogSnapshots:
     """A JetStream log's snapshots beyond the local folder: the snapshotter uploads each one it
     writes (its GraphPublisher: the stream has no `track_edges` or `gravity_cursor` tables,
-    README "Past one machine"), and a replica with no usable local snapshot fetches the newest
+    docs/jetstream.md), and a replica with no usable local snapshot fetches the newest
     usable object (gravityd.log.open.RemoteSnapshots)."""
 
     def __init__(self, log: JetStreamLog, snapshot_dir: str | None) -> None:
