@@ -8,7 +8,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.ports import free_port
 from gravityd.core.events import FoldEvent
-from gravityd.log.sqlite import _INSERT, connect_sync, new_event_id
+from gravityd.log.event_ids import new_event_id
+from gravityd.log.sqlite import INSERT_EVENT
+from gravityd.log.sqlite_schema import connect_sync
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 60.0) -> None:
@@ -63,7 +59,8 @@ def bare_server(answer_file: Path | None = None) -> Iterator[str]:
     port = free_port()
     extra = [str(answer_file)] if answer_file is not None else []
     proc = subprocess.Popen(
-        [sys.executable, str(REPO / "bench" / "bare_server.py"), str(port), *extra],
+        [sys.executable, "-m", "bench.bare_server", str(port), *extra],
+        cwd=REPO,
         stdout=subprocess.DEVNULL,
     )
     try:
@@ -253,7 +250,7 @@ def write_log(db: Path | str, events: list[FoldEvent], chunk: int = 100_000) -> 
                 for e in events[i : i + chunk]
             ]
             conn.execute("BEGIN")
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT_EVENT, rows)
             conn.execute("COMMIT")
     finally:
         conn.close()

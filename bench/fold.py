@@ -13,8 +13,8 @@ latency of GET neighbors while ingest and the daemon's fold run at full speed.
    takes them, so the daemon's fold runs flat out too; the bare aiohttp GET handler
    (bench/bare_server.py) is the ceiling.
 
-    python bench/fold.py            # full run (about 2 minutes)
-    python bench/fold.py --smoke    # tiny sizes, a few seconds
+    python -m bench.fold          # full run (about 2 minutes)
+    python -m bench.fold --smoke  # tiny sizes, a few seconds
 """
 
 from __future__ import annotations
@@ -22,15 +22,12 @@ from __future__ import annotations
 import argparse
 import gc
 import random
-import sys
 import threading
 import time
 from pathlib import Path
 
 import networkx as nx
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     bare_server,

@@ -6,8 +6,8 @@
   memory, written with executemany into a fresh log of the same schema and sync mode, in
   transactions of the same size: what SQLite alone costs, no parsing, no validation.
 
-    python bench/import.py               # 300,000 events (about a minute)
-    python bench/import.py --smoke       # 5,000 events: checks the figures are printed
+    python -m bench.import          # 300,000 events (about a minute)
+    python -m bench.import --smoke  # 5,000 events: checks the figures are printed
 
 Prints both rates and their ratio (target >= 0.8) and checks that the imported log holds
 every event exactly once.
@@ -27,12 +27,11 @@ from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.common import tempdir
 from gravityd.commands.importer import parse_piece, plan
 from gravityd.core.events import ValidationLimits
-from gravityd.log.sqlite import _INSERT, connect_sync
+from gravityd.log.sqlite import INSERT_EVENT
+from gravityd.log.sqlite_schema import connect_sync
 
 REPO = Path(__file__).resolve().parent.parent
 TYPES = ("play_start", "play_10s", "play_10s", "skip", "like", "radio_next")
@@ -78,7 +77,7 @@ def raw_executemany(
     started, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(rows), chunk):
         conn.execute("BEGIN")
-        conn.executemany(_INSERT, rows[i : i + chunk])
+        conn.executemany(INSERT_EVENT, rows[i : i + chunk])
         conn.execute("COMMIT")
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     conn.close()

@@ -26,7 +26,9 @@ import orjson
 
 from bench.common import bare_server, gravityd, post_script, tempdir, wrk
 from gravityd.core.events import ValidEvent
-from gravityd.log.sqlite import _INSERT, SqliteLog, connect_sync, new_event_id, new_event_ids
+from gravityd.log.event_ids import new_event_id, new_event_ids
+from gravityd.log.sqlite import INSERT_EVENT, SqliteLog
+from gravityd.log.sqlite_schema import connect_sync
 
 EVENT = {
     "session_id": "bench-session-1",
@@ -69,7 +71,7 @@ def raw_sqlite(workdir: Path, total: int, batch: int, synchronous: str) -> float
     started = time.perf_counter()
     for i in range(0, total, batch):
         conn.execute("BEGIN")
-        conn.executemany(_INSERT, rows[i : i + batch])
+        conn.executemany(INSERT_EVENT, rows[i : i + batch])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
@@ -153,7 +155,7 @@ class AiosqliteLog:
                         out.append(self.next_id)
                         self.next_id += 1
                     ids.append(out)
-                await self.db.executemany(_INSERT, rows)
+                await self.db.executemany(INSERT_EVENT, rows)
                 await self.db.commit()
                 for (_, _, fut), out in zip(batch, ids, strict=True):
                     fut.set_result(out)

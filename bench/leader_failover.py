@@ -39,7 +39,7 @@ import nats.js.errors
 
 from bench.common import REPO, free_port, wait_http
 from bench.nats_nodes import NatsCluster
-from gravityd.log.jetstream import decode_ids
+from gravityd.log.jetstream.messages import decode_ids
 
 STREAM = "GRAVITYD_EVENTS"
 BACKOFF_S = 0.1

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.ports import free_ports
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "nats"
 
@@ -105,18 +106,6 @@ def node_configs(config_dir: Path = CONFIG_DIR) -> list[NodeConfig]:
     if not paths:
         raise FileNotFoundError(f"no node*.conf in {config_dir}")
     return [read_node_config(p) for p in paths]
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct free ports: all sockets are held open together, so none is handed out twice."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def nats_server_binary() -> str | None:

@@ -22,8 +22,8 @@ in-process and over HTTP, beside the bare HTTP round trip of the same body in th
    bodies, tiny answer) is the ceiling. The first bodies are also checked: POST /rank gives the
    same order as the in-process function.
 
-    python bench/rank.py            # full run (about 2 minutes)
-    python bench/rank.py --smoke    # tiny sizes, a few seconds
+    python -m bench.rank          # full run (about 2 minutes)
+    python -m bench.rank --smoke  # tiny sizes, a few seconds
 """
 
 from __future__ import annotations
@@ -33,15 +33,12 @@ import gc
 import json
 import os
 import random
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     bare_server,

@@ -13,25 +13,23 @@ written straight into a SQLite file; then, in one run:
 (d) neighbors req/s with --workers 1 and --workers 2 on one port;
 and the replica's memory per edge (RSS loaded minus RSS of an empty replica, over edges).
 
-    python bench/replicas.py             # full run (about 3 minutes)
-    python bench/replicas.py --smoke     # a few seconds each, small graph: checks it runs
+    python -m bench.replicas          # full run (about 3 minutes)
+    python -m bench.replicas --smoke  # a few seconds each, small graph: checks it runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import orjson
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     bare_server,
@@ -42,10 +40,14 @@ from bench.common import (
     rss_bytes,
     serve,
     tempdir,
+    track_ids,
     write_log,
     wrk,
 )
 from bench.ingest import EVENT, batch_body, raw_sqlite
+from bench.loads import LOADS, Paced, paced, paced_thread, write_bodies, zipf_weights
+
+WRITE_RATE = 20  # 1,000-event batches per second: 20k events/s asked of the writer
 
 
 def hey(
@@ -107,6 +109,115 @@ def rw_lag(writer: str, replica: str, stop: threading.Event, lags: list[float]) 
         time.sleep(0.05)
 
 
+def rank_bodies(catalogue: list[str], count: int = 50) -> list[bytes]:
+    """POST /rank bodies: 100 candidates, a history of 10."""
+    import random
+
+    rng = random.Random(11)
+    return [
+        orjson.dumps(
+            {
+                "current_track_id": rng.choice(catalogue),
+                "candidate_track_ids": rng.sample(catalogue, min(100, len(catalogue))),
+                "session_history": rng.sample(catalogue, 10),
+                "embeddings_scores": {},
+            }
+        )
+        for _ in range(count)
+    ]
+
+
+def _writes(url: str, load: str, catalogue: list[str], seconds: int, out: list[Paced]) -> None:
+    """1,000-event bodies at WRITE_RATE per second, paced (fresh session ids per request)."""
+    out.append(
+        paced(
+            url, ["/events"], rate=WRITE_RATE, seconds=seconds, bodies=write_bodies(load, catalogue)
+        )
+    )
+
+
+def three_loads(
+    writer: str, replica: str, catalogue: list[str], seconds: int, rate: float
+) -> list[tuple[str, str, str, str]]:
+    """Reads at `rate` and /rank on the replica while the writer takes each write load; the
+    bare handler at the same rate on the same loop is the ceiling."""
+    rows = []
+    paths = [f"/tracks/{t}/gravity_neighbors" for t in catalogue]
+    with tempdir() as d:
+        answer = Path(d) / "answer.json"
+        answer.write_bytes(orjson.dumps(http_get_json(replica + paths[0])))
+        with bare_server(answer) as bare_url:
+            bare = paced(bare_url, paths, rate=rate, seconds=seconds)
+    rows.append(
+        (
+            "(e) bare aiohttp, paced",
+            f"p99 {bare.pct(99):.2f} ms, p50 {bare.pct(50):.2f} ms",
+            f"{bare.rate:,.0f} of {rate:,.0f} req/s served",
+            "the ceiling of the rows below",
+        )
+    )
+    ranks = rank_bodies(catalogue)
+    for load in LOADS:
+        weights = zipf_weights(len(paths)) if load == "hot" else None
+        reads: list[Paced] = []
+        rank: list[Paced] = []
+        written: list[Paced] = []
+        before = http_get_json(writer + "/readyz")["last_id"]
+        started = time.perf_counter()
+        threads = [
+            threading.Thread(target=_writes, args=(writer, load, catalogue, seconds, written)),
+            paced_thread(reads, replica, paths, rate=rate, seconds=seconds, weights=weights),
+            paced_thread(rank, replica, ["/rank"], rate=50, seconds=seconds, bodies=ranks),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.perf_counter() - started
+        ingest = (http_get_json(writer + "/readyz")["last_id"] - before) / took
+        lag = http_get_json(replica + "/stats")
+        r, k = reads[0], rank[0]
+        rows.append(
+            (
+                f"    replica, {load} writes",
+                f"p99 {r.pct(99):.2f} ms (p50 {r.pct(50):.2f}), {r.rate:,.0f} req/s served,"
+                f" {r.errors} errors",
+                f"writer took {ingest:,.0f} events/s; /rank p99 {k.pct(99):.2f} ms",
+                f"lanes lag now {lag.get('lanes_lag_s', 0):.3f} s;"
+                " target p99 < 5 ms, >= 900 req/s, >= 15k events/s, /rank p99 < 10 ms",
+            )
+        )
+    return rows
+
+
+def role_all(url: str, catalogue: list[str], seconds: int, rate: float) -> list[tuple]:
+    """--role all under shuffle writes to itself and paced reads."""
+    paths = [f"/tracks/{t}/gravity_neighbors" for t in catalogue]
+    reads: list[Paced] = []
+    written: list[Paced] = []
+    before = http_get_json(url + "/readyz")["last_id"]
+    started = time.perf_counter()
+    threads = [
+        threading.Thread(target=_writes, args=(url, "shuffle", catalogue, seconds, written)),
+        paced_thread(reads, url, paths, rate=rate, seconds=seconds),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    took = time.perf_counter() - started
+    ingest = (http_get_json(url + "/readyz")["last_id"] - before) / took
+    r = reads[0]
+    return [
+        (
+            "(g) --role all, shuffle writes",
+            f"p99 {r.pct(99):.2f} ms (p50 {r.pct(50):.2f}), {r.rate:,.0f} req/s served",
+            f"took {ingest:,.0f} events/s",
+            "target p99 < 10 ms, >= 900 req/s, >= 9k events/s",
+        )
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="small graph, short runs")
@@ -114,9 +225,10 @@ def main() -> None:
     ap.add_argument("--tracks", type=int, default=3200)
     ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
     ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--read-rate", type=float, default=1000.0, help="paced reads per second")
     args = ap.parse_args()
     if args.smoke:
-        args.events, args.tracks, args.duration = 20_000, 400, 2
+        args.events, args.tracks, args.duration, args.read_rate = 20_000, 400, 2, 200.0
     quiet = {"GRAVITYD_LOG_LEVEL": "WARNING", "GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
     rows: list[tuple[str, str, str, str]] = []
 
@@ -227,6 +339,13 @@ def main() -> None:
                 )
             )
             rss_loaded = rss_bytes(replica.proc.pid)
+            with urllib.request.urlopen(replica.url + "/metrics", timeout=10) as r:
+                found = re.search(rb"^gravityd_graph_sessions (\S+)$", r.read(), re.M)
+            open_sessions = int(float(found.group(1))) if found else 0
+            catalogue = track_ids(args.tracks)
+            rows.extend(
+                three_loads(writer.url, replica.url, catalogue, args.duration, args.read_rate)
+            )
 
         # memory per edge: the same replica process on an empty log
         empty = work / "empty"
@@ -237,11 +356,32 @@ def main() -> None:
         rows.append(
             (
                 "    replica memory",
-                f"{per_edge:,.0f} bytes/edge",
+                f"{per_edge:,.0f} bytes/edge (target <= 300)",
                 f"RSS {rss_loaded / 2**20:,.0f} MiB loaded, {rss_empty / 2**20:,.0f} MiB empty",
-                f"{edges:,} edges",
+                f"{edges:,} edges, {open_sessions:,} open sessions",
             )
         )
+
+        # the first seconds of a fresh replica, from /readyz on
+        with serve(db, snaps, "--role", "replica", env=quiet) as fresh:
+            first = paced(
+                fresh.url,
+                [f"/tracks/{t}/gravity_neighbors" for t in catalogue],
+                rate=args.read_rate,
+                seconds=5,
+            )
+        rows.append(
+            (
+                "(f) first 5 s after /readyz",
+                f"p99 {first.pct(99):.2f} ms, p50 {first.pct(50):.2f} ms",
+                f"{first.rate:,.0f} of {args.read_rate:,.0f} req/s served",
+                "target p99 < 5 ms",
+            )
+        )
+
+        # --role all, taking shuffle writes and serving reads in one process
+        with serve(db, snaps, "--role", "all", env=quiet) as both:
+            rows.extend(role_all(both.url, catalogue, args.duration, args.read_rate))
 
         # (d) one port, one and two worker processes
         rates = {}

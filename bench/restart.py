@@ -14,8 +14,8 @@ while the daemon writes a snapshot.
 5. On the daemon of (a): wrk GET neighbors idle; one POST /admin/snapshot alone (timed); then
    wrk GET neighbors for about as long as a snapshot takes while a second one is written.
 
-    python bench/restart.py            # full run (about 3 minutes)
-    python bench/restart.py --smoke    # tiny sizes, a few seconds
+    python -m bench.restart          # full run (about 3 minutes)
+    python -m bench.restart --smoke  # tiny sizes, a few seconds
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import threading
 import time
 import tracemalloc
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     REPO,

@@ -11,8 +11,8 @@
    beside a 50 ms target, and of its longest step (the daemon serves other requests between
    steps) beside 5 ms; and the size of its snapshot records.
 
-    python bench/scoreboard.py            # full run (well under a minute)
-    python bench/scoreboard.py --smoke    # tiny sizes, a few seconds
+    python -m bench.scoreboard          # full run (well under a minute)
+    python -m bench.scoreboard --smoke  # tiny sizes, a few seconds
 """
 
 from __future__ import annotations
@@ -20,14 +20,10 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import msgpack
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import gen_events
 from gravityd.core.events import FoldEvent

@@ -91,6 +91,9 @@ class Config:
     fold_batch_events: int = _s("fold", 2000, 1)
     fold_slice_events: int = _s("fold", 100, 1)
     fold_interval_ms: float = _s("fold", 20.0, 0)
+    lanes_max_lag_ms: float = _s("fold", 250.0, 1)
+    lanes_refresh_slice_ms: float = _s("fold", 2.0, 0.1)
+    lanes_refresh_share: float = _s("fold", 0.5, 0.05)
     # [snapshot]
     snapshot_interval_s: float = _s("snapshot", 300.0, 1)
     snapshot_min_events: int = _s("snapshot", 1, 1)
@@ -116,7 +119,7 @@ class Config:
     rank: RankParams = field(default_factory=RankParams, metadata={"section": "rank"})
     # [report]: the radio's scoreboard, see gravityd/core/scoreboard.py
     report: ReportParams = field(default_factory=ReportParams, metadata={"section": "report"})
-    # [jetstream]: the NATS JetStream log (--log-url nats://...), see gravityd/log/jetstream.py
+    # [jetstream]: the NATS JetStream log (--log-url nats://...), see gravityd/log/jetstream/
     jetstream: JetStreamParams = field(
         default_factory=JetStreamParams, metadata={"section": "jetstream"}
     )

@@ -1,6 +1,6 @@
 """Screenshots of the graph explorer for docs/explorer.md, on real listening data.
 
-    python scripts/screenshots.py --data DIR [--out docs] [--playlists 6000]
+    python -m scripts.screenshots --data DIR [--out docs] [--playlists 6000]
 
 Starts a temporary daemon (`python -m gravityd serve` on a free loopback port, its log and
 snapshots in a temporary folder), replays the first Yes.com radio playlists into it with
@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the daemon launcher of bench/, the browser of tests/
+from bench.browser import BrowserMissing, chromium
+from bench.common import http_get_json, http_post_json, serve
 
-from bench.common import http_get_json, http_post_json, serve  # noqa: E402
-from tests.browser import BrowserMissing, chromium  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_DATA = REPO / "tests" / "data" / "yes_sample"
 DESKTOP = (1280, 900)

@@ -1,49 +1,69 @@
-"""Shared helpers: real configs on real files, real servers on loopback ports."""
+"""Fixtures only (the helpers are in tests/support/), and the guard that keeps markers honest.
+
+Markers (registered in pyproject.toml): `process` starts a child process (a daemon, the CLI,
+a bench script), `browser` drives Chromium, `cluster` starts NATS, `prometheus` starts
+Prometheus, `slow` is a unit test too slow for the fast subset. The fast subset
+(`pytest -m "not process and not browser and not cluster and not prometheus and not slow"`)
+must start nothing, so a test without one of the first four markers that starts a child
+process fails here, naming the marker it lacks.
+"""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import socket
 import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gravityd.config import Config, load_config
+from bench.nats_nodes import NatsCluster
+from gravityd.config import Config
 from gravityd.daemon.service import Gravityd
 from gravityd.http.app import create_app
 
-REPO = Path(__file__).resolve().parent.parent
+from .support.browser import make_driver
+from .support.jetstream import running_cluster
+from .support.procs import Daemon, stop_gracefully
+from .support.service import make_config
+
+CHILD_MARKERS = ("process", "browser", "cluster", "prometheus")
+# A test on one of these fixtures carries its marker without writing it (whole modules say
+# theirs with pytestmark); the guard below catches what starts a process any other way.
+FIXTURE_MARKERS = {"daemon_factory": "process", "drv": "browser", "nats_cluster": "cluster"}
 
 
-def make_config(tmp_path: Path, **overrides: Any) -> Config:
-    """A config with only built-in defaults and the test's overrides, files under tmp_path."""
-    graph = overrides.pop("graph", None)
-    overrides.setdefault("db", str(tmp_path / "events.db"))
-    overrides.setdefault("snapshot_dir", str(tmp_path / "snapshots"))
-    overrides.setdefault("fold_interval_ms", 0.0)
-    cfg = load_config(REPO / "config" / "gravityd.toml", env={}, overrides=overrides)
-    if graph is not None:
-        cfg.graph = graph
-    return cfg
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = FIXTURE_MARKERS.get(fixture)
+            if marker is not None and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
 
 
-def tid(n: int | str) -> str:
-    """A stable track uuid for a small integer or name, so tests read like A->B."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"track:{n}"))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Refuse subprocess.Popen (run, asyncio's subprocesses, Selenium's driver) to a test that
+    carries none of the child-process markers, through its setup (module fixtures included),
+    call and teardown: the fast subset would start it otherwise."""
+    if any(item.get_closest_marker(m) for m in CHILD_MARKERS):
+        return (yield)
+    real = subprocess.Popen
 
+    class Refused(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            command = args[0] if args else kwargs.get("args")
+            pytest.fail(
+                f"{item.nodeid} starts a child process ({command!r}): mark it process"
+                " (or browser, cluster, prometheus)",
+                pytrace=False,
+            )
 
-def event(
-    session: str = "s1", track: int | str = 1, event_type: str = "play_10s", **extra: Any
-) -> dict[str, Any]:
-    return {"session_id": session, "track_id": tid(track), "event_type": event_type, **extra}
+    subprocess.Popen = Refused  # type: ignore[misc]
+    try:
+        return (yield)
+    finally:
+        subprocess.Popen = real  # type: ignore[misc]
 
 
 @pytest.fixture
@@ -58,116 +78,10 @@ async def client(aiohttp_client: Any, config: Config) -> Any:
     return await aiohttp_client(create_app(svc))
 
 
-async def serve(aiohttp_client: Any, tmp_path: Path, **overrides: Any) -> tuple[Any, Gravityd]:
-    """A real server on a loopback port around a service with these config overrides."""
-    svc = Gravityd(make_config(tmp_path, **overrides))
-    return await aiohttp_client(create_app(svc)), svc
-
-
-def metric(text: str, name: str) -> float:
-    """The value of one sample line of the Prometheus text (0 if absent)."""
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else 0.0
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`python -m gravityd ARGS` as a user runs it: exit code, stdout and stderr."""
-    return subprocess.run(
-        [sys.executable, "-m", "gravityd", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        env=env,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Daemon:
-    """`python -m gravityd serve` as a real child process, for kill and restart tests."""
-
-    def __init__(self, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.db = tmp_path / "events.db"
-        self.args = args
-        self.env = {**os.environ, "GRAVITYD_LOG_FORMAT": "json", **(env or {})}
-        self.stderr_path = tmp_path / f"daemon-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, wait_ready: bool = True) -> Daemon:
-        with open(self.stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gravityd",
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--db",
-                    str(self.db),
-                    "--snapshot-dir",
-                    str(self.db.parent / "snapshots"),
-                    *self.args,
-                ],
-                cwd=REPO,
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-        self.wait("/readyz" if wait_ready else "/healthz")
-        return self
-
-    def wait(self, path: str, timeout: float = 30.0) -> None:
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited: {self.stderr_path.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)  # polling a child process's port: no signal exists to wait on
-        raise TimeoutError(f"daemon not up on {path}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        return self.proc.wait(30)
-
-
-def stop_gracefully(daemons: list[Daemon]) -> None:
-    """SIGTERM each daemon still running (a supervisor stops its workers), SIGKILL if stuck."""
-    for d in daemons:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.send_signal(signal.SIGTERM)
-            try:
-                d.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                d.proc.kill()
-                d.proc.wait(10)
-
-
 @pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[Any]:
-    """Start real daemons (their files under `folder`, default tmp_path); all stopped after."""
+def daemon_factory(tmp_path: Path) -> Iterator[Any]:
+    """Make real daemons (files under `folder`, default tmp_path; call .start()); each still
+    running after the test gets SIGTERM (a supervisor stops its workers), SIGKILL if stuck."""
     started: list[Daemon] = []
 
     def make(*args: str, folder: Path = tmp_path, env: dict[str, str] | None = None) -> Daemon:
@@ -182,9 +96,8 @@ def daemons(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def drv() -> Iterator[Any]:
-    """One headless Chromium per browser test module (skipped without it, outside CI)."""
-    from .browser import make_driver
-
+    """One headless Chromium per browser test module (starting one costs about a second);
+    skipped without it, failed under CI."""
     driver = make_driver(1280, 900)
     try:
         yield driver
@@ -193,16 +106,7 @@ def drv() -> Iterator[Any]:
 
 
 @pytest.fixture
-def daemon_factory(tmp_path: Path) -> Iterator[Any]:
-    started: list[Daemon] = []
-
-    def make(*args: str, env: dict[str, str] | None = None) -> Daemon:
-        d = Daemon(tmp_path, *args, env=env)
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """A fresh 3-node cluster per test: the fault tests kill and restart its nodes."""
+    with running_cluster(tmp_path / "nats") as cluster:
+        yield cluster

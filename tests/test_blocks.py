@@ -13,12 +13,15 @@ import requests
 from gravityd import gravity
 from gravityd.core.graph import FoldParams, GravityGraph
 from gravityd.core.takedowns import Blocks, visible_lanes
-from gravityd.log import connect_sync, current_blocks
+from gravityd.log.sqlite_schema import connect_sync
+from gravityd.log.sqlite_tables import current_blocks
 from gravityd.snapshots.files import list_snapshots, load_newest, write_snapshot
 
-from .conftest import event, metric, run_cli, serve, tid
+from .support import event, metric, recent, run_cli, serve, tid
 
-T0 = "2026-11-30T10:00:00Z"
+# Times near now, not a fixed date: the daemon refuses events ahead of its own clock.
+T0 = recent(0)
+T1 = recent(60)
 
 
 def sessions() -> list[dict[str, Any]]:
@@ -29,12 +32,12 @@ def sessions() -> list[dict[str, Any]]:
             s = f"s{i}-{k}"
             out += [
                 event(s, 1, "play_10s", timestamp=T0),
-                event(s, nxt, "play_10s", timestamp="2026-11-30T10:01:00Z"),
+                event(s, nxt, "play_10s", timestamp=T1),
             ]
     for k in range(2):
         out += [
             event(f"t{k}", 5, "play_10s", timestamp=T0),
-            event(f"t{k}", 2, "play_10s", timestamp="2026-11-30T10:01:00Z"),
+            event(f"t{k}", 2, "play_10s", timestamp=T1),
         ]
     return out
 
@@ -157,6 +160,7 @@ def blocked_ids(url: str) -> set[str]:
     return {b["track_id"] for b in resp.json()["blocks"]}
 
 
+@pytest.mark.process
 def test_blocks_survive_restarts_snapshots_and_restores(
     daemon_factory: Any, tmp_path: Path
 ) -> None:
@@ -212,6 +216,7 @@ def test_blocks_survive_restarts_snapshots_and_restores(
     assert found is not None and Blocks.from_header(found[1]).ids == {tid(3)}
 
 
+@pytest.mark.process
 def test_in_process_rank_candidates_honours_blocks_through_the_snapshot(
     daemon_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

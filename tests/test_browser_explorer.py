@@ -24,8 +24,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .browser import call, make_driver
-from .conftest import Daemon, run_cli, tid
+from .support import Daemon, run_cli, tid
+from .support.browser import call, make_driver
+
+pytestmark = [pytest.mark.browser, pytest.mark.process]
 
 A, B, C, D, E, F, G, H = (tid(n) for n in "ABCDEFGH")
 XS = [tid(f"X{i}") for i in range(1, 8)]

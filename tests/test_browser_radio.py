@@ -19,8 +19,10 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from .browser import call
-from .conftest import Daemon, tid
+from .support import Daemon, tid
+from .support.browser import call
+
+pytestmark = [pytest.mark.browser, pytest.mark.process]
 
 WAIT_S = 15
 DASH, MINUS = "\u2013", "\u2212"  # what the page prints between bounds and before < 0

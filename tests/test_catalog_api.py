@@ -14,8 +14,7 @@ from gravityd.commands.catalog import CatalogError, read_catalog
 from gravityd.daemon.service import RateMeter
 from gravityd.lab.evaluate import track_uuid
 
-from .conftest import REPO, run_cli, tid
-from .test_graph_api import post_and_fold, session
+from .support import REPO, post_and_fold, run_cli, session, tid
 
 # Generated in the Yes.com format by scripts/make_yes_sample.py: the repository needs no other data.
 YES_SAMPLE = REPO / "tests" / "data" / "yes_sample"
@@ -39,12 +38,13 @@ def tracks_table(db: Path) -> dict[str, tuple[str | None, str | None]]:
 
 def new_log(path: Path) -> Path:
     """An empty event log, as the daemon's first start leaves it."""
-    from gravityd.log import connect_sync
+    from gravityd.log.sqlite_schema import connect_sync
 
     connect_sync(path).close()
     return path
 
 
+@pytest.mark.process
 def test_catalog_load_csv_jsonl_and_update(tmp_path: Path) -> None:
     db = new_log(tmp_path / "events.db")
     csv_file = write_csv(tmp_path / "c.csv", [(tid(1), "One", "Band"), (tid(2), '"Two, too"', "")])
@@ -69,6 +69,7 @@ def test_catalog_load_csv_jsonl_and_update(tmp_path: Path) -> None:
     assert again.returncode == 0 and tracks_table(db) == table
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
@@ -95,6 +96,7 @@ def test_catalog_bad_file_is_one_line_and_loads_nothing(
         assert tracks_table(db) == {}  # the good first row was not written either
 
 
+@pytest.mark.process
 def test_catalog_needs_an_existing_log_and_reports_repeats(tmp_path: Path) -> None:
     csv_file = write_csv(tmp_path / "c.csv", [(tid(1), "One", "A"), (tid(1).upper(), "Uno", "B")])
     res = run_cli("catalog", "load", str(csv_file), "--db", str(tmp_path / "typo.db"))
@@ -107,6 +109,7 @@ def test_catalog_needs_an_existing_log_and_reports_repeats(tmp_path: Path) -> No
     assert tracks_table(db) == {tid(1): ("Uno", "B")}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -126,6 +129,7 @@ def test_catalog_malformed_csv_is_one_line(tmp_path: Path, text: str, message: s
     assert tracks_table(db) == {}
 
 
+@pytest.mark.process
 def test_catalog_cli_errors(tmp_path: Path) -> None:
     res = run_cli("catalog", "load", str(tmp_path / "missing.csv"), "--db", str(tmp_path / "x.db"))
     assert res.returncode == 2 and "no such file" in res.stderr
@@ -160,6 +164,7 @@ async def known_graph(client: Any) -> None:
     await post_and_fold(client, events)
 
 
+@pytest.mark.process
 async def test_neighbors_with_meta_and_rejected(client: Any, config: Any, tmp_path: Path) -> None:
     await known_graph(client)
     csv_file = write_csv(tmp_path / "c.csv", [(tid(2), "Two", "Duo"), (tid(4), "Four", "Quad")])
@@ -183,6 +188,7 @@ async def test_neighbors_with_meta_and_rejected(client: Any, config: Any, tmp_pa
         assert (await resp.json())["error"]["field"] == field
 
 
+@pytest.mark.process
 async def test_track_top_and_stats(client: Any, config: Any, tmp_path: Path) -> None:
     await known_graph(client)
     run_cli(
@@ -254,6 +260,7 @@ async def test_static_files_etag_cors_and_policy(client: Any) -> None:
         assert (await resp.json())["error"]["code"] == "not_found"
 
 
+@pytest.mark.process
 def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
     """pip install . must carry the page: a missing package-data line only shows on a fresh box.
 
@@ -287,11 +294,15 @@ def test_static_files_ship_in_the_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"gravityd/http/static/index.html", "gravityd/http/static/client.js"} <= names
     assert {"gravityd/http/handlers/tracks.py", "gravityd/http/middleware/guard.py"} <= names
+    # Every module of the source tree ships: a new subpackage cannot be left out of the wheel.
+    tree = {p.relative_to(REPO).as_posix() for p in (REPO / "gravityd").rglob("*.py")}
+    assert tree <= names, sorted(tree - names)
 
 
 # ------------------------------------------------------------------------------ Yes replay
 
 
+@pytest.mark.process
 def test_the_yes_sample_is_what_its_script_writes(tmp_path: Path) -> None:
     """The fixture is reproducible: scripts/make_yes_sample.py writes the same bytes."""
     import subprocess
@@ -313,12 +324,14 @@ def test_the_yes_sample_is_what_its_script_writes(tmp_path: Path) -> None:
     assert sum(p.stat().st_size for p in YES_SAMPLE.iterdir()) < 200_000
 
 
+@pytest.mark.process
 def test_yes_replay_of_a_missing_folder_is_one_line(tmp_path: Path) -> None:
     res = run_cli("simulate", "--replay", str(tmp_path / "nope"), "--url", "http://127.0.0.1:9")
     assert res.returncode == 2
     assert "data folder not found" in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.process
 async def test_yes_replay_posts_real_playlists_once(daemon_factory: Any) -> None:
     d = daemon_factory().start()
     res = run_cli("simulate", "--url", d.url, "--replay", str(YES_SAMPLE), "--playlists", "30")

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gravityd.commands.client import BlockingClient, Client, DaemonError, retry_delay
 
-from .conftest import REPO, free_port
+from .support import REPO, free_port
 
 SEEN = web.AppKey("seen", list)
 

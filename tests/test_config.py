@@ -9,7 +9,7 @@ import pytest
 
 from gravityd.config import ConfigError, load_config, settings_table
 
-from .conftest import REPO, run_cli
+from .support import REPO, run_cli
 
 TOML = REPO / "config" / "gravityd.toml"
 
@@ -77,6 +77,7 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict, needle: s
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     "args",
     [
@@ -93,6 +94,7 @@ def test_help_works(args: list[str]) -> None:
     assert out.returncode == 0 and "usage: gravityd" in out.stdout
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     "args",
     [
@@ -112,6 +114,7 @@ def test_cli_errors_are_one_line_exit_2(args: list[str]) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.process
 def test_simulate_without_a_daemon_is_one_line() -> None:
     out = run_cli("simulate", "--url", "http://127.0.0.1:9", "--sessions", "1")
     assert out.returncode == 1
@@ -119,6 +122,7 @@ def test_simulate_without_a_daemon_is_one_line() -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.process
 def test_serve_refuses_a_busy_log(tmp_path: Path, daemon_factory) -> None:
     d = daemon_factory().start()
     out = run_cli("serve", "--port", "0", "--db", str(d.db))

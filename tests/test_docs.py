@@ -77,3 +77,5 @@ def test_readme_is_short_and_its_doc_links_resolve() -> None:
     assert links, "README.md links no docs/ page"
     for link in links:
         assert (REPO / link).is_file(), f"README.md links {link}, which does not exist"
+    pages = {p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md")}
+    assert pages <= set(links), f"docs pages the README does not list: {sorted(pages - set(links))}"

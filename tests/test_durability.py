@@ -8,8 +8,11 @@ import sqlite3
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from .conftest import event
+from .support import event
+
+pytestmark = [pytest.mark.process]
 
 
 def stored(db: Path) -> list[tuple[int, str]]:

@@ -6,7 +6,7 @@ import pytest
 
 from gravityd.core.events import EventError, ValidationLimits, parse_batch, validate_event
 
-from .conftest import event, tid
+from .support import event, tid
 
 NOW = 1_750_000_000.0
 LIMITS = ValidationLimits()

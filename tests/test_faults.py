@@ -23,7 +23,7 @@ from gravityd.http.app import SERVICE, create_app
 from gravityd.snapshots.files import list_snapshots, load_snapshot
 from gravityd.snapshots.lease import LEASE_NAME
 
-from .conftest import event, make_config, metric, run_cli, serve, tid
+from .support import event, make_config, metric, run_cli, serve, tid
 
 
 def stored_event_ids(db: str | Path) -> list[str]:
@@ -104,6 +104,7 @@ async def test_sqlite_full_answers_503_then_recovers(aiohttp_client: Any, tmp_pa
     assert fold["cursor"] == 2050
 
 
+@pytest.mark.process
 async def test_real_full_disk_loses_nothing_acknowledged(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
@@ -168,6 +169,7 @@ async def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.process
 async def test_unwritable_snapshot_folder_keeps_previous_and_retries(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
@@ -211,6 +213,7 @@ async def test_unwritable_snapshot_folder_keeps_previous_and_retries(
     assert stats["snapshot_age_s"] < 60
 
 
+@pytest.mark.process
 async def test_snapshot_on_a_full_disk_leaves_no_partial_file(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
@@ -246,7 +249,7 @@ async def test_snapshot_on_a_full_disk_leaves_no_partial_file(
 
 def write_log_with_bad_rows(db: Path) -> dict[int, str]:
     """A log with good events around rows that were written around the API."""
-    from gravityd.log import connect_sync
+    from gravityd.log.sqlite_schema import connect_sync
 
     conn = connect_sync(db)
     rows = []
@@ -302,6 +305,7 @@ async def test_fold_skips_and_reports_unreadable_rows(
     assert client.server.app[SERVICE] is svc
 
 
+@pytest.mark.process
 def test_build_skips_the_same_rows(tmp_path: Path) -> None:
     cfg = make_config(tmp_path)
     write_log_with_bad_rows(Path(cfg.db))

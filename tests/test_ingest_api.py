@@ -13,7 +13,7 @@ import pytest
 from gravityd.daemon.service import Gravityd
 from gravityd.http.app import SERVICE, create_app
 
-from .conftest import event, make_config, metric, tid
+from .support import event, make_config, metric, tid
 
 
 def rows(config: Any, sql: str = "SELECT * FROM events ORDER BY id") -> list[sqlite3.Row]:
@@ -315,7 +315,8 @@ async def test_unknown_route_and_method_are_json_errors(client: Any) -> None:
 
 
 def test_schema_is_versioned_and_a_newer_log_is_refused(tmp_path: Any) -> None:
-    from gravityd.log import SCHEMA_VERSION, LogError, connect_sync
+    from gravityd.log import LogError
+    from gravityd.log.sqlite_schema import SCHEMA_VERSION, connect_sync
 
     db = tmp_path / "v.db"
     conn = connect_sync(db)
@@ -336,7 +337,8 @@ async def test_a_row_the_database_refuses_fails_only_its_own_request(tmp_path: A
     import asyncio
 
     from gravityd.core.events import ValidationLimits, validate_event
-    from gravityd.log import LogError, SqliteLog
+    from gravityd.log import LogError
+    from gravityd.log.sqlite import SqliteLog
 
     log = SqliteLog(tmp_path / "iso.db")
     await log.open()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +15,25 @@ import nats
 import nats.js.errors
 import pytest
 
+from bench.nats_nodes import NatsCluster
 from gravityd.config import ConfigError, load_config
 from gravityd.core.events import ValidationLimits, ValidEvent, validate_event
 from gravityd.core.graph import GravityGraph, graph_signature
-from gravityd.log import EventLog, LogError, LogMissing, NotALog, SqliteLog
-from gravityd.log.jetstream import (
-    SHIFT,
-    SLOTS,
-    JetStreamLog,
-    decode_events,
-    decode_ids,
-    open_log,
-    parse_log_url,
-)
+from gravityd.log import EventLog, LogError, LogMissing, NotALog
+from gravityd.log.jetstream import JetStreamLog, open_log, parse_log_url
+from gravityd.log.jetstream.messages import SHIFT, SLOTS, decode_events
 from gravityd.log.jetstream_params import JetStreamParams
+from gravityd.log.sqlite import SqliteLog
 from gravityd.snapshots.files import list_snapshots, write_snapshot
 from gravityd.snapshots.object_store import SnapshotStore
 
-from .conftest import REPO
-from .nats_cluster import NatsCluster, running_cluster
-from .test_snapshot import radio_events
+from .support import REPO
+from .support.jetstream import stream_event_ids
+from .support.sessions import radio_events
 
+# The tests on the nats_cluster fixture are marked `cluster` by it (conftest.py); the pure
+# parts run in the fast subset.
 LIMITS = ValidationLimits()
-
-
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    """A fresh 3-node cluster per test: the fault tests kill and restart its nodes."""
-    with running_cluster(tmp_path / "nats") as cluster:
-        yield cluster
 
 
 def valid(events: list[dict]) -> list[ValidEvent]:
@@ -64,26 +55,6 @@ async def opened(cluster: NatsCluster, writer: bool = True, **kw: Any) -> JetStr
     log = open_log(cluster.url, params(**kw), writer=writer)
     await log.open()
     return log
-
-
-async def stream_event_ids(cluster: NatsCluster, stream: str = "GRAVITYD_EVENTS") -> list[str]:
-    """Every event_id in the stream, message by message, with nothing of the backend's reads."""
-    nc = await nats.connect(servers=[n.url for n in cluster.nodes if n.running()])
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(stream)
-        out: list[str] = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            try:
-                msg = await js.get_msg(stream, seq=seq)  # the leader's answer, not a replica's
-            except nats.js.errors.NotFoundError:
-                continue  # a sequence JetStream skipped
-            decoded = decode_ids(msg.data or b"")
-            assert decoded is not None, f"message {seq} is not gravityd's"
-            out.extend(decoded[0])
-        return out
-    finally:
-        await nc.close()
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -114,6 +85,25 @@ def test_jetstream_settings_are_checked_by_key(tmp_path: Path) -> None:
         load_config(f, env={})
     cfg = load_config(REPO / "config" / "gravityd.toml", env={"GRAVITYD_JS_REPLICAS": "1"})
     assert cfg.jetstream.js_replicas == 1
+
+
+@pytest.mark.process
+def test_loading_config_never_imports_nats() -> None:
+    """A SQLite deployment needs no nats-py: the settings, the URL dispatch and the CLI load
+    without it; the JetStream backend is what imports it."""
+    code = (
+        "import sys\n"
+        "from gravityd.config import load_config\n"
+        "import gravityd.commands.cli, gravityd.log.open, gravityd.log.jetstream_params\n"
+        "load_config('config/gravityd.toml', env={})\n"
+        "before = 'nats' in sys.modules\n"
+        "import gravityd.log.jetstream\n"
+        "print(before, 'nats' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["False", "True"]
 
 
 # --------------------------------------------------------------------------- against a cluster
@@ -409,7 +399,7 @@ async def test_nats_stopped_entirely_then_back(nats_cluster: NatsCluster) -> Non
 
 
 async def test_unreachable_at_start_is_one_clear_line(tmp_path: Path) -> None:
-    from .conftest import free_port
+    from .support import free_port
 
     log = open_log(f"nats://127.0.0.1:{free_port()}", params(js_connect_timeout_s=0.5))
     with pytest.raises(LogError) as info:

@@ -5,30 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from .conftest import Daemon, tid
-from .nats_cluster import NatsCluster, running_cluster
-from .test_jetstream import stream_event_ids
-from .test_replicas import FAST, comparable, lanes, post, sessions
+from bench.nats_nodes import NatsCluster, nats_server_binary
+
+from .support import Daemon, tid
+from .support.jetstream import stream_event_ids
+from .support.replicas import FAST, comparable, lanes, post, sessions
+
+pytestmark = [pytest.mark.cluster, pytest.mark.process]
 
 
 @pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    with running_cluster(tmp_path / "nats") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def procs(daemons: Any, tmp_path: Path) -> Any:
+def procs(daemon_factory: Any, tmp_path: Path) -> Any:
     def make(name: str, *args: str) -> Daemon:
         env = {**FAST, "GRAVITYD_JS_ACK_TIMEOUT_S": "2"}
-        return daemons(*args, folder=tmp_path / name, env=env)
+        return daemon_factory(*args, folder=tmp_path / name, env=env)
 
     return make
 
@@ -178,7 +174,6 @@ def wait_for_line(d: Daemon, text: str, timeout: float = 60.0) -> None:
 def test_nats_unreachable_at_start_then_there(tmp_path: Path, procs: Any) -> None:
     """Started before its cluster: one clear line, /readyz 503 and ingest 503 with Retry-After
     while it retries with back-off; once the nodes are up the same processes serve."""
-    from .nats_cluster import nats_server_binary
 
     if nats_server_binary() is None:
         pytest.skip("nats-server missing")

@@ -14,7 +14,7 @@ import pytest
 from gravityd.config import ConfigError
 from gravityd.http.limits import ClientIdentity, RateLimiter, parse_networks, retry_after
 
-from .conftest import event, make_config, serve
+from .support import event, make_config, serve
 
 # ------------------------------------------------------------------------------ pure logic
 

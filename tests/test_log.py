@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from gravityd.core.events import ValidEvent
-from gravityd.log import EventLog, LogError, LogMissing, NotALog, SqliteLog
-from gravityd.log.sqlite import check_log_file, new_event_ids
+from gravityd.log import EventLog, LogError, LogMissing, NotALog
+from gravityd.log.event_ids import new_event_ids
+from gravityd.log.sqlite import SqliteLog
+from gravityd.log.sqlite_schema import check_log_file
 
 
 def ev(session: str, n: int, event_id: str | None = None) -> ValidEvent:

@@ -8,14 +8,9 @@ must say it was started from its file in config/nats/.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from bench.nats_nodes import CONFIG_DIR, node_configs
-
-from .nats_cluster import NatsCluster, running_cluster
+from bench.nats_nodes import CONFIG_DIR, NatsCluster, node_configs
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "nats-cluster.md"
@@ -27,12 +22,6 @@ def duration_ns(text: str) -> int:
     assert m is not None, text
     unit = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}[m.group(2)]
     return int(m.group(1)) * unit
-
-
-@pytest.fixture
-def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
-    with running_cluster(tmp_path / "nats") as cluster:
-        yield cluster
 
 
 def test_the_files_describe_three_nodes_on_distinct_ports() -> None:

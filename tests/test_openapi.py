@@ -22,7 +22,7 @@ from gravityd.daemon.service import Gravityd
 from gravityd.http.app import create_app
 from gravityd.http.openapi import build_spec
 
-from .conftest import Daemon, event, make_config
+from .support import Daemon, event, make_config
 
 
 def _code(response: Any) -> str:
@@ -116,6 +116,7 @@ def cases() -> list[Any]:
     return out
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("label", "mode"), cases())
 def test_fuzz_operation(live: tuple[str, Any], label: str, mode: GenerationMode) -> None:
     """No 5xx, every status documented, every body in its documented shape (errors included)."""
@@ -183,6 +184,7 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         d.proc.wait(10)
 
 
+@pytest.mark.process
 def test_documented_statuses_are_real(live: tuple[str, Any], strict: str) -> None:
     """Each documented (operation, status) is produced by a real request here, its body checked
     against the schema, or by the named test that sets its fault up."""

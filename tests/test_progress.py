@@ -18,7 +18,7 @@ from gravityd import progress
 from gravityd.commands import cli
 from gravityd.progress import Progress, Stages
 
-from .conftest import REPO, run_cli
+from .support import REPO, run_cli
 
 YES_SAMPLE = REPO / "tests" / "data" / "yes_sample"
 
@@ -86,6 +86,7 @@ def test_stages_open_one_meter_per_stage() -> None:
     assert progress_out.getvalue() == ""
 
 
+@pytest.mark.process
 def test_tqdm_disable_silences_it() -> None:
     """tqdm's own switch, read from the environment when tqdm is imported."""
     code = (
@@ -131,7 +132,7 @@ def test_eval_writes_lines_not_frames(every_step_shown: None, capsys: Any) -> No
 def test_catalog_load_writes_lines_not_frames(
     every_step_shown: None, capsys: Any, tmp_path: Path
 ) -> None:
-    from gravityd.log import connect_sync
+    from gravityd.log.sqlite_schema import connect_sync
 
     db = tmp_path / "events.db"
     connect_sync(db).close()
@@ -145,6 +146,7 @@ def test_catalog_load_writes_lines_not_frames(
         assert conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0] == 300
 
 
+@pytest.mark.process
 def test_simulate_and_replay_write_lines_not_frames(
     every_step_shown: None, capsys: Any, daemon_factory: Any
 ) -> None:
@@ -165,6 +167,7 @@ def test_simulate_and_replay_write_lines_not_frames(
     assert plain_lines(cap.err, "replay: ")[-1].startswith(f"replay: 100% {replayed}/{replayed}")
 
 
+@pytest.mark.process
 def test_a_piped_simulate_has_no_carriage_returns(daemon_factory: Any) -> None:
     """As a user's log or CI sees it: the command's real defaults, stderr a pipe."""
     d = daemon_factory().start()

@@ -24,7 +24,9 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from .conftest import REPO, Daemon, event, free_port, tid
+from .support import REPO, Daemon, event, free_port, tid
+
+pytestmark = [pytest.mark.prometheus, pytest.mark.process]
 
 ALERTS = REPO / "config" / "prometheus" / "alerts.yml"
 DASHBOARD = REPO / "config" / "grafana" / "gravityd.json"

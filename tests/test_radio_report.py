@@ -18,14 +18,16 @@ from gravityd.core.graph import GravityGraph
 from gravityd.core.scoreboard import ReportParams, Scoreboard
 from gravityd.daemon.service import Gravityd
 from gravityd.http.app import create_app
-from gravityd.log import connect_sync, read_after_sync
+from gravityd.log.sqlite import read_after_sync
+from gravityd.log.sqlite_schema import connect_sync
 from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
 
-from .conftest import Daemon, make_config, metric, run_cli, serve, tid
+from .support import Daemon, day, make_config, metric, run_cli, serve, tid
 
-DAY1 = "2026-11-24T"
-DAY2 = "2026-11-25T"
-RANGE = {"since": "2026-11-20T00:00:00Z", "until": "2026-12-01T00:00:00Z"}
+# Days before today, not fixed dates: the daemon refuses events ahead of its own clock.
+DAY1 = day(-7)
+DAY2 = day(-6)
+RANGE = {"since": day(-11) + "00:00:00Z", "until": day(0) + "00:00:00Z"}
 
 
 def ev(sid: str, track: str, kind: str, at: str, **extra: Any) -> dict[str, Any]:
@@ -110,12 +112,12 @@ async def test_report_on_hand_made_sessions(aiohttp_client: Any, tmp_path: Path)
     }
     assert rep["pending"] == 1  # the last pick, with no verdict yet
     assert "comparison" not in rep and rep["bucket"] == "day"
-    assert (rep["since"], rep["until"]) == ("2026-11-20T00:00:00Z", "2026-12-01T00:00:00Z")
+    assert (rep["since"], rep["until"]) == (RANGE["since"], RANGE["until"])
     g = next(a for a in rep["arms"] if a["context"] == "radio:gravity")
     assert g["transitions"] == 5 and g["skip_rate"] == 0.4
     assert [(p["start"], p["skipped"], p["kept"]) for p in g["series"]] == [
-        ("2026-11-24T00:00:00Z", 1, 3),
-        ("2026-11-25T00:00:00Z", 1, 0),
+        (DAY1 + "00:00:00Z", 1, 3),
+        (DAY2 + "00:00:00Z", 1, 0),
     ]
 
     resp = await client.get(
@@ -183,6 +185,7 @@ async def test_metric_labels_are_bounded(aiohttp_client: Any, tmp_path: Path) ->
     assert len(rep["arms"]) == 5
 
 
+@pytest.mark.process
 def test_restart_from_snapshot_and_full_replay_give_the_same_report(daemon_factory) -> None:
     d = daemon_factory().start()
     events = sessions()
@@ -213,6 +216,7 @@ def test_restart_from_snapshot_and_full_replay_give_the_same_report(daemon_facto
     d.kill()
 
 
+@pytest.mark.process
 def test_a_snapshot_from_before_the_scoreboard_still_loads(tmp_path: Path, daemon_factory) -> None:
     d = daemon_factory().start()
     post(d.url, "/events", sessions())
@@ -236,6 +240,7 @@ def test_a_snapshot_from_before_the_scoreboard_still_loads(tmp_path: Path, daemo
     d.kill()
 
 
+@pytest.mark.process
 def test_build_carries_the_scoreboard(tmp_path: Path, daemon_factory) -> None:
     d = daemon_factory().start()
     post(d.url, "/events", sessions())
@@ -264,6 +269,7 @@ def test_build_carries_the_scoreboard(tmp_path: Path, daemon_factory) -> None:
     d.kill()
 
 
+@pytest.mark.process
 def test_cli_report_prints_the_table(daemon_factory) -> None:
     d = daemon_factory().start()
     post(d.url, "/events", sessions())
@@ -285,7 +291,7 @@ def test_cli_report_prints_the_table(daemon_factory) -> None:
     assert control.split()[:6] == ["radio:control", "5", "3", "2", "0", "0.600"]
     assert any("radio:gravity minus radio:control: -0.200" in line for line in lines)
     assert any("not significant" in line for line in lines)
-    assert any(line.startswith("2026-11-25T00:00:00Z") for line in lines)
+    assert any(line.startswith(DAY2 + "00:00:00Z") for line in lines)
     js = run_cli(
         "report", "--url", d.url, "--json", "--since", RANGE["since"], "--until", RANGE["until"]
     )
@@ -299,6 +305,7 @@ def test_cli_report_prints_the_table(daemon_factory) -> None:
     d.kill()
 
 
+@pytest.mark.process
 def test_replicas_serve_the_report_and_read_your_writes(tmp_path: Path) -> None:
     env = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
     writer = Daemon(tmp_path, "--role", "writer", env=env).start()

@@ -10,8 +10,7 @@ from gravityd import gravity
 from gravityd.daemon.service import Gravityd
 from gravityd.http.app import create_app
 
-from .conftest import event, make_config, tid
-from .test_graph_api import post_and_fold, session
+from .support import event, make_config, post_and_fold, session, tid
 
 
 def pool_body(**over: Any) -> dict:

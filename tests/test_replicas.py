@@ -23,33 +23,10 @@ import requests
 from gravityd.core.graph import graph_signature
 from gravityd.snapshots.files import load_newest
 
-from .conftest import Daemon, event, make_config, run_cli, tid
+from .support import Daemon, event, make_config, run_cli, tid
+from .support.replicas import FAST, comparable, lanes, post, sessions
 
-FAST = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
-
-
-def post(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    r = requests.post(url + "/events", json=events, timeout=30)
-    assert r.status_code == 202, r.text
-    return r.json()
-
-
-def sessions(n_sessions: int, length: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Listening sessions with kept and skipped transitions (every event has an event_id)."""
-    out = []
-    for s in range(n_sessions):
-        for i in range(length):
-            track = (s * 7 + i * (seed + 3)) % 23
-            kind = "skip" if (s + i) % 5 == 0 else "play_10s"
-            extra = {"meta": {"elapsed_ms": 1500}} if kind == "skip" else {}
-            out.append(
-                {
-                    **event(f"s{seed}-{s}", track, kind, **extra),
-                    "event_id": f"e{seed}-{s}-{i}",
-                    "timestamp": f"2026-11-30T10:{s % 60:02d}:{i % 60:02d}Z",
-                }
-            )
-    return out
+pytestmark = [pytest.mark.process]
 
 
 def status(d: Daemon) -> dict[str, Any]:
@@ -72,26 +49,10 @@ def wait_until(check: Any, what: str, timeout: float = 30.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def lanes(url: str, track: int, cursor: int, direction: str = "out") -> list[dict[str, Any]]:
-    r = requests.get(
-        f"{url}/tracks/{tid(track)}/gravity_neighbors",
-        params={"min_cursor": cursor, "limit": 100, "direction": direction},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    assert int(r.headers["Gravityd-Cursor"]) >= cursor
-    return r.json()
-
-
-def comparable(items: list[dict[str, Any]]) -> list[tuple[str, float, int]]:
-    """Lanes without the read-time decay (weights move by ~1e-9 between two reads)."""
-    return [(x["track_id"], round(x["normalized_score"], 9), x["evidence"]["n"]) for x in items]
-
-
 @pytest.fixture
-def cluster(daemons: Any, tmp_path: Path) -> Any:
+def cluster(daemon_factory: Any, tmp_path: Path) -> Any:
     def make(*args: str, folder: Path = tmp_path, env: dict[str, str] | None = None) -> Daemon:
-        return daemons(*args, folder=folder, env={**FAST, **(env or {})})
+        return daemon_factory(*args, folder=folder, env={**FAST, **(env or {})})
 
     return make
 
@@ -214,7 +175,6 @@ def test_sigkill_a_worker_under_read_load(cluster: Any) -> None:
                 answers.append(r.status_code)
             except requests.ConnectionError as exc:  # a connection the dying worker held
                 failures.append(str(exc))
-
 
     def pid_answering() -> int:
         with requests.Session() as s:  # a new connection: the kernel picks a listening worker

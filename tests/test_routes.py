@@ -11,7 +11,7 @@ import pytest
 from gravityd.http.openapi import build_spec
 from gravityd.http.routes import ROUTES, PathSet, Route, served
 
-from .conftest import event, make_config, serve, tid
+from .support import event, make_config, serve, tid
 
 TRACK = tid(1)
 RANK_BODY = {"current_track_id": TRACK, "candidate_track_ids": [tid(2)], "embeddings_scores": {}}

@@ -20,7 +20,7 @@ from gravityd.lab.simulate import (
     skip_rate,
 )
 
-from .conftest import Daemon, make_config
+from .support import Daemon, make_config
 
 BASE = 1_780_000_000.0
 
@@ -83,6 +83,7 @@ async def test_closed_loop_gravity_beats_embedding(aiohttp_client: Any, tmp_path
     assert res.tail("oracle", 2) < res.tail("gravity", 2)
 
 
+@pytest.mark.process
 def test_closed_loop_report_counts_equal_the_simulators(daemon_factory: Any, tmp_path: Any) -> None:
     """Every radio's sessions reach the daemon under their own arm, and the scoreboard counts
     exactly the skips and keeps the simulator's listeners gave."""

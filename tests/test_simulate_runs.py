@@ -10,6 +10,8 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from gravityd.lab.simulate import (
     RADIOS,
     Run,
@@ -20,7 +22,7 @@ from gravityd.lab.simulate import (
     verdicts,
 )
 
-from .conftest import run_cli
+from .support import run_cli
 
 RANGE = "since=2000-01-01T00:00:00Z&until=9000-01-01T00:00:00Z"
 SUMMARY = re.compile(r"(\d[\d,]*) events posted, (\d[\d,]*) new, (\d[\d,]*) duplicates")
@@ -124,9 +126,9 @@ def test_two_runs_then_the_closed_loops_report_equals_the_simulators(daemon_fact
     assert sum(contexts.values()) == 24 * 9 * 4
 
 
-def test_simulate_at_a_writer_points_reads_at_a_reader(daemons: Any, tmp_path: Any) -> None:
-    writer = daemons("--role", "writer").start()
-    reader = daemons("--role", "replica").start()
+def test_simulate_at_a_writer_points_reads_at_a_reader(daemon_factory: Any, tmp_path: Any) -> None:
+    writer = daemon_factory("--role", "writer").start()
+    reader = daemon_factory("--role", "replica").start()
     alone = run_cli("simulate", "--url", writer.url, "--sessions", "5")
     assert alone.returncode == 0, alone.stderr
     assert "curl" not in alone.stdout
@@ -166,6 +168,7 @@ def test_simulate_at_a_writer_points_reads_at_a_reader(daemons: Any, tmp_path: A
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.process
 def test_a_bad_run_label_or_url_is_one_line() -> None:
     for args in (["--run", "no spaces"], ["--run", "x" * 33], ["--url", "localhost:8080"]):
         res = run_cli("simulate", "--sessions", "1", *args)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,9 @@ import pytest
 
 from gravityd.commands.build import build, restore
 from gravityd.core.graph import FoldParams, GravityGraph, graph_signature
-from gravityd.log import connect_sync, delete_folded_before, read_after_sync
+from gravityd.log.sqlite import read_after_sync
+from gravityd.log.sqlite_schema import connect_sync
+from gravityd.log.sqlite_tables import delete_folded_before
 from gravityd.snapshots.files import (
     MAGIC,
     SnapshotError,
@@ -25,40 +26,8 @@ from gravityd.snapshots.files import (
     write_snapshot,
 )
 
-from .conftest import REPO, event, make_config, run_cli
-
-TRACKS = 40
-
-
-def radio_events(n_sessions: int, seed: int, prefix: str = "s") -> list[dict]:
-    """Plausible radio sessions over a small catalogue, so edges repeat and sessions stay open."""
-    rnd = random.Random(seed)
-    out = []
-    clock = 1_790_000_000.0 + seed * 3600  # explicit times: the same log folds the same way
-
-    def at(**kw: Any) -> dict:
-        nonlocal clock
-        clock += rnd.uniform(1, 40)
-        ts = datetime.fromtimestamp(clock, UTC).isoformat()
-        return event(**kw, timestamp=ts)
-
-    for s in range(n_sessions):
-        sid = f"{prefix}{seed}-{s}"
-        for _ in range(rnd.randint(2, 8)):
-            t = rnd.randrange(TRACKS)
-            out.append(at(session=sid, track=t, event_type="radio_next"))
-            out.append(at(session=sid, track=t, event_type="play_start"))
-            r = rnd.random()
-            if r < 0.6:
-                out.append(at(session=sid, track=t, event_type="play_10s"))
-                if r < 0.1:
-                    out.append(at(session=sid, track=t, event_type="like"))
-            else:
-                elapsed = rnd.randint(0, 40000)
-                out.append(
-                    at(session=sid, track=t, event_type="skip", meta={"elapsed_ms": elapsed})
-                )
-    return out
+from .support import REPO, make_config, run_cli
+from .support.sessions import radio_events
 
 
 def fold_log(db: Path, params: FoldParams | None = None) -> GravityGraph:
@@ -203,6 +172,7 @@ def test_build_incremental_equals_one_big_run(tmp_path: Path) -> None:
     assert len(list_snapshots(inc.snapshot_dir)) == inc.snapshot_keep  # retention
 
 
+@pytest.mark.process
 def test_build_cli_and_lock_beside_daemon(tmp_path: Path, daemon_factory: Any) -> None:
     cfg = make_config(tmp_path)
     write_events(cfg, radio_events(5, 5))
@@ -221,6 +191,7 @@ def test_build_cli_and_lock_beside_daemon(tmp_path: Path, daemon_factory: Any) -
 # ---------------------------------------------------------------------------- restore
 
 
+@pytest.mark.process
 def test_restore_refuses_a_bad_file(tmp_path: Path, good_snapshot: Path) -> None:
     cfg = make_config(tmp_path)
     bad = tmp_path / "bad.gsnap"
@@ -289,6 +260,7 @@ async def daemon_graph(url: str, http: aiohttp.ClientSession, tmp_path: Path) ->
     return load_snapshot(path)[1]
 
 
+@pytest.mark.process
 async def test_restart_from_snapshot_equals_full_fold(tmp_path: Path, daemon_factory: Any) -> None:
     d = daemon_factory().start()
     async with aiohttp.ClientSession() as http:
@@ -312,6 +284,7 @@ async def test_restart_from_snapshot_equals_full_fold(tmp_path: Path, daemon_fac
     conn.close()
 
 
+@pytest.mark.process
 async def test_sigkill_during_fold_and_snapshot(tmp_path: Path, daemon_factory: Any) -> None:
     """Kill at random points while events stream in and snapshots are written; after each
     restart the graph equals one fold of the whole log and no acknowledged event is missing."""

@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 
 from gravityd.core.events import canonical_uuid
-from gravityd.log import connect_sync
-from gravityd.log.sqlite import upsert_tracks
+from gravityd.log.sqlite_schema import connect_sync
+from gravityd.log.sqlite_tables import upsert_tracks
 
 FORMATS = ("csv", "jsonl", "yes")
 MAX_TEXT = 500  # characters of a title or artist; longer ones are refused, not cut

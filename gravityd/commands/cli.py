@@ -202,8 +202,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from gravityd.daemon.service import Gravityd
     from gravityd.http.app import create_app
-    from gravityd.log import LogError, LogMissing
-    from gravityd.log.sqlite import check_log_file
+    from gravityd.log import LogError
+    from gravityd.log.open import BadLogUrl, preflight
     from gravityd.structured_logs import setup_logging
 
     cfg = _config(
@@ -214,23 +214,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_url=args.log_url,
     )
-    kind, where = cfg.log_backend
-    if kind == "nats":
-        from gravityd.log.jetstream import parse_log_url
-
-        try:
-            parse_log_url(where)
-        except ValueError as exc:
-            return _fail(str(exc))
-    elif kind != "sqlite":
-        return _fail(f"log_url {where}: no backend for it in this build")
-    if cfg.role == "replica" and kind == "sqlite":
-        try:  # a file that is not a gravityd log is one line now; a missing one is waited for
-            check_log_file(where)
-        except LogMissing:
-            pass
-        except LogError as exc:
-            return _fail(f"cannot use {where} as the log: {exc}")
+    try:  # a bad URL, or a file that is not a gravityd log, is one line now
+        preflight(cfg)
+    except (BadLogUrl, LogError) as exc:
+        return _fail(str(exc))
     setup_logging(cfg.log_level, cfg.log_format)
     if cfg.workers > 1:
         from gravityd.daemon.supervisor import Supervisor
@@ -353,9 +340,11 @@ def cmd_build(args: argparse.Namespace) -> int:
     if res.path is None:
         print(f"up to date: cursor {res.cursor}, {res.edges} edges, nothing new to fold")
     else:
+        since = f"snapshot at cursor {res.start}" if res.start else "the start of the log"
+        changes = f" and {res.block_changes} block changes" if res.block_changes else ""
         print(
-            f"{res.path} cursor {res.cursor} folded {res.folded} edges {res.edges} "
-            f"in {res.seconds:.2f} s"
+            f"{res.path} cursor {res.cursor}: folded {res.folded} events{changes} from {since}"
+            f" through position {res.cursor}, {res.edges} edges, in {res.seconds:.2f} s"
         )
     if res.skipped:
         print(f"skipped {res.skipped} unreadable stored events (see the log lines above)")
@@ -363,7 +352,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from gravityd.commands.build import restore
+    from gravityd.commands.build import restore_snapshot
     from gravityd.log import LogError
     from gravityd.snapshots.files import SnapshotError
     from gravityd.structured_logs import setup_logging
@@ -377,10 +366,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         )
     setup_logging("WARNING", cfg.log_format)
     try:
-        path = restore(cfg, args.snapshot_file)
+        done = restore_snapshot(cfg, args.snapshot_file)
     except (LogError, SnapshotError, OSError) as exc:
         return _fail(f"cannot restore: {exc}")
-    print(path)
+    print(done.message())
     return 0
 
 

@@ -55,18 +55,17 @@ folding a log in one batch or in any split gives bit-identical state. Pure: no I
 
 from __future__ import annotations
 
-import heapq
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import networkx as nx
 
-from gravityd.core.checks import check_fields
 from gravityd.core.events import FoldEvent
+from gravityd.core.lanes import fresh_neighbors
+from gravityd.core.params import FoldParams
 
 __all__ = ["STATE_VERSION", "FoldParams", "GravityGraph", "graph_signature", "state_from_records"]
 
@@ -90,102 +89,8 @@ _CODES = {
 }
 _DIRECTIONS = ("out", "in", "both")
 _DAY = 86400.0
-# Tracks whose sorted lanes are kept between reads; past it the oldest entry goes (FIFO).
-LANES_CACHE_TRACKS = 100_000
 
 EdgeRow = tuple[str, str, float, float, float, int]
-
-
-@dataclass(frozen=True, slots=True)
-class FoldParams:
-    """Every knob of the fold; the [graph] section of the config maps onto these names 1:1."""
-
-    # Seconds of silence after which a session starts fresh (no edge across the gap).
-    session_timeout_s: float = 1800.0
-    # Half-life of evidence in days; <= 0 disables decay.
-    half_life_days: float = 30.0
-    # Weight added to A->B when B starts playing (a traversal, usually no verdict).
-    weight_play_start: float = 0.0
-    # Weight added to A->B when B plays for 10 seconds (accepted).
-    weight_play_10s: float = 1.0
-    # Weight added to A->B when B is liked (loved).
-    weight_like: float = 2.0
-    # Penalty subtracted from A->B for a skip of B at 0 ms; graded down to 0 over skip_grade_ms.
-    skip_penalty: float = 1.0
-    # Skip grading window in ms: penalty = skip_penalty * max(0, 1 - elapsed_ms / skip_grade_ms).
-    skip_grade_ms: float = 30000.0
-    # elapsed_ms assumed for a skip that does not report it, in ms (15000 = half the penalty).
-    skip_default_elapsed_ms: float = 15000.0
-    # A skip earlier than this (ms) passes through the track: A, B(skipped), C credits A->C.
-    # 0 turns it off.
-    skip_through_ms: float = 5000.0
-    # Positive verdicts credit this many earlier tracks of the session (steps; 1 = successor only).
-    credit_window: int = 10
-    # Credit at distance d is weight * d ** -distance_discount_power (1.0 gives 1/d, SR's rule;
-    # 0.5, 1/sqrt(d), predicts real radio playlists better: docs/evaluation.md).
-    distance_discount_power: float = 0.5
-    # Out-lanes (warp lanes, the next-track list) also count what flows the other way: a lane
-    # a->b gains lanes_backward_credit * pos(b->a), the positive evidence of b->a (radio
-    # playlists that go b->a also tend to go a->b: docs/model.md, "Warp lanes"). Read-time only; a
-    # transition listeners reject directly stays rejected. 0 turns it off.
-    lanes_backward_credit: float = 0.6
-    # Out-lanes (warp lanes, the next-track list) also count two hops: a lane a->c gains
-    # lanes_two_hop * sum over a's strongest lanes a->b of (w(a->b) / w_top(a)) * (w(b->c) /
-    # w_top(b)) * w_top(a), so a track with few lanes of its own borrows from where its
-    # successors lead. Read-time only: the stored edges do not change. 0 turns it off.
-    lanes_two_hop: float = 0.15
-    # How many of a's strongest out-lanes, and of each of theirs, the two-hop term visits.
-    lanes_two_hop_fanout: int = 20
-    # Out-edges kept per track, strongest decayed |weight| first (K); a track is trimmed back to K
-    # when it would exceed 2K, and by the maintenance sweep.
-    max_edges_per_track: int = 100
-    # Edges whose decayed |weight| is below this are dropped when trimmed or swept (weight units).
-    epsilon: float = 0.01
-    # A maintenance step runs when the log id crosses a multiple of this (events).
-    maintenance_every: int = 20_000
-    # Slices of tracks and sessions: each maintenance step sweeps the next one, so a full pass
-    # takes maintenance_every * maintenance_parts events.
-    maintenance_parts: int = 512
-    # Forward-decay exponent (in half-lives since t0) past which stored values are rebased.
-    rebase_exponent: float = 32.0
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise ValueError("<field>: reason") for the first out-of-range value."""
-        positive = ("session_timeout_s", "skip_grade_ms", "rebase_exponent")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}: must be > 0")
-        non_negative = (
-            "weight_play_start",
-            "weight_play_10s",
-            "weight_like",
-            "skip_penalty",
-            "skip_default_elapsed_ms",
-            "skip_through_ms",
-            "distance_discount_power",
-            "lanes_backward_credit",
-            "lanes_two_hop",
-            "epsilon",
-        )
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}: must be >= 0")
-        if not 1 <= self.credit_window <= 100:
-            raise ValueError("credit_window: must be between 1 and 100")
-        if self.max_edges_per_track < 1:
-            raise ValueError("max_edges_per_track: must be >= 1")
-        if not 1 <= self.lanes_two_hop_fanout <= 100:
-            raise ValueError("lanes_two_hop_fanout: must be between 1 and 100")
-        if self.maintenance_every < 1:
-            raise ValueError("maintenance_every: must be >= 1")
-        if not 1 <= self.maintenance_parts <= 65536:
-            raise ValueError("maintenance_parts: must be between 1 and 65536")
-        if self.rebase_exponent > 512:
-            raise ValueError("rebase_exponent: must be <= 512 (2**1024 overflows a float)")
 
 
 class GravityGraph:
@@ -202,7 +107,7 @@ class GravityGraph:
 
     def __init__(self, params: FoldParams | None = None) -> None:
         self.params = params if params is not None else FoldParams()
-        self.g = nx.DiGraph()
+        self.g, self._node, self._succ, self._pred = _new_digraph()
         self.sessions: dict[str, list[Any]] = {}
         self.cursor = 0
         self.t0 = 0.0
@@ -220,18 +125,15 @@ class GravityGraph:
         self._session_parts: list[set[str]] = [set() for _ in range(p.maintenance_parts)]
         self._sweep = 0
         self._steps_cap = 2 * p.credit_window + 2
-        # track -> {direction: (lanes best first, top weight, rejected most first)}, in stored
-        # (forward-scaled) weights. Forward decay scales every weight by the same factor, so a
-        # track's order only changes when the fold touches one of its edges: the fold drops the
-        # entries of the tracks it touches and a read costs O(limit), not a sort of every lane.
-        # Beside the directions, "two_hop" holds the out-lanes with the two-hop term.
-        self._lanes: dict[str, dict[str, Any]] = {}
+        # Tracks whose edges the fold changed: whoever keeps lanes (gravityd/core/lanes.py)
+        # takes them after each fold and recomputes those tracks off the request path.
+        self.touched: set[str] = set()
 
     # ----------------------------------------------------------------------- reading
 
     @property
     def node_count(self) -> int:
-        return len(self.g._node)
+        return len(self._node)
 
     @property
     def edge_count(self) -> int:
@@ -243,7 +145,7 @@ class GravityGraph:
 
     def tracks(self) -> list[str]:
         """Every track in the graph (a copy: safe to walk while the fold runs between slices)."""
-        return list(self.g._node)
+        return list(self._node)
 
     def out_edges(self, track_id: str) -> Mapping[str, Mapping[str, Any]] | None:
         """The stored (forward-scaled) out-edges of a track, read-only: {dst: {pos, neg, acc, n}}.
@@ -251,7 +153,17 @@ class GravityGraph:
         For hot readers (the ranking) that weigh many edges: multiply by decay_factor() to read
         weights. None for a track the graph does not hold.
         """
-        return self.g._succ.get(track_id)
+        return self._succ.get(track_id)
+
+    def adjacency(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The successor and predecessor dicts ({track: {other: edge}}), for hot readers that
+        must not change them (the lanes refresh)."""
+        return self._succ, self._pred
+
+    def decay_factor_at(self, t0: float, now: float | None = None) -> float:
+        """decay_factor() for values stored with landmark t0 (kept lanes computed before a
+        rebase moved the graph's)."""
+        return forward_decay_factor(t0, self._h, now)
 
     def advance_cursor(self, position: int) -> None:
         """Move the cursor past positions that hold nothing to fold (ids reserved after a restored
@@ -265,7 +177,7 @@ class GravityGraph:
 
     def edge(self, src: str, dst: str, now: float | None = None) -> dict[str, float] | None:
         """Decayed w, pos, neg and the traversal count n of src->dst, or None if absent."""
-        nbrs = self.g._succ.get(src)
+        nbrs = self._succ.get(src)
         e = nbrs.get(dst) if nbrs is not None else None
         if e is None:
             return None
@@ -288,167 +200,45 @@ class GravityGraph:
         now: float | None = None,
         rejected: bool = False,
     ) -> list[dict[str, Any]]:
-        """Warp lanes of a track, strongest first (ties by track id).
+        """Warp lanes of a track, strongest first (ties by track id), computed now from the
+        edges: the reference every kept answer (gravityd/core/lanes.py) equals once refreshed.
 
         Only edges with a positive net weight are lanes: a transition listeners reject never shows.
         ``weight`` is the decayed net weight at `now`; ``normalized_score`` is weight divided by the
         strongest positive weight of this track in this direction, so the top lane scores 1.0 and
         scores are in (0, 1] and monotone in weight. ``direction="both"`` merges out- and in-lanes,
         keeping the stronger lane per track (out on a tie), normalised over the merged set.
-        ``min_score`` filters on normalized_score. Unknown track: [].
+        ``min_score`` filters on normalized_score. Unknown track: []. ``evidence`` is the direct
+        edge's (zeros for a lane of two hops or backward credit only).
 
         ``rejected=True`` (the explorer's "show skipped-away transitions") appends, after the
         lanes, up to `limit` edges whose net weight is not positive, most rejected first, marked
         ``"rejected": true`` with score 0: they are never lanes, but people tuning the map want to
         see what listeners push apart.
         """
-        if direction not in _DIRECTIONS:
-            raise ValueError("direction: must be out, in or both")
-        if limit <= 0 or track_id not in self.g._succ:
-            return []
-        best, top, against = self._cached_lanes(track_id, direction)
-        if direction == "out" and self.params.lanes_two_hop > 0.0 and best:
-            best, top = self._two_hop_lanes(track_id, best, against)
-        out: list[dict[str, Any]] = []
-        f = self.decay_factor(now)
-        for w, t, d, e in best:
-            if len(out) >= limit or w / top < min_score:
-                break
-            if w * f <= 0.0:  # decayed to nothing (underflow): not a lane any more
-                break
-            out.append(_lane(t, w, min(1.0, w / top), d, e, f))
-        if rejected:
-            for w, t, d, e in against[:limit]:
-                lane = _lane(t, w, 0.0, d, e, f)
-                lane["rejected"] = True
-                out.append(lane)
-        return out
-
-    def _cached_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
-        """The sorted lanes of one track and direction, from the cache or computed into it."""
-        cached = self._lanes.get(track_id)
-        if cached is None:
-            if len(self._lanes) >= LANES_CACHE_TRACKS:
-                del self._lanes[next(iter(self._lanes))]
-            cached = self._lanes[track_id] = {}
-        entry = cached.get(direction)
-        if entry is None:
-            entry = cached[direction] = self._sorted_lanes(track_id, direction)
-        return entry
-
-    def _two_hop_lanes(self, track_id: str, best: list, against: list) -> tuple[list, float]:
-        """Out-lanes with the two-hop term added (see FoldParams.lanes_two_hop), best first.
-
-        Built from the cached one-hop lists of the track and of its strongest successors, so
-        the fold's cache invalidation (each touched edge drops both its tracks' entries) keeps
-        it exact; the combination is cached beside the track's own entry with the successor
-        entries it used, and is valid while each of them still is in the cache. A transition
-        listeners reject directly never becomes a lane this way.
-        """
-        lanes = self._lanes
-        slot = lanes.get(track_id)
-        hit = slot.get("two_hop") if slot is not None else None
-        if hit is not None:  # valid while every successor's one-hop entry is the one it used
-            merged, deps = hit
-            if all(lanes.get(b, _NO_SLOT).get("out") is entry for b, entry in deps):
-                return merged, merged[0][0]
-        gamma = self.params.lanes_two_hop
-        fan = self.params.lanes_two_hop_fanout
-        deps = []
-        score: dict[str, list[Any]] = {t: [w, d, e] for w, t, d, e in best}
-        no = {t for _, t, _, _ in against}
-        no.add(track_id)
-        for w_ab, b, _, _ in best[:fan]:
-            if b not in self.g._succ:
-                continue
-            entry = self._cached_lanes(b, "out")
-            deps.append((b, entry))
-            lanes_b, top_b, _ = entry
-            if not lanes_b:
-                continue
-            k = gamma * w_ab / top_b
-            for w_bc, c, _, _ in lanes_b[:fan]:
-                if c in no:
-                    continue
-                have = score.get(c)
-                if have is None:
-                    score[c] = [k * w_bc, "out", None]
-                else:
-                    have[0] += k * w_bc
-        merged = sorted(((w, t, d, e) for t, (w, d, e) in score.items()), key=_lane_key)
-        if slot is not None and lanes.get(track_id) is slot:
-            slot["two_hop"] = (merged, deps)
-        return merged, merged[0][0]
-    def lanes_token(self, track_id: str) -> object | None:
-        """An object that stays the same exactly as long as the track's cached lanes do (the
-        fold replaces the entries of the tracks it touches; a two-hop answer also depends on
-        its successors' entries): lets a caller keep what it built from a read, such as the
-        serialised answer, and know when it went stale. None: nothing valid is cached."""
-        slot = self._lanes.get(track_id)
-        if slot is None:
-            return None
-        hit = slot.get("two_hop")
-        if hit is None:
-            return slot if self.params.lanes_two_hop <= 0.0 else None
-        merged, deps = hit
-        lanes = self._lanes
-        if all(lanes.get(b, _NO_SLOT).get("out") is entry for b, entry in deps):
-            return merged
-        return None
-
-
-    def _sorted_lanes(self, track_id: str, direction: str) -> tuple[list, float, list]:
-        """Every lane of a track in one direction, best first, and its rejected edges, most
-        rejected first (ties by track id); stored weights, so valid until the fold touches it."""
-        lanes: dict[str, tuple[float, str, dict[str, Any]]] = {}
-        against: dict[str, tuple[float, str, dict[str, Any]]] = {}
-        sides = []
-        if direction != "in":
-            sides.append(("out", self.g._succ[track_id]))
-        if direction != "out":
-            sides.append(("in", self.g._pred[track_id]))
-        back = self.params.lanes_backward_credit if direction == "out" else 0.0
-        pred = self.g._pred[track_id] if back > 0.0 else {}
-        for d, adj in sides:
-            for v, e in adj.items():
-                w = e["pos"] - e["neg"]
-                if pred and w > 0.0:
-                    r = pred.get(v)
-                    if r is not None:
-                        w += back * r["pos"]
-                if w > 0.0:
-                    have = lanes.get(v)
-                    if have is None or w > have[0]:
-                        lanes[v] = (w, d, e)
-                elif e["neg"] > 0.0:
-                    have = against.get(v)
-                    if have is None or w < have[0]:
-                        against[v] = (w, d, e)
-        if pred:  # lanes out of a's in-edges alone: b->a was kept, a->b never tried
-            succ_a = self.g._succ[track_id]
-            for v, r in pred.items():
-                if v not in succ_a and r["pos"] > 0.0:
-                    lanes[v] = (back * r["pos"], "out", None)
-        best = sorted(((w, t, d, e) for t, (w, d, e) in lanes.items()), key=_lane_key)
-        top = best[0][0] if best else 0.0
-        worst = sorted(
-            ((w, t, d, e) for t, (w, d, e) in against.items() if t not in lanes),
-            key=_rejected_key,
+        return fresh_neighbors(
+            self,
+            track_id,
+            limit=limit,
+            direction=direction,
+            min_score=min_score,
+            now=now,
+            rejected=rejected,
         )
-        return best, top, worst
 
-    def _forget_lanes(self, *tracks: str) -> None:
-        lanes = self._lanes
-        for t in tracks:
-            lanes.pop(t, None)
+    def take_touched(self) -> set[str]:
+        """The tracks whose edges the fold changed since the last call (kept lanes to redo)."""
+        touched = self.touched
+        self.touched = set()
+        return touched
 
     def lane_counts(self, track_id: str) -> tuple[int, int]:
         """How many out- and in-lanes (positive net weight) a track has."""
-        if track_id not in self.g._succ:
+        if track_id not in self._succ:
             return 0, 0
         return (
-            sum(1 for e in self.g._succ[track_id].values() if e["pos"] > e["neg"]),
-            sum(1 for e in self.g._pred[track_id].values() if e["pos"] > e["neg"]),
+            sum(1 for e in self._succ[track_id].values() if e["pos"] > e["neg"]),
+            sum(1 for e in self._pred[track_id].values() if e["pos"] > e["neg"]),
         )
 
     def to_edge_list(self, now: float | None = None) -> list[EdgeRow]:
@@ -457,7 +247,7 @@ class GravityGraph:
         f = 1.0 if now is None else self.decay_factor(now)
         return sorted(
             (u, v, (e["pos"] - e["neg"]) * f, e["pos"] * f, e["neg"] * f, e["n"], e["acc"] * f)
-            for u, nbrs in self.g._succ.items()
+            for u, nbrs in self._succ.items()
             for v, e in nbrs.items()
         )
 
@@ -470,7 +260,7 @@ class GravityGraph:
         """
         p = self.params
         sessions = self.sessions
-        succ = self.g._succ
+        succ = self._succ
         cursor = self.cursor
         clock = self.clock
         timeout = p.session_timeout_s
@@ -487,8 +277,7 @@ class GravityGraph:
         intern = sys.intern
         credit = self._credit
         new_edge = self._new_edge
-        lanes = self._lanes
-        forget = self._forget_lanes
+        touched = self.touched
         count = 0
         try:
             for ev in events:
@@ -544,8 +333,8 @@ class GravityGraph:
                             e = nbrs.get(tid) if nbrs is not None else None
                             if e is None:
                                 e = new_edge(a, tid, t)
-                                if lanes:
-                                    forget(a, tid)
+                                touched.add(a)
+                                touched.add(tid)
                             e["n"] += 1
                 if code != _RADIO:
                     fl = flags[j]
@@ -585,8 +374,8 @@ class GravityGraph:
                                     if e is None:
                                         e = new_edge(a, b, t)
                                     e["neg"] += x * s
-                                    if lanes:
-                                        forget(a, b)
+                                    touched.add(a)
+                                    touched.add(b)
                             else:
                                 credit(steps, flags, j, x * s, t)
                 else:
@@ -609,11 +398,10 @@ class GravityGraph:
     def _credit(self, steps: list[str], flags: list[int], j: int, v: float, t: float) -> None:
         """Credit v * discount(d) to every visible step within the window before step j."""
         b = steps[j]
-        g = self.g
-        succ = g._succ
+        succ = self._succ
         if b not in succ:
             self._add_node(b)
-        pred_b = g._pred[b]
+        pred_b = self._pred[b]
         disc = self._disc
         window = len(disc)
         lo = j - window if j > window else 0
@@ -637,12 +425,10 @@ class GravityGraph:
         cap = 2 * keep
         created = 0
         direct = v  # the nearest visible step is the direct predecessor: a verdict on a->b
-        lanes = self._lanes
-        if lanes:
-            lanes.pop(b, None)
+        touched = self.touched
+        touched.add(b)
         for a, dd in pairs:
-            if lanes:
-                lanes.pop(a, None)
+            touched.add(a)
             c = v * dd
             e = pred_b.get(a)  # the same dict as succ[a][b]: one lookup instead of two
             if e is None:
@@ -666,17 +452,15 @@ class GravityGraph:
         self._n_edges += created
 
     def _add_node(self, node: str) -> dict[str, Any]:
-        g = self.g
         self._node_parts[_part(node, len(self._node_parts))].add(node)
-        g._node[node] = {}
-        g._pred[node] = {}
+        self._node[node] = {}
+        self._pred[node] = {}
         nbrs: dict[str, Any] = {}
-        g._succ[node] = nbrs
+        self._succ[node] = nbrs
         return nbrs
 
     def _new_edge(self, a: str, b: str, t: float) -> dict[str, Any]:
-        g = self.g
-        succ = g._succ
+        succ = self._succ
         nbrs = succ.get(a)
         if nbrs is None:
             nbrs = self._add_node(a)
@@ -686,7 +470,7 @@ class GravityGraph:
             self._add_node(b)
         e: dict[str, Any] = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
         nbrs[b] = e
-        g._pred[b][a] = e
+        self._pred[b][a] = e
         self._n_edges += 1
         return e
 
@@ -701,35 +485,32 @@ class GravityGraph:
             )
             drop.extend(v for _, v in ranked[k:])
         if drop:
-            pred = self.g._pred
-            lanes = self._lanes
-            if lanes:
-                lanes.pop(u, None)
+            pred = self._pred
+            touched = self.touched
+            touched.add(u)
             for v in drop:
                 del nbrs[v]
                 del pred[v][u]
-                if lanes:
-                    lanes.pop(v, None)
+                touched.add(v)
             self._n_edges -= len(drop)
         return drop
 
     def _rebase(self, t: float) -> None:
         """Move the landmark to t, rescaling every stored value so decayed weights are unchanged."""
         f = 2.0 ** (-(t - self.t0) / self._h)
-        for nbrs in self.g._succ.values():
+        for nbrs in self._succ.values():
             for e in nbrs.values():
                 e["pos"] *= f
                 e["acc"] *= f
                 e["neg"] *= f
         self.t0 = t
-        self._lanes.clear()  # every stored weight moved
+        self.touched.update(self._succ)  # every stored weight moved: kept lanes are redone
 
     def _maintain(self, now: float) -> None:
         """One sweep step over the next slice: faint edges, edgeless tracks, idle sessions."""
         part = self._sweep
         self._sweep = (part + 1) % len(self._node_parts)
-        g = self.g
-        succ, pred = g._succ, g._pred
+        succ, pred = self._succ, self._pred
         nodes = self._node_parts[part]
         f = self.decay_factor(now)
         no_cap = len(succ) + 1  # the sweep only drops faint edges; the 2K rule bounds the rest
@@ -743,7 +524,7 @@ class GravityGraph:
                 self._node_parts[_part(u, len(self._node_parts))].discard(u)
                 del succ[u]
                 del pred[u]
-                del g._node[u]
+                del self._node[u]
         sessions = self.sessions
         sids = self._session_parts[part]
         timeout = self.params.session_timeout_s
@@ -763,7 +544,7 @@ class GravityGraph:
             now = self.clock
         f = self.decay_factor(now)
         k = self.params.max_edges_per_track
-        for u, nbrs in self.g._succ.items():
+        for u, nbrs in self._succ.items():
             self._trim(u, nbrs, f, k)
         sweep = self._sweep
         for _ in range(len(self._node_parts)):
@@ -786,8 +567,7 @@ class GravityGraph:
         concatenate in order. A snapshot writer packs them one by one, so a large graph never
         needs a second full copy in memory. The graph must not change while this runs.
         """
-        g = self.g
-        tracks = list(g._node)
+        tracks = list(self._node)
         index: dict[str, int] = {}  # filled chunk by chunk: no single long step
         yield (
             "meta",
@@ -805,7 +585,7 @@ class GravityGraph:
             index.update(zip(part, range(i, i + len(part)), strict=True))
             yield "tracks", part
         cols: tuple[list, ...] = ([], [], [], [], [], [])
-        for u, nbrs in g._succ.items():
+        for u, nbrs in self._succ.items():
             ui = index[u]
             src, dst, pos, neg, n, acc = cols
             for v, e in nbrs.items():
@@ -851,7 +631,7 @@ class GravityGraph:
         """Edges as (src, dst, w, pos, neg, n) decayed to `now`, in lists of `chunk` rows."""
         f = self.decay_factor(now)
         rows: list[tuple[str, str, float, float, float, int]] = []
-        for u, nbrs in self.g._succ.items():
+        for u, nbrs in self._succ.items():
             for v, e in nbrs.items():
                 pos, neg = e["pos"], e["neg"]
                 rows.append((u, v, (pos - neg) * f, pos * f, neg * f, e["n"]))
@@ -867,13 +647,12 @@ class GravityGraph:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"state version {state.get('version')!r} is not {STATE_VERSION}")
         gg = cls(params)
-        g = gg.g
         intern = sys.intern
         tracks = [intern(t) for t in state["tracks"]]
         node_count = state["node_count"]
         if not 0 <= node_count <= len(tracks):
             raise ValueError("node_count: out of range")
-        node, succ, pred = g._node, g._succ, g._pred
+        node, succ, pred = gg._node, gg._succ, gg._pred
         parts = len(gg._node_parts)
         for t in tracks[:node_count]:
             gg._node_parts[_part(t, parts)].add(t)
@@ -917,6 +696,51 @@ class GravityGraph:
         return gg
 
 
+class _DiGraph(nx.DiGraph):
+    """A networkx DiGraph whose node and adjacency dicts the fold also holds directly.
+
+    networkx documents its storage (a dict of dicts of edge-attribute dicts) and the factory
+    attributes that make those dicts for subclasses; a factory that remembers what it made is
+    how GravityGraph gets the raw dicts without reading networkx's private attributes. The hot
+    paths (the fold, the lanes refresh, the ranking) index them directly: the read-only views
+    (G.succ[u], an AtlasView made per access) cost several times a dict lookup there.
+    """
+
+    _made: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def _factory(cls) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        if cls._made is not None:
+            cls._made.append(d)
+        return d
+
+    node_dict_factory = _factory
+    adjlist_outer_dict_factory = _factory
+
+
+def _new_digraph() -> tuple[nx.DiGraph, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An empty graph and its node, successor and predecessor dicts (the one place they are
+    obtained; checked through the public API, so a networkx that builds them otherwise fails
+    loudly here rather than folding into dicts the graph does not see)."""
+    made: list[dict[str, Any]] = []
+    _DiGraph._made = made
+    try:
+        g = _DiGraph()
+    finally:
+        _DiGraph._made = None
+    if len(made) != 3:
+        raise RuntimeError("networkx built its DiGraph differently: cannot hold its dicts")
+    node, succ, pred = made
+    g.add_edge("a", "b")
+    ok = "a" in node and "b" in succ.get("a", ()) and "a" in pred.get("b", ())
+    g.remove_node("a")
+    g.remove_node("b")
+    if not ok or node or succ or pred:
+        raise RuntimeError("networkx built its DiGraph differently: cannot hold its dicts")
+    return g, node, succ, pred
+
+
 def _part(key: str, parts: int) -> int:
     """The maintenance slice of a track or session id: stable across processes and restarts."""
     return zlib.crc32(key.encode()) % parts
@@ -956,39 +780,6 @@ def state_from_records(records: Iterable[tuple[str, Any]]) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown state record {part!r}")
     return state
-
-
-def _lane_key(item: tuple[float, str, str, dict[str, Any]]) -> tuple[float, str]:
-    return (-item[0], item[1])
-
-
-def _rejected_key(item: tuple[float, str, str, dict[str, Any]]) -> tuple[float, str]:
-    return (item[0], item[1])
-
-
-def _best(items: list, limit: int, key: Callable[[Any], Any]) -> list:
-    """The first `limit` items by key: a sort when short, a heap when long."""
-    if len(items) <= 4 * limit:
-        return sorted(items, key=key)[:limit]
-    return heapq.nsmallest(limit, items, key=key)
-
-
-_NO_EDGE = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
-_NO_SLOT: dict[str, Any] = {}
-
-
-def _lane(
-    t: str, w: float, score: float, d: str, e: dict[str, Any] | None, f: float
-) -> dict[str, Any]:
-    if e is None:  # a lane of two hops only: no direct edge, so no direct evidence
-        e = _NO_EDGE
-    return {
-        "track_id": t,
-        "weight": w * f,
-        "normalized_score": score,
-        "evidence": {"pos": e["pos"] * f, "neg": e["neg"] * f, "acc": e["acc"] * f, "n": e["n"]},
-        "direction": d,
-    }
 
 
 def graph_signature(gg: GravityGraph) -> tuple[Any, ...]:

@@ -68,6 +68,10 @@ class Blocks:
         """A frozen copy, for callers on other threads (the in-process ranker)."""
         return frozenset(self._blocked)
 
+    def latest(self, track_id: str) -> BlockEntry | None:
+        """The track's latest known change (a block or an unblock), or None."""
+        return self._latest.get(track_id)
+
     def apply(self, track_id: str, blocked: bool, position: int, at: float) -> bool:
         """Record one change unless a later one (higher position) is already known.
 

@@ -94,6 +94,31 @@ class Metrics:
             "Age of the oldest committed event not yet folded.",
             registry=r,
         )
+        # The kept lanes (docs/reads.md): how far behind the fold they are, how much waits.
+        self.lanes_lag_seconds = Gauge(
+            "gravityd_lanes_lag_seconds",
+            "Age of the oldest fold touch whose lanes are not yet refreshed.",
+            registry=r,
+        )
+        self.lanes_dirty = Gauge(
+            "gravityd_lanes_dirty_tracks", "Tracks whose kept lanes wait for a refresh.", registry=r
+        )
+        self.lanes_cursor = Gauge(
+            "gravityd_lanes_cursor", "Log position every kept lane reflects.", registry=r
+        )
+        self.lanes_refreshed = Gauge(
+            "gravityd_lanes_refreshed", "Track lanes recomputed off the request path.", registry=r
+        )
+        self.lanes_read_rebuilds = Gauge(
+            "gravityd_lanes_read_rebuilds",
+            "Lanes computed while answering a request (kept at 0 by design).",
+            registry=r,
+        )
+        self.lanes_fold_waits = Counter(
+            "gravityd_lanes_fold_waits",
+            "Times the fold paused because the lanes lagged past lanes_max_lag_ms.",
+            registry=r,
+        )
         self.graph_nodes = Gauge("gravityd_graph_nodes", "Tracks in the graph.", registry=r)
         self.graph_edges = Gauge("gravityd_graph_edges", "Edges in the graph.", registry=r)
         self.graph_sessions = Gauge(

@@ -24,18 +24,25 @@ from gravityd.core import takedowns
 from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
 from gravityd.core.ranking import RankRequest, rank_candidates
-from gravityd.core.scoreboard import ReportQuery, Scoreboard, from_snapshot_parts, snapshot_records
+from gravityd.core.scoreboard import ReportQuery, Scoreboard, snapshot_records
 from gravityd.core.takedowns import Blocks
 from gravityd.daemon.metrics import Metrics
-from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog, SqliteLog
+from gravityd.daemon.reads import LaneKeeper
+from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog
+from gravityd.log.open import open_log
 from gravityd.snapshots.files import (
+    Found,
+    SnapshotInfo,
     SnapshotWriter,
     iter_edge_rows,
     list_snapshots,
     load_newest,
+    parse_name,
     prune,
+    skip_reason,
 )
 from gravityd.snapshots.lease import SnapshotLease
+from gravityd.snapshots.state import State
 
 log = logging.getLogger("gravityd.service")
 
@@ -52,24 +59,16 @@ class NotSnapshotter(Exception):
 LOG_RETRY_MAX_S = 30.0  # the longest wait between two tries of an unreachable log
 
 
-def open_log(config: Config, metrics: Metrics | None = None) -> EventLog:
-    """The log backend this process's role and log_url ask for."""
-    kind, where = config.log_backend
-    if kind == "nats":  # the JetStream backend (docs/jetstream.md); nats-py loads here
-        from gravityd.log.jetstream import open_log as open_jetstream
+def settle_memory() -> None:
+    """Collect once, then move everything alive out of the collector's sight (gc.freeze).
 
-        registry = metrics.registry if metrics is not None else None
-        return open_jetstream(where, config, writer=config.role != "replica", registry=registry)
-    if kind != "sqlite":
-        raise LogError(f"log_url {where!r}: this build has no backend for it")
-    return SqliteLog(
-        where,
-        synchronous=config.synchronous,
-        max_commit_events=config.commit_max_events,
-        busy_timeout_ms=config.busy_timeout_ms,
-        readonly=config.role == "replica",
-        poll_ms=config.log_poll_ms,
-    )
+    A loaded graph is millions of long-lived containers; a full collection walks all of them,
+    stalling every request for as long (docs/reads.md has the measurement). Frozen objects are
+    still freed by reference counting when the fold drops them; only cycles among them would
+    outlive their use, and the graph makes none.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class RateMeter:
@@ -103,10 +102,18 @@ class Gravityd:
         self.writes = self.role in ("all", "writer")  # appends to the log
         self.reads = self.role in ("all", "replica")  # holds a graph, folds, serves reads
         self.metrics = metrics or Metrics()
-        self.log: EventLog = open_log(config, self.metrics)
-        self.remote_log = config.log_backend[0] == "nats"  # unreachable is retried, not fatal
+        opened = open_log(config, self.metrics.registry)
+        self.log: EventLog = opened.log
+        # What is not the log's job, from the same backend (gravityd.log.open).
+        self.catalog = opened.catalog
+        self.blocks_in_force = opened.blocks_in_force
+        self.publisher = opened.publisher
+        self.retention = opened.retention
+        self.remote_snapshots = opened.remote_snapshots
+        self.remote_log = opened.remote  # unreachable is retried, not fatal
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
+        self.lanes = LaneKeeper(config, self.metrics, self.graph)  # what neighbors reads serve
         self.lease = SnapshotLease(config.snapshot_dir)
         self.fatal: str | None = None  # set when the process must stop (a log that is not ours)
         self.failed = asyncio.Event()
@@ -166,15 +173,13 @@ class Gravityd:
         self._fold_task = asyncio.create_task(self._run(), name="gravityd-fold")
 
     async def _open_log(self) -> None:
+        # A restored snapshot's cursor is recorded in the log, so ids continue after it; the
+        # snapshot folder's other files say nothing about this log (they may be another's).
         await self.log.open()
-        if self.writes:
-            snaps = list_snapshots(self.config.snapshot_dir)
-            if snaps:  # ids must continue after any snapshot's cursor, even a restored one
-                self.log.reserve_after(max(s.cursor for s in snaps))
         if self.role == "writer":
             # No fold here: the takedowns in force come from the log itself, so a PUT can say
             # whether it changed anything.
-            for track_id, position, at in await self.log.current_blocks():
+            for track_id, position, at in await self.blocks_in_force.current_blocks():
                 self.blocks.apply(track_id, True, position, at)
         self._ready_target = self.log.last_id
         log.info(
@@ -225,14 +230,15 @@ class Gravityd:
         return False
 
     async def _run(self) -> None:
+        """Open the log, then load the snapshot that belongs to it, then fold: which snapshot
+        may be loaded depends on the log's identity and end."""
+        self._tasks.append(asyncio.create_task(self.lanes.run(), name="gravityd-lanes"))
         try:
+            if (not self.writes or self.remote_log) and not await self._wait_for_log():
+                return
             await self._load_snapshot()
         finally:
             self._loaded.set()
-        if (not self.writes or self.remote_log) and not await self._wait_for_log():
-            return
-        if self.graph.cursor == 0 and list_snapshots(self.config.snapshot_dir):
-            await self._load_snapshot()  # the log's open fetched one (JetStream's object store)
         self.lease.try_acquire()
         tasks = [asyncio.create_task(self._snapshot_loop(), name="gravityd-snapshots")]
         self._tasks.extend(tasks)
@@ -249,27 +255,51 @@ class Gravityd:
             observe(max(0.0, loop.time() - due))
 
     async def _load_snapshot(self) -> None:
-        """Newest valid snapshot, loaded off the event loop so ingest goes on meanwhile."""
+        """The newest snapshot of this log whose cursor lies within it (else one from the
+        object store, else none: replay), loaded off the event loop so ingest goes on."""
         started = time.perf_counter()
-        found = await asyncio.to_thread(load_newest, self.config.snapshot_dir, self.config.graph)
+        identity = self.log.identity
+        end = max(self.log.last_id, identity.claimed if identity is not None else 0)
+        cfg = self.config
+        found = await asyncio.to_thread(load_newest, cfg.snapshot_dir, cfg.graph, identity, end)
+        if found is None and self.remote_snapshots is not None:
+            found = await self._fetch_snapshot(identity, end)
         if found is None:
-            log.info("no snapshot: replaying the whole log")
+            log.info("no snapshot: replaying the whole log", extra={"log_end": end})
             return
-        info, header, graph = found
         gc.freeze()  # keep full collections off the loaded graph: they stall requests
-        self.graph = graph
-        self.blocks = Blocks.from_header(header)
-        self._load_scoreboard(header, graph.cursor)
-        self._last_snapshot = (header["created_at"], graph.cursor)
+        state = State.from_found(found, cfg.report)
+        self.graph, self.blocks, self.scoreboard = state.graph, state.blocks, state.scoreboard
+        self._last_snapshot = (found.header["created_at"], state.cursor)
         log.info(
             "snapshot loaded",
             extra={
-                "path": str(info.path),
-                "cursor": graph.cursor,
-                "edges": graph.edge_count,
+                "path": str(found.info.path),
+                "cursor": state.cursor,
+                "edges": state.graph.edge_count,
+                "origin": found.header.get("origin"),
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+    async def _fetch_snapshot(self, identity: Any, end: int) -> Found | None:
+        """No usable local snapshot: the newest usable one of the log's object store."""
+        assert self.remote_snapshots is not None
+        cfg = self.config
+
+        def accept(header: dict[str, Any]) -> str | None:
+            return skip_reason(header, identity, end)
+
+        try:
+            got = await self.remote_snapshots.fetch_newest(cfg.snapshot_dir, cfg.graph, accept)
+        except LogError as exc:
+            log.warning("no snapshot from the object store", extra={"error": str(exc)})
+            return None
+        if got is None:
+            return None
+        path, header, graph = got
+        seq, cursor = parse_name(path.name) or (0, graph.cursor)
+        return Found(SnapshotInfo(path, seq, cursor), header, graph)
 
     async def ingest(self, events: list[ValidEvent], received_at: float) -> list[Appended]:
         """Make events durable; raise LogError when the log cannot take them."""
@@ -290,8 +320,9 @@ class Gravityd:
     def reject(self, reason: str, count: int = 1) -> None:
         self.metrics.events_rejected.labels(reason).inc(count)
 
-    async def fold_pending(self) -> int:
-        """Fold every event committed before this call; return the cursor reached.
+    async def fold_pending(self, refresh: bool = True) -> int:
+        """Fold every event committed before this call; return the cursor reached. With
+        `refresh` (POST /admin/fold), also refresh every lane the fold touched before returning.
 
         Waits for the snapshot to be loaded first: folding into the empty start-up graph would
         be thrown away with it.
@@ -301,7 +332,10 @@ class Gravityd:
         while self.graph.cursor < target:
             if not await self._fold_batch():
                 break  # nothing left to read (ids reserved past the end of the log)
-        self._check_ready()
+        if refresh:
+            self.lanes.attach(self.graph)
+            await self.lanes.drain()
+        await self._check_ready()
         return self.graph.cursor
 
     async def wait_ready(self) -> None:
@@ -315,12 +349,18 @@ class Gravityd:
             ready.cancel()
             failed.cancel()
 
-    def _check_ready(self) -> None:
+    async def _check_ready(self) -> None:
+        """Ready once caught up, and only with every lane computed: the first read is as fast
+        as any (docs/reads.md)."""
         if self.ready or self.graph.cursor < self._ready_target:
             return
+        self.lanes.attach(self.graph)
+        await self.lanes.drain()
+        if self.ready:
+            return  # a concurrent fold_pending got there first
+        settle_memory()
         self.ready = True
         self._ready_event.set()
-        gc.freeze()  # the caught-up graph is long-lived: keep full collections off it
         log.info(
             "graph ready",
             extra={
@@ -352,12 +392,15 @@ class Gravityd:
                 return 0
             for i in range(0, len(events), step):
                 part = events[i : i + step]
+                await self.lanes.within_bound()
+                reflected = self.graph.cursor
                 try:
                     n = self.graph.fold(part)
                 except Exception:
                     self.metrics.fold_errors.inc()
                     log.exception("fold failed", extra={"first_id": part[0][0]})
                     n = self._fold_one_by_one(part)
+                self.lanes.mark(self.graph, self.graph.take_touched(), reflected)
                 self.metrics.fold_events.inc(n)
                 self._fold_radio(part)
                 self._wake_readers()
@@ -366,16 +409,6 @@ class Gravityd:
         return len(events)
 
     # ------------------------------------------------------------------ the radio's scoreboard
-
-    def _load_scoreboard(self, header: dict[str, Any], cursor: int) -> None:
-        """The scoreboard the snapshot carries (empty at its cursor if it has none or a bad one:
-        the graph is still good)."""
-        try:
-            parts = header.get("parts", {})
-            self.scoreboard = from_snapshot_parts(parts, cursor, self.config.report)
-        except ValueError as exc:
-            log.error("snapshot scoreboard unreadable: it starts empty", extra={"error": str(exc)})
-            self.scoreboard = from_snapshot_parts({}, cursor, self.config.report)
 
     def _fold_radio(self, part: list) -> None:
         """Feed the scoreboard the rows the graph just folded; its failure never stops the fold."""
@@ -414,7 +447,7 @@ class Gravityd:
     async def caught_up(self, position: int, timeout_s: float) -> bool:
         """Wait (up to timeout_s) until the graph reflects every event through `position`: read
         your writes across processes. False if it did not get there in time."""
-        if self.graph.cursor >= position:
+        if self.read_cursor >= position:
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -431,7 +464,14 @@ class Gravityd:
                 self._advanced = loop.create_future()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._advanced), left)
-        return True
+        # Folded; the answer also needs every lane refreshed through it (docs/reads.md).
+        return await self.lanes.wait_cursor(position, deadline - loop.time())
+
+    @property
+    def read_cursor(self) -> int:
+        """The log position every read answer reflects: the graph's, as far as the kept lanes
+        have followed it."""
+        return self.lanes.attach(self.graph).cursor
 
     def _report_skipped(self, bad: list[tuple[int, str]]) -> None:
         """Stored rows the fold cannot trust: counted by reason, logged (the first few by id)."""
@@ -462,7 +502,7 @@ class Gravityd:
 
     async def _fold_loop(self) -> None:
         try:
-            await self.fold_pending()  # catch up with the log as it was at start: ready
+            await self.fold_pending(refresh=False)  # catch up with the log at start: ready
             interval = self.config.fold_interval_ms / 1000
             while not self._closing:
                 await self.log.committed.wait()
@@ -472,7 +512,7 @@ class Gravityd:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._urgent.wait(), interval)
                 self._urgent.clear()
-                await self.fold_pending()
+                await self.fold_pending(refresh=False)  # the refresher keeps the lanes
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -493,7 +533,8 @@ class Gravityd:
         if self.blocks:
             lanes = self._visible_lanes(track_id, limit, direction, min_score, rejected, now)
         else:
-            lanes = self.graph.neighbors(
+            lanes = self.lanes.neighbors(
+                self.graph,
                 track_id,
                 limit=limit,
                 direction=direction,
@@ -519,21 +560,21 @@ class Gravityd:
             return []
 
         def fetch(n: int) -> list[dict[str, Any]]:
-            return self.graph.neighbors(
-                track_id, limit=n, direction=direction, rejected=rejected, now=now
+            return self.lanes.neighbors(
+                self.graph,
+                track_id,
+                limit=n,
+                direction=direction,
+                min_score=0.0,
+                rejected=rejected,
+                now=now,
             )
 
         return takedowns.visible_lanes(fetch, limit, min_score, self.blocks)
 
-    def lanes_version(self, track_id: str) -> tuple[object, int] | None:
-        """What a track's lanes answer depends on besides time: its cached lanes (replaced
-        when the fold touches it) and the takedowns. None when nothing is cached yet."""
-        token = self.graph.lanes_token(track_id)
-        return None if token is None else (token, self.blocks.version)
-
     async def _add_meta(self, items: list[dict[str, Any]]) -> None:
         """Title and artist from the catalogue (None where it does not know the track)."""
-        meta = await self.log.track_meta([it["track_id"] for it in items])
+        meta = await self.catalog.track_meta([it["track_id"] for it in items])
         for it in items:
             it["title"], it["artist"] = meta.get(it["track_id"], (None, None))
 
@@ -587,7 +628,7 @@ class Gravityd:
         """The explorer's live panel: rates, lag, size, snapshot age (cheap to poll)."""
         now = time.monotonic()
         if now - self._catalog[0] > CATALOG_COUNT_TTL_S:
-            self._catalog = (now, await self.log.catalog_size())
+            self._catalog = (now, await self.catalog.catalog_size())
         age = self.snapshot_age()
         return {
             **self.status(),
@@ -596,6 +637,7 @@ class Gravityd:
             "events_per_s": round(self._rate.rate(), 1),
             "snapshot_age_s": None if age != age else round(age, 1),
             "catalog_tracks": self._catalog[1],
+            **self.lanes.stats(),
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 
@@ -612,14 +654,29 @@ class Gravityd:
     async def set_block(self, track_id: str, blocked: bool) -> dict[str, Any]:
         """Block or unblock through the log, so every process folding it converges; applied
         here at once (last-writer-wins by position makes the fold's second pass harmless).
-        Raises LogError when the log cannot take it."""
-        was = track_id in self.blocks
+
+        A change already in force spends no log position: the answer names the position of
+        the change in force (0 for a track never blocked) with `changed: false`. A process
+        holding the graph answers once its graph reflects that position, so the next read's
+        Gravityd-Cursor is at or past the answer's `id`. Raises LogError when the log cannot
+        take it."""
+        have = self.blocks.latest(track_id)
+        if (have.blocked if have is not None else False) == blocked:
+            position = have.id if have is not None else 0
+            await self._reflect(position)
+            return {"track_id": track_id, "blocked": blocked, "id": position, "changed": False}
         at = time.time()
         (done,) = await self.log.append([takedowns.change_event(track_id, blocked, at)], at)
         self.blocks.apply(track_id, blocked, done.id, at)
-        if was != blocked:
-            self._snapshot_soon()
-        return {"track_id": track_id, "blocked": blocked, "id": done.id, "changed": was != blocked}
+        self._snapshot_soon()
+        await self._reflect(done.id)
+        return {"track_id": track_id, "blocked": blocked, "id": done.id, "changed": True}
+
+    async def _reflect(self, position: int) -> None:
+        """Let the graph reach a takedown's position before answering (read_wait_ms at most:
+        past it the answer still stands, the change is durable and applied here)."""
+        if self.reads and position > self.graph.cursor:
+            await self.caught_up(position, self.config.read_wait_ms / 1000)
 
     def list_blocks(self) -> dict[str, Any]:
         entries = [
@@ -691,6 +748,7 @@ class Gravityd:
                         cfg.snapshot_chunk,
                         self.blocks,
                         extra=snapshot_records(self.scoreboard, cfg.snapshot_chunk),
+                        origin=self.log.identity.id if self.log.identity else None,
                     )
                     try:
                         while writer.step():
@@ -713,7 +771,7 @@ class Gravityd:
                     def rows() -> Any:
                         return iter_edge_rows(path, time.time(), 2000)
 
-                await self.log.publish_graph(cursor, path.name, rows)
+                await self.publisher.publish_graph(cursor, path.name, rows)
             except Exception as exc:
                 self.metrics.snapshot_errors.inc()
                 log.error("snapshot failed", extra={"error": str(exc)})
@@ -751,7 +809,7 @@ class Gravityd:
             return
         oldest_cursor = min(s.cursor for s in snaps)
         cutoff = time.time() - days * 86400
-        deleted = await self.log.retain(oldest_cursor, cutoff)
+        deleted = await self.retention.retain(oldest_cursor, cutoff)
         if deleted:
             log.info("log retention", extra={"deleted": deleted, "upto": oldest_cursor})
 

@@ -10,7 +10,6 @@ from gravityd.daemon.service import Gravityd
 from gravityd.http.assets import install_assets
 from gravityd.http.auth import admin_only, is_loopback
 from gravityd.http.errors import ApiError, json_response, quiet_protocol_errors
-from gravityd.http.handlers.tracks import ANSWERS, AnswerCache
 from gravityd.http.keys import OPENAPI, SERVICE
 from gravityd.http.middleware import middlewares
 from gravityd.http.openapi import build_spec
@@ -49,7 +48,6 @@ def create_app(svc: Gravityd, *, manage_service: bool = True) -> web.Application
         },
     )
     app[SERVICE] = svc
-    app[ANSWERS] = AnswerCache()
     app[OPENAPI] = orjson.dumps(build_spec(cfg))
     if svc.reads:
         install_assets(app)

@@ -416,6 +416,16 @@ def get_stats(cfg: Config) -> Operation:
                         "snapshot_age_s": {"type": ["number", "null"]},
                         "catalog_tracks": {"type": "integer"},
                         "uptime_s": {"type": "number"},
+                        "lanes_cursor": {
+                            "type": "integer",
+                            "description": "every kept lane reflects the log through it",
+                        },
+                        "lanes_lag_s": {
+                            "type": "number",
+                            "description": "age of the oldest touch not yet refreshed",
+                        },
+                        "lanes_dirty": {"type": "integer"},
+                        "lanes_max_lag_ms": {"type": "number"},
                     },
                 },
             ),

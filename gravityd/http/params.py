@@ -121,17 +121,17 @@ async def read_gate(request: web.Request, raw: Any = None) -> dict[str, str]:
         position = parse_min_cursor(request.query.get("min_cursor"))
     else:
         position = parse_min_cursor(raw, in_body=True)
-    if position is not None and svc.graph.cursor < position:
+    if position is not None and svc.read_cursor < position:
         wait_s = svc.config.read_wait_ms / 1000
         if not await svc.caught_up(position, wait_s):
             svc.metrics.read_waits.labels("not_caught_up").inc()
             raise ApiError(
                 503,
                 "not_caught_up",
-                f"the graph reflects the log through {svc.graph.cursor}, not yet {position}"
+                f"the graph reflects the log through {svc.read_cursor}, not yet {position}"
                 f" (waited {svc.config.read_wait_ms:g} ms)",
                 "min_cursor",
                 headers={"Retry-After": "1"},
             )
         svc.metrics.read_waits.labels("caught_up").inc()
-    return {CURSOR_HEADER: str(svc.graph.cursor)}
+    return {CURSOR_HEADER: str(svc.read_cursor)}

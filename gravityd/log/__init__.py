@@ -7,6 +7,9 @@ module of this package and holds every statement of its store:
 - `gravityd.log.sqlite`: one SQLite file (WAL), the embedded default, for one machine;
 - `gravityd.log.jetstream`: a NATS JetStream stream, for writers and replicas on many machines.
 
+`gravityd.log.open` chooses the backend from the log URL. Callers import a backend from its own
+module; this one holds only what every backend shares.
+
 Positions are increasing integers the log assigns (SQLite row ids, JetStream stream sequences);
 a position the log skipped (reserved, deleted, a sequence hole) is simply never read back.
 See docs/design.md, "The log and its backends".
@@ -86,14 +89,32 @@ class CommitTimes:
         return max(0.0, (now or time.time()) - self._seen[0][1])
 
 
+class LogIdentity(NamedTuple):
+    """Which log this is, so a snapshot of another log is never taken for one of this one.
+
+    `id`: made once when the log is created (SQLite: a random id stored in it; JetStream: the
+    stream's name and creation time, `<stream>@<iso time>`). `adopted`: (origin, cursor) of the
+    snapshots of other logs that `gravityd restore` installed for this one. `claimed`: the
+    highest position the log had given out or reserved when it was opened (a restored
+    snapshot's cursor counts: new positions come after it).
+    """
+
+    id: str
+    adopted: frozenset[tuple[str, int]] = frozenset()
+    claimed: int = 0
+
+
 @runtime_checkable
 class EventLog(Protocol):
-    """What every backend provides. A writer uses append/lookup; a replica read_after/high_water.
+    """The log's job and nothing else. A writer uses append/lookup; a replica
+    read_after/high_water/refresh. The catalogue, takedowns in force, graph publishing and
+    retention are separate small protocols below, which a backend may also implement.
 
     `last_id` is the highest position this process knows to be committed: after its own
     appends for a writer, after the last `refresh()` for a reader; `committed` is set each time
     it grows (the fold task waits on it); `reserved` is a position up to which nothing will
-    ever be read back (ids skipped after a restored snapshot), `commits` the fold lag record.
+    ever be read back (ids skipped after a restored snapshot), `commits` the fold lag record;
+    `identity` is known once `open()` returned.
     """
 
     last_id: int
@@ -101,6 +122,7 @@ class EventLog(Protocol):
     readonly: bool
     committed: asyncio.Event
     commits: CommitTimes
+    identity: LogIdentity | None
     on_commit: Callable[[int, float], None] | None
     on_commit_error: Callable[[], None] | None
 
@@ -134,29 +156,9 @@ class EventLog(Protocol):
         """Learn the high-water mark now (a reader's poll); set `committed` if it grew."""
         ...
 
-    def reserve_after(self, cursor: int) -> None:
-        """A writer's new positions must come after this snapshot cursor."""
-        ...
-
     def lag_seconds(self, cursor: int, now: float | None = None) -> float: ...
 
     def forget_through(self, cursor: int) -> None: ...
-
-    async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
-        """The catalogue's (title, artist) for the ids it knows."""
-        ...
-
-    async def catalog_size(self) -> int: ...
-
-    async def publish_graph(
-        self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
-    ) -> None:
-        """Record the newest durable snapshot's cursor and (rows given) the track_edges table."""
-        ...
-
-    async def retain(self, cursor: int, older_than: float) -> int:
-        """Delete events inside every kept snapshot and older than a cut-off; how many."""
-        ...
 
     async def drain(self) -> None:
         """Stop taking appends; return once every queued one is durable (or failed)."""
@@ -167,39 +169,96 @@ class EventLog(Protocol):
         ...
 
 
-from gravityd.log.sqlite import (  # noqa: E402 - the backend needs the names above
-    SCHEMA_VERSION,
-    ProcessLock,
-    SqliteLog,
-    connect_sync,
-    current_blocks,
-    delete_folded_before,
-    get_cursor,
-    new_event_id,
-    read_after_sync,
-    set_cursor,
-    write_track_edges,
-)
+@runtime_checkable
+class Catalog(Protocol):
+    """Titles and artists for the explorer (`gravityd catalog load`); may know none."""
+
+    async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """The catalogue's (title, artist) for the ids it knows."""
+        ...
+
+    async def catalog_size(self) -> int: ...
+
+
+@runtime_checkable
+class BlocksInForce(Protocol):
+    """The takedowns in force, for a writer that folds nothing (its PUT says "changed")."""
+
+    async def current_blocks(self) -> list[tuple[str, int, float]]:
+        """(track_id, position, at) of every track blocked now."""
+        ...
+
+
+@runtime_checkable
+class GraphPublisher(Protocol):
+    """Where the snapshotter puts what it wrote, beside the file (SQL tables, object store)."""
+
+    async def publish_graph(
+        self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
+    ) -> None:
+        """Record the newest durable snapshot's cursor and (rows given) the track_edges table."""
+        ...
+
+
+@runtime_checkable
+class Retention(Protocol):
+    """Deletes events every kept snapshot holds (a stream has its own retention instead)."""
+
+    async def retain(self, cursor: int, older_than: float) -> int:
+        """Delete events inside every kept snapshot and older than a cut-off; how many."""
+        ...
+
+
+class NoCatalog:
+    """A log without a catalogue (JetStream): no titles, nothing counted."""
+
+    async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        return {}
+
+    async def catalog_size(self) -> int:
+        return 0
+
+
+class NoBlocksInForce:
+    """A log with no table to ask (JetStream): a writer starts knowing no takedown."""
+
+    async def current_blocks(self) -> list[tuple[str, int, float]]:
+        return []
+
+
+class NoRetention:
+    """Retention is the store's own (JetStream's max age and bytes): nothing deleted here."""
+
+    async def retain(self, cursor: int, older_than: float) -> int:
+        return 0
+
+
+class NoPublisher:
+    """Nowhere to publish beyond the snapshot file itself."""
+
+    async def publish_graph(
+        self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
+    ) -> None:
+        return None
+
 
 __all__ = [
-    "SCHEMA_VERSION",
     "Appended",
     "BadRows",
+    "BlocksInForce",
+    "Catalog",
     "CommitTimes",
     "EdgeRow",
     "EventLog",
+    "GraphPublisher",
     "LogError",
+    "LogIdentity",
     "LogLocked",
     "LogMissing",
+    "NoBlocksInForce",
+    "NoCatalog",
+    "NoPublisher",
+    "NoRetention",
     "NotALog",
-    "ProcessLock",
-    "SqliteLog",
-    "connect_sync",
-    "current_blocks",
-    "delete_folded_before",
-    "get_cursor",
-    "new_event_id",
-    "read_after_sync",
-    "set_cursor",
-    "write_track_edges",
+    "Retention",
 ]

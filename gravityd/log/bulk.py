@@ -17,9 +17,10 @@ import sqlite3
 from pathlib import Path
 
 from gravityd.log import LogError
-from gravityd.log.sqlite import _INSERT, ProcessLock, connect_sync, transaction
+from gravityd.log.sqlite import INSERT_EVENT
+from gravityd.log.sqlite_schema import ProcessLock, connect_sync, transaction
 
-_INSERT_OR_IGNORE = _INSERT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
+_INSERT_OR_IGNORE = INSERT_EVENT.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1)
 _TOP = (
     "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
     " COALESCE((SELECT MAX(id) FROM blocks), 0),"
@@ -34,7 +35,7 @@ _SCRATCH = f"CREATE TABLE rows ({_COLUMNS.replace('id,', 'id INTEGER PRIMARY KEY
 _SCRATCH_INSERT = f"INSERT INTO rows ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 _COPY = f"INSERT OR IGNORE INTO main.events ({_COLUMNS}) SELECT {_COLUMNS} FROM scratch.rows"
 
-Row = tuple  # the columns of sqlite._INSERT, id first
+Row = tuple  # the columns of sqlite.INSERT_EVENT, id first
 
 
 def write_rows_file(path: str | os.PathLike, rows: list[Row]) -> None:

@@ -6,15 +6,15 @@ wakes every waiter. While a commit is in flight new requests pile up, so batches
 and a 202 always means "committed" without paying one commit per request. Reads (the fold) use
 their own connection; WAL lets them run beside the writer, in this process or in a replica's.
 
-Every SQL statement of gravityd lives in this module: the events, the schema and its
-migrations, the graph tables the snapshotter publishes, the catalogue.
+Every SQL statement of the SQLite backend lives in gravityd/log/: the events here, the schema,
+its migrations and the identity in sqlite_schema.py, the catalogue, the graph tables the
+snapshotter publishes and retention in sqlite_tables.py, the bulk load in bulk.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
 import queue
@@ -34,73 +34,35 @@ from gravityd.log import (
     CommitTimes,
     EdgeRow,
     LogError,
-    LogLocked,
+    LogIdentity,
     LogMissing,
     NotALog,
+)
+from gravityd.log.event_ids import new_event_ids
+from gravityd.log.sqlite_schema import (
+    ProcessLock,
+    check_readable,
+    connect_sync,
+    max_position,
+    open_state,
+    prepare,
+    read_identity,
+    transaction,
+)
+from gravityd.log.sqlite_tables import (
+    catalog_size,
+    current_blocks,
+    delete_folded_before,
+    set_cursor,
+    track_meta,
+    write_track_edges,
 )
 
 T = TypeVar("T")
 
 log = logging.getLogger("gravityd.log")
 
-# Each entry migrates the schema from version i to i + 1 (PRAGMA user_version).
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE IF NOT EXISTS events (
-        id INTEGER PRIMARY KEY,
-        event_id TEXT NOT NULL,
-        session_id TEXT NOT NULL,
-        track_id TEXT NOT NULL,
-        event_type TEXT NOT NULL,
-        user_id TEXT,
-        ts REAL NOT NULL,
-        received_at REAL NOT NULL,
-        context TEXT,
-        meta TEXT,
-        elapsed_ms INTEGER
-    );
-    CREATE UNIQUE INDEX IF NOT EXISTS events_event_id ON events(event_id);
-    CREATE TABLE IF NOT EXISTS gravity_cursor (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        cursor INTEGER NOT NULL,
-        snapshot TEXT,
-        updated_at REAL NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS track_edges (
-        src TEXT NOT NULL,
-        dst TEXT NOT NULL,
-        weight REAL NOT NULL,
-        pos REAL NOT NULL,
-        neg REAL NOT NULL,
-        n INTEGER NOT NULL,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (src, dst)
-    ) WITHOUT ROWID;
-    """,
-    # 2: the optional track catalogue (`gravityd catalog load`), for titles in the explorer.
-    """
-    CREATE TABLE IF NOT EXISTS tracks (
-        track_id TEXT PRIMARY KEY,
-        title TEXT,
-        artist TEXT,
-        updated_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    """,
-    # 3: takedowns (gravityd.core.takedowns). Each block or unblock is a row whose id comes from the
-    # events' sequence, so read_after hands it to every process in log order.
-    """
-    CREATE TABLE IF NOT EXISTS blocks (
-        id INTEGER PRIMARY KEY,
-        track_id TEXT NOT NULL,
-        blocked INTEGER NOT NULL,
-        at REAL NOT NULL
-    );
-    CREATE INDEX IF NOT EXISTS blocks_track ON blocks(track_id, id);
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_INSERT = (
+INSERT_EVENT = (
     "INSERT INTO events (id, event_id, session_id, track_id, event_type, user_id, ts,"
     " received_at, context, meta, elapsed_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
@@ -128,39 +90,9 @@ _READ_AFTER = (
     " NULL, NULL FROM blocks WHERE id > ?1 ORDER BY 1 LIMIT ?2"
 )
 _INSERT_BLOCK = "INSERT INTO blocks (id, track_id, blocked, at) VALUES (?,?,?,?)"
-_CURRENT_BLOCKS = (
-    "SELECT track_id, id, at FROM blocks WHERE id IN (SELECT MAX(id) FROM blocks GROUP BY"
-    " track_id) AND blocked = 1 ORDER BY id"
-)
 _BAD_ROWS = (
     f"SELECT id, {_PROBLEM} AS problem FROM events WHERE id > ? AND id <= ? AND problem IS NOT NULL"
 )
-
-
-def new_event_id() -> str:
-    """A UUIDv7 (time-ordered), so server-assigned ids append at the right of the index."""
-    return new_event_ids(1)[0]
-
-
-_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
-
-
-def new_event_ids(n: int) -> list[str]:
-    """n UUIDv7s (RFC 9562: 48-bit Unix ms, version 7, 74 random bits, variant 0b10).
-
-    Made in bulk for a group commit: one clock read, one urandom call and a few slices per id
-    (about a sixth of the cost of building each from integers, which was a third of the
-    writer's own work per event).
-    """
-    ms = time.time_ns() // 1_000_000
-    t = f"{ms & 0xFFFF_FFFF_FFFF:012x}"
-    head = f"{t[:8]}-{t[8:]}-7"
-    rnd = os.urandom(10 * n).hex()  # 20 hex digits per id, 19 of them used (74 random bits + 2)
-    var = _VARIANT
-    return [
-        f"{head}{r[:3]}-{var[r[3]]}{r[4:7]}-{r[7:19]}"
-        for r in (rnd[i : i + 20] for i in range(0, 20 * n, 20))
-    ]
 
 
 def _write_batch(
@@ -214,78 +146,10 @@ def _write_batch(
         results.append(out)
     if rows or block_rows:
         with transaction(conn):
-            conn.executemany(_INSERT, rows)
+            conn.executemany(INSERT_EVENT, rows)
             if block_rows:
                 conn.executemany(_INSERT_BLOCK, block_rows)
     return results, next_id
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[None]:
-    """One transaction: committed whole, or rolled back whole on any exception (a full disk,
-    a refused row), so the log never holds half a group commit."""
-    conn.execute(begin)
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def connect_sync(
-    path: str | os.PathLike, synchronous: str = "FULL", *, migrate: bool = True
-) -> sqlite3.Connection:
-    """Open (and migrate) the log synchronously: for the CLI tools that run without a loop."""
-    conn = sqlite3.connect(str(path), isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    if migrate:
-        _prepare(conn, synchronous)
-    else:
-        conn.execute(f"PRAGMA synchronous = {synchronous}")
-    return conn
-
-
-def _prepare(conn: sqlite3.Connection, synchronous: str) -> None:
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise LogError(
-            f"{version=} of the log is newer than this gravityd knows ({SCHEMA_VERSION}); upgrade"
-        )
-    for target in range(version, SCHEMA_VERSION):
-        conn.executescript(
-            "BEGIN;" + MIGRATIONS[target] + f"PRAGMA user_version = {target + 1};COMMIT;"
-        )
-        log.info("log migrated", extra={"schema_version": target + 1})
-
-
-class ProcessLock:
-    """An exclusive advisory lock on `<db>.lock`: one process writes a log at a time."""
-
-    def __init__(self, db_path: str | os.PathLike) -> None:
-        self.path = Path(str(db_path) + ".lock")
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise LogLocked(
-                f"another gravityd process is using {self.path.with_suffix('')}"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class _DbThread:
@@ -386,6 +250,7 @@ class SqliteLog:
         self.reserved = 0  # ids up to here were reserved, not written: the fold skips them
         self.commits = CommitTimes()  # when each position became visible here: fold lag
         self.committed = asyncio.Event()  # set whenever last_id grows; the fold task waits on it
+        self.identity: LogIdentity | None = None  # read by open()
 
     @property
     def description(self) -> str:
@@ -399,11 +264,12 @@ class SqliteLog:
         self._lock.acquire()
         try:
             self._w = _DbThread("gravityd-log-writer", self._connect_writer)
-            top, recorded = await self._w.run(_open_state)
+            top, recorded = await self._w.run(open_state)
             self.last_id = top
             self._next_id = top + 1
             # Ids never go back, even when retention deleted every folded event.
             self.reserve_after(recorded)
+            self.identity = await self._w.run(read_identity)
             self._r = _DbThread("gravityd-log-reader", self._connect_reader)
             await self._r.run(_noop)
         except sqlite3.DatabaseError as exc:
@@ -421,7 +287,7 @@ class SqliteLog:
             raise LogMissing(f"no log at {self.path} yet (a writer creates it)")
         self._r = _DbThread("gravityd-log-reader", self._connect_readonly)
         try:
-            self.last_id = await self._r.run(_check_readable)
+            self.last_id, self.identity = await self._r.run(check_readable)
         except BaseException:
             await self._stop_threads()
             raise
@@ -431,7 +297,7 @@ class SqliteLog:
     def _connect_writer(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        _prepare(conn, self.synchronous)
+        prepare(conn, self.synchronous)
         return conn
 
     def _connect_reader(self) -> sqlite3.Connection:
@@ -486,7 +352,7 @@ class SqliteLog:
             return self.last_id
         if self._r is None:
             raise LogError(f"the log {self.path} is not open yet")
-        return await self._r.run(_max_id)
+        return await self._r.run(max_position)
 
     async def append(
         self, events: list[ValidEvent], received_at: float | None = None
@@ -615,11 +481,11 @@ class SqliteLog:
     async def track_meta(self, track_ids: list[str]) -> dict[str, tuple[str | None, str | None]]:
         """Titles and artists from the catalogue for these ids (absent ids are left out)."""
         assert self._r is not None
-        return await self._r.run(_track_meta, list(dict.fromkeys(track_ids)))
+        return await self._r.run(track_meta, list(dict.fromkeys(track_ids)))
 
     async def catalog_size(self) -> int:
         assert self._r is not None
-        return await self._r.run(_catalog_size)
+        return await self._r.run(catalog_size)
 
     async def publish_graph(
         self, cursor: int, snapshot: str, rows: Callable[[], Iterator[list[EdgeRow]]] | None
@@ -694,75 +560,12 @@ class SqliteLog:
         self._w = self._r = None
 
 
-def check_log_file(path: str | os.PathLike) -> int:
-    """A replica's start-up check, without a loop: LogMissing (wait for it), NotALog (stop), or
-    the high-water mark of a usable log."""
-    if not Path(path).is_file():
-        raise LogMissing(f"no log at {path} yet (a writer creates it)")
-    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise NotALog(f"cannot open {path}: {exc}") from None
-    try:
-        return _check_readable(conn)
-    finally:
-        conn.close()
-
-
-def _open_state(conn: sqlite3.Connection) -> tuple[int, int]:
-    """The top position (events and blocks share one sequence) and the recorded cursor."""
-    sql = (
-        "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
-        " COALESCE((SELECT MAX(id) FROM blocks), 0)),"
-        " COALESCE((SELECT cursor FROM gravity_cursor WHERE id = 1), 0)"
-    )
-    return conn.execute(sql).fetchone()
-
-
-def _check_readable(conn: sqlite3.Connection) -> int:
-    """A replica's check: is this a gravityd log of this version? Its high-water mark if so."""
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        has_events = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-        ).fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise NotALog(f"not a gravityd log: {exc}") from None
-    if version > SCHEMA_VERSION:
-        raise NotALog(
-            f"the log's schema version {version} is newer than this gravityd's ({SCHEMA_VERSION})"
-        )
-    if not has_events and version == 0:
-        # An empty file a writer is creating right now, or somebody else's database.
-        tables = conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
-        if tables:
-            raise NotALog("not a gravityd log: it has tables but no events table")
-        raise LogMissing("the log is still empty (its writer has not created it yet)")
-    if version < SCHEMA_VERSION:
-        raise LogMissing(f"the log is at schema version {version}; waiting for a writer to migrate")
-    return _max_id(conn)
-
-
 def _pragma_value(conn: sqlite3.Connection, pragma: str) -> int:
     return conn.execute(f"PRAGMA {pragma}").fetchone()[0]
 
 
-def _max_id(conn: sqlite3.Connection) -> int:
-    """The committed high-water mark: a block after the last event is a position too."""
-    sql = (
-        "SELECT MAX(COALESCE((SELECT MAX(id) FROM events), 0),"
-        " COALESCE((SELECT MAX(id) FROM blocks), 0))"
-    )
-    return conn.execute(sql).fetchone()[0]
-
-
 def _count_events(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-
-
-def _catalog_size(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
 
 
 def _lookup(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, int]:
@@ -772,91 +575,6 @@ def _lookup(conn: sqlite3.Connection, event_ids: list[str]) -> dict[str, int]:
         sql = f"SELECT event_id, id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})"
         out.update(conn.execute(sql, chunk).fetchall())
     return out
-
-
-def _track_meta(
-    conn: sqlite3.Connection, ids: list[str]
-) -> dict[str, tuple[str | None, str | None]]:
-    out: dict[str, tuple[str | None, str | None]] = {}
-    for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit is far above 500
-        part = ids[i : i + 500]
-        sql = (
-            "SELECT track_id, title, artist FROM tracks WHERE track_id IN"
-            f" ({','.join('?' * len(part))})"
-        )
-        for tid, title, artist in conn.execute(sql, part).fetchall():
-            out[tid] = (title, artist)
-    return out
-
-
-def upsert_tracks(
-    conn: sqlite3.Connection,
-    rows: list[tuple[str, str | None, str | None]],
-    now: float,
-    progress: Callable[[int], None] | None = None,
-    chunk: int = 10_000,
-) -> int:
-    """The catalogue load: upsert (track_id, title, artist) rows in one transaction, telling
-    `progress` the rows written after each chunk; return the catalogue's size."""
-    conn.execute("BEGIN IMMEDIATE")
-    for start in range(0, len(rows), chunk):
-        conn.executemany(
-            "INSERT INTO tracks (track_id, title, artist, updated_at) VALUES (?,?,?,?)"
-            " ON CONFLICT(track_id) DO UPDATE SET title = excluded.title,"
-            " artist = excluded.artist, updated_at = excluded.updated_at",
-            [(t, title, artist, now) for t, title, artist in rows[start : start + chunk]],
-        )
-        if progress:
-            progress(min(len(rows), start + chunk))
-    conn.execute("COMMIT")
-    return conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
-
-
-# --------------------------------------------------------------------------- graph tables
-# The daemon (from a worker thread, with its own connection) and `gravityd build` share these.
-
-
-
-
-def write_track_edges(
-    conn: sqlite3.Connection, chunks: Iterator[list[EdgeRow]], stamp: float
-) -> int:
-    """Upsert the graph's edges into track_edges chunk by chunk, then drop the ones gone.
-
-    Short transactions per chunk keep the log's writer from waiting behind one long one. With
-    decay on, every weight moves between two snapshots, so every row is rewritten; the delete
-    of rows not stamped this time removes edges that were pruned.
-    """
-    total = 0
-    for rows in chunks:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO track_edges (src, dst, weight, pos, neg, n, updated_at)"
-            " VALUES (?,?,?,?,?,?,?) ON CONFLICT(src, dst) DO UPDATE SET weight=excluded.weight,"
-            " pos=excluded.pos, neg=excluded.neg, n=excluded.n, updated_at=excluded.updated_at",
-            [(*r, stamp) for r in rows],
-        )
-        conn.execute("COMMIT")
-        total += len(rows)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("DELETE FROM track_edges WHERE updated_at < ?", (stamp,))
-    conn.execute("COMMIT")
-    return total
-
-
-def set_cursor(conn: sqlite3.Connection, cursor: int, snapshot: str) -> None:
-    """Record the cursor of the newest durable snapshot (what a cron build resumes from)."""
-    conn.execute(
-        "INSERT INTO gravity_cursor (id, cursor, snapshot, updated_at) VALUES (1, ?, ?, ?)"
-        " ON CONFLICT(id) DO UPDATE SET cursor=excluded.cursor, snapshot=excluded.snapshot,"
-        " updated_at=excluded.updated_at",
-        (cursor, snapshot, time.time()),
-    )
-
-
-def get_cursor(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT cursor FROM gravity_cursor WHERE id = 1").fetchone()
-    return row[0] if row else 0
 
 
 def _read_checked(
@@ -872,30 +590,3 @@ def read_after_sync(
 ) -> tuple[list[FoldEvent], list[tuple[int, str]]]:
     """read_after for the CLI tools: the same rows, the same skipped ones."""
     return _read_checked(conn, cursor, limit)
-
-
-def current_blocks(conn: sqlite3.Connection) -> list[tuple[str, int, float]]:
-    """(track_id, position, at) of every blocked track, from the blocks table: for SQL
-    consumers and checks; processes keep the state by folding the log (gravityd.core.takedowns)."""
-    return conn.execute(_CURRENT_BLOCKS).fetchall()
-
-
-def delete_folded_before(
-    conn: sqlite3.Connection, cursor: int, older_than: float, chunk: int = 10_000
-) -> int:
-    """Log retention: delete events already inside every retained snapshot and older than a
-    cut-off, in short transactions. The newest id always stays so ids never go back."""
-    deleted = 0
-    top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
-    limit_id = min(cursor, top - 1)
-    while True:
-        conn.execute("BEGIN IMMEDIATE")
-        cur = conn.execute(
-            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE id <= ? AND"
-            " received_at < ? ORDER BY id LIMIT ?)",
-            (limit_id, older_than, chunk),
-        )
-        conn.execute("COMMIT")
-        deleted += cur.rowcount
-        if cur.rowcount < chunk:
-            return deleted

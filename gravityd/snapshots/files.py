@@ -5,7 +5,10 @@ File layout (all integers big-endian):
     b"GRAVSNAP"  magic
     u32 n, n bytes   header: msgpack map (format version, created_at, cursor, graph params,
                      counts, the scalars of the graph state; since 0.3 `blocks`, the blocked
-                     tracks as of the cursor: optional, older files load without it)
+                     tracks as of the cursor: optional, older files load without it; since
+                     0.6 `origin`, the identity of the log the cursor counts in, e.g.
+                     "sqlite:<32 hex>" or "<stream>@<creation time>": optional, a file
+                     without it is accepted wherever its cursor fits in the log)
     repeated:
     u32 n, n bytes   one record: msgpack [part, payload], part in tracks | edges | sessions;
                      lists of the same part concatenate in order; after the graph's records,
@@ -32,7 +35,7 @@ import struct
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 
@@ -45,6 +48,7 @@ from gravityd.core.graph import (
 )
 from gravityd.core.takedowns import HEADER_KEY as BLOCKS_KEY
 from gravityd.core.takedowns import Blocks
+from gravityd.log import LogIdentity
 
 log = logging.getLogger("gravityd.snapshot")
 
@@ -109,8 +113,8 @@ class SnapshotWriter:
         origin: str | None = None,
     ) -> None:
         """`extra`: (part, payload) records written after the graph's, e.g. the scoreboard's;
-        like the graph they must not change until the last step. `origin`: the log the cursor
-        counts in (a JetStream stream), kept in the header."""
+        like the graph they must not change until the last step. `origin`: the identity of the
+        log the cursor counts in (gravityd.log.LogIdentity.id), kept in the header."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.cursor = gg.cursor
@@ -139,8 +143,7 @@ class SnapshotWriter:
         if blocks is not None:
             header[BLOCKS_KEY] = blocks.to_record()
         if origin is not None:
-            # Which log the cursor counts in (a JetStream stream and its creation time): a
-            # snapshot of another log is refused (gravityd.snapshots.object_store.check_origin).
+            # Which log the cursor counts in: a snapshot of another log is skipped (skip_reason).
             header["origin"] = origin
         self._write_raw(MAGIC)
         self._write_block(self._packer.pack(header))
@@ -335,17 +338,78 @@ def iter_edge_rows(
         yield rows
 
 
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the header of a snapshot file (origin, cursor, ...), without reading the rest: to
+    skip a snapshot of another log cheaply. The checksum is verified when it is loaded."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(MAGIC) + 4)
+            if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
+                raise SnapshotError(f"{p}: not a gravityd snapshot")
+            (n,) = _U32.unpack_from(head, len(MAGIC))
+            block = f.read(n)
+    except OSError as exc:
+        raise SnapshotError(f"{p}: {exc.strerror or exc}") from None
+    if len(block) != n:
+        raise SnapshotError(f"{p}: truncated header")
+    return _unpack_header(p, block)
+
+
+def skip_reason(
+    header: dict[str, Any], identity: LogIdentity | None, end: int | None
+) -> str | None:
+    """Why a snapshot must not be loaded beside this log, or None when it may.
+
+    A snapshot of another log counts its cursor in positions of that log: loading it would
+    serve a foreign graph and skip this log's events up to that cursor. So is one whose cursor
+    lies beyond this log's end (the log was replaced or lost events). A snapshot without an
+    origin (written before 0.6) is accepted where its cursor fits; `gravityd restore` adopts
+    one of another log explicitly (LogIdentity.adopted).
+    """
+    cursor = header.get("cursor", 0)
+    origin = header.get("origin")
+    foreign = identity is not None and origin is not None and origin != identity.id
+    if foreign and (origin, cursor) not in identity.adopted:
+        return f"it is a snapshot of another log ({origin}); this log is {identity.id}"
+    if end is not None and cursor > end:
+        return f"its cursor {cursor} lies beyond the log's end ({end})"
+    return None
+
+
+class Found(NamedTuple):
+    """The snapshot a process starts from: its file, its header (with `parts`), its graph."""
+
+    info: SnapshotInfo
+    header: dict[str, Any]
+    graph: GravityGraph
+
+
 def load_newest(
-    folder: str | os.PathLike, params: FoldParams | None = None
-) -> tuple[SnapshotInfo, dict[str, Any], GravityGraph] | None:
-    """The newest snapshot that verifies; broken newer ones are reported and skipped."""
+    folder: str | os.PathLike,
+    params: FoldParams | None = None,
+    identity: LogIdentity | None = None,
+    end: int | None = None,
+) -> Found | None:
+    """The one way every process picks its snapshot: the newest that belongs to this log
+    (`identity`), whose cursor lies within the log (`end`) and that verifies. The others are
+    skipped, each with one log line saying why, and the next older one is tried. Without
+    `identity` and `end` (the in-process ranker, which has no log) the newest that verifies."""
     for info in list_snapshots(folder):
         try:
+            if identity is not None or end is not None:
+                reason = skip_reason(read_header(info.path), identity, end)
+                if reason is not None:
+                    log.warning(
+                        "snapshot skipped: not of this log",
+                        extra={"path": str(info.path), "reason": reason},
+                    )
+                    continue
             header, gg = load_snapshot(info.path, params)
         except SnapshotError as exc:
             log.error("snapshot skipped", extra={"path": str(info.path), "error": str(exc)})
             continue
-        return info, header, gg
+        return Found(info, header, gg)
     return None
 
 

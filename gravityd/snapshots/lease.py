@@ -10,9 +10,10 @@ no stale lease to clear by hand. The lock file holds the holder's pid, for peopl
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
+
+from gravityd.lockfile import PidLock
 
 LEASE_NAME = ".snapshotter.lock"
 
@@ -22,42 +23,25 @@ class SnapshotLease:
 
     def __init__(self, snapshot_dir: str | os.PathLike) -> None:
         self.path = Path(snapshot_dir) / LEASE_NAME
-        self._fd: int | None = None
+        self._lock = PidLock(self.path)
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._lock.held
 
     def try_acquire(self) -> bool:
         """Take the lease if nobody holds it; never blocks. OSError (folder unusable) -> False."""
-        if self._fd is not None:
+        if self._lock.held:
             return True
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            return self._lock.try_acquire()
         except OSError:
             return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
-        try:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-        except OSError:
-            pass  # the pid is for people; the lock is what counts
-        self._fd = fd
-        return True
 
     def holder(self) -> str:
         """The pid written by the current holder, or "" (for error messages)."""
-        try:
-            return self.path.read_text().strip()
-        except OSError:
-            return ""
+        return self._lock.holder()
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()

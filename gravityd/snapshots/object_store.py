@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +180,16 @@ class SnapshotStore:
         return removed
 
     async def download_newest(
-        self, folder: str | os.PathLike, params: FoldParams | None = None
+        self,
+        folder: str | os.PathLike,
+        params: FoldParams | None = None,
+        accept: Callable[[dict[str, Any]], str | None] | None = None,
     ) -> tuple[Path, dict[str, Any], GravityGraph] | None:
         """The newest object that verifies, streamed into `folder` and loaded; None if none.
 
         Objects of another log, corrupt ones (digest or checksum) and unreadable ones are
-        reported and skipped, the next older one tried.
+        reported and skipped, the next older one tried; so is one whose header `accept`
+        gives a reason against (gravityd.snapshots.files.skip_reason: a cursor past the end).
         """
         if self._opened and self._obs is None:
             return None  # no bucket yet: no writer has uploaded anything
@@ -207,6 +212,9 @@ class SnapshotStore:
                     os.fsync(f.fileno())
                 header, gg = await asyncio.to_thread(load_snapshot, tmp, params)
                 check_origin(header, self.origin, f"{self.bucket}/{name}")
+                reason = accept(header) if accept is not None else None
+                if reason is not None:
+                    raise SnapshotError(f"{self.bucket}/{name}: {reason}")
             except (SnapshotError, nats.js.errors.DigestMismatchError) as exc:
                 tmp.unlink(missing_ok=True)
                 log.error("snapshot object skipped", extra={"object": name, "error": str(exc)})
@@ -223,3 +231,41 @@ class SnapshotStore:
             log.info("snapshot downloaded", extra={"object": name, "cursor": header["cursor"]})
             return final, header, gg
         return None
+
+
+class LogSnapshots:
+    """A JetStream log's snapshots beyond the local folder: the snapshotter uploads each one it
+    writes (its GraphPublisher: the stream has no `track_edges` or `gravity_cursor` tables,
+    docs/jetstream.md), and a replica with no usable local snapshot fetches the newest
+    usable object (gravityd.log.open.RemoteSnapshots)."""
+
+    def __init__(self, log: JetStreamLog, snapshot_dir: str | None) -> None:
+        self.log = log
+        self.snapshot_dir = snapshot_dir
+
+    async def publish_graph(
+        self, cursor: int, snapshot: str, rows: Callable[[], Any] | None
+    ) -> None:
+        """Upload the snapshot file just written (streamed), where replicas on other machines
+        find it."""
+        if not self.snapshot_dir:
+            return
+        store = SnapshotStore.for_log(self.log)
+        await store.open(create=True)
+        await store.upload(os.path.join(self.snapshot_dir, snapshot), cursor)
+
+    async def fetch_newest(
+        self,
+        folder: str,
+        params: FoldParams | None,
+        accept: Callable[[dict[str, Any]], str | None] | None,
+    ) -> tuple[Path, dict[str, Any], GravityGraph] | None:
+        """Download the newest usable object into `folder` (the local copy from then on) and
+        load it: (path, header, graph); None when the bucket holds none."""
+        store = SnapshotStore.for_log(self.log)
+        await store.open(create=False)
+        got = await store.download_newest(folder, params, accept)
+        if got is None:
+            return None
+        log.info("snapshot bootstrapped from the object store", extra={"path": str(got[0])})
+        return got

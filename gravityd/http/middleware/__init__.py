@@ -30,7 +30,7 @@ def middlewares(svc: Gravityd, routes: tuple[Route, ...] = ROUTES) -> list[Any]:
     mine = served(svc.role)
     stack: list[Any] = [RequestTimer(svc.metrics)]
     if svc.reads:
-        stack.append(CursorHeader(svc.graph, [r.path for r in mine if r.reads]))
+        stack.append(CursorHeader(svc, [r.path for r in mine if r.reads]))
     stack += [
         Cors(svc.config.cors_origins, [r.path for r in routes if r.cors]),
         ErrorAnswers(svc.role, routes),

@@ -11,8 +11,11 @@ from gravityd.http.params import CURSOR_HEADER
 from gravityd.http.routes import Handler
 
 
-class HasCursor(Protocol):
-    cursor: int
+class HasReadCursor(Protocol):
+    @property
+    def read_cursor(self) -> int:
+        """The position every read answer reflects (the kept lanes' cursor)."""
+        ...
 
 
 class CursorHeader:
@@ -22,13 +25,13 @@ class CursorHeader:
 
     __middleware_version__ = 1  # aiohttp: a new-style middleware (request, handler)
 
-    def __init__(self, graph: HasCursor, read_paths: Iterable[str]) -> None:
-        self.graph = graph
+    def __init__(self, service: HasReadCursor, read_paths: Iterable[str]) -> None:
+        self.service = service
         self.read_paths = frozenset(read_paths)  # route templates, matched after routing
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
         resource = request.match_info.route.resource
         if resource is not None and resource.canonical in self.read_paths:
-            response.headers.setdefault(CURSOR_HEADER, str(self.graph.cursor))
+            response.headers.setdefault(CURSOR_HEADER, str(self.service.read_cursor))
         return response

@@ -1,19 +1,13 @@
-"""A real headless Chromium (Debian's `chromium` + `chromium-driver`) for the browser tests.
+"""A real headless Chromium (Debian's `chromium` + `chromium-driver`), never downloaded.
 
-`.ci/run` installs both; on a developer machine without them the browser tests skip with the
-reason, except under CI (CI=true), where a missing browser is a failure, not a silent skip.
+The browser tests (through tests/support/browser.py, which skips or fails when it is missing)
+and scripts/screenshots.py both start it here; `.ci/run` installs both packages.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 DRIVER_NAMES = ("chromedriver",)
@@ -56,35 +50,3 @@ def chromium(width: int = 1280, height: int = 900, *extra_args: str) -> Any:
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
-
-
-def make_driver(width: int = 1280, height: int = 900) -> Any:
-    """chromium() for a test: skipped where the browser is missing, failed under CI."""
-    try:
-        return chromium(width, height)
-    except BrowserMissing as exc:
-        if os.environ.get("CI"):
-            pytest.fail(str(exc))
-        pytest.skip(str(exc))
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    drv = make_driver()
-    try:
-        yield drv
-    finally:
-        drv.quit()
-
-
-def call(url: str, body: Any = None) -> Any:
-    """A JSON request the way the page's own fetches make it: GET, or POST with a JSON body."""
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url,
-        data=data,
-        method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())

@@ -1,0 +1,559 @@
+"""Warp lanes kept ready: every track's best lanes, computed off the request path.
+
+A read must cost O(limit) whatever the write load (docs/reads.md). So the lanes a read serves are
+computed ahead: per track and direction, the K strongest lanes (K = the API's largest limit), their
+top weight and the most rejected edges, in stored (forward-scaled) weights. Forward decay scales
+every stored weight by one factor, so a track's order only changes when the fold touches one of
+its edges, or, through the two-hop term, one of its strongest neighbours' edges.
+
+The fold does not recompute anything: it only names the tracks it touched (`GravityGraph`'s
+touched set), which `LaneIndex.mark` files as dirty with the log position their lanes still
+reflect. `LaneIndex.refresh_for` recomputes dirty tracks oldest first within a time budget; a
+track touched a thousand times before its turn is recomputed once. When a track's strongest
+one-hop lanes change, the tracks whose two-hop term used them become dirty too, with the same
+position. `LaneIndex.cursor` is the log position every kept lane reflects: the oldest dirty
+position, or the graph's cursor when nothing is dirty; `lag_seconds` is how long the oldest dirty
+touch has waited. Once nothing is dirty, every kept answer equals `fresh_neighbors` on the graph.
+
+Pure: no I/O, no asyncio. Reads never compute: a track the index has not computed yet answers [].
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from array import array
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gravityd.core.graph import GravityGraph
+
+__all__ = [
+    "DIRECTIONS",
+    "READING",
+    "LaneIndex",
+    "Side",
+    "TrackLanes",
+    "compute_track",
+    "fresh_neighbors",
+    "read_rebuilds",
+]
+
+DIRECTIONS = ("out", "in", "both")
+_IN = 1  # a lane's direction code in a "both" list (0: out)
+_NO_EDGE = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
+_EMPTY: dict[str, Any] = {}
+
+Adj = Mapping[str, Mapping[str, Mapping[str, Any]]]
+
+# Set while a request is answered: a lanes computation that sees it is a rebuild on the read
+# path, which the design forbids; /metrics shows the count (gravityd_lanes_read_rebuilds).
+READING: ContextVar[bool] = ContextVar("gravityd_reading", default=False)
+_ON_READ = [0]
+
+
+def read_rebuilds() -> int:
+    """Lanes computations made while a request was being answered, in this process."""
+    return _ON_READ[0]
+
+
+class Side:
+    """One direction's kept lanes: ids best first with their stored weights, the top weight,
+    the most rejected edges; `dirs` (direction "both" only) marks in-lanes with 1."""
+
+    __slots__ = ("dirs", "ids", "rej_dirs", "rej_ids", "rej_weights", "top", "weights")
+
+    def __init__(
+        self,
+        ids: tuple[str, ...],
+        weights: array,
+        top: float,
+        rej_ids: tuple[str, ...],
+        rej_weights: array,
+        dirs: bytes | None = None,
+        rej_dirs: bytes | None = None,
+    ) -> None:
+        self.ids, self.weights, self.top = ids, weights, top
+        self.rej_ids, self.rej_weights = rej_ids, rej_weights
+        self.dirs, self.rej_dirs = dirs, rej_dirs
+
+
+class TrackLanes:
+    """Everything a read of one track needs, replaced whole on refresh (readers never see half).
+
+    ``t0`` is the forward-decay landmark its weights are scaled to; ``fan`` the track's strongest
+    one-hop out-lanes (ids, weights, top) that other tracks' two-hop term reads; ``deps`` the
+    tracks whose ``fan`` this track's two-hop term read.
+    """
+
+    __slots__ = ("both", "deps", "fan", "inn", "out", "t0")
+
+    def __init__(
+        self,
+        t0: float,
+        out: Side,
+        inn: Side,
+        both: Side,
+        fan: tuple[tuple[str, ...], tuple[float, ...], float],
+        deps: tuple[str, ...],
+    ) -> None:
+        self.t0, self.out, self.inn, self.both, self.fan, self.deps = t0, out, inn, both, fan, deps
+
+    def side(self, direction: str) -> Side:
+        return self.out if direction == "out" else self.inn if direction == "in" else self.both
+
+
+def _best_first(items: list[tuple[float, str, int]], keep: int) -> list[tuple[float, str, int]]:
+    """The `keep` smallest (-w, id, dir) or (w, id, dir): a sort when short, a heap when long."""
+    if len(items) <= 4 * keep:
+        items.sort()
+        return items[:keep]
+    return heapq.nsmallest(keep, items)
+
+
+def _one_hop(
+    track: str, succ: Adj, pred: Adj, back: float, keep: int
+) -> tuple[list[tuple[float, str, int]], list[tuple[float, str, int]], list, list, list, list]:
+    """A track's one-hop lanes in every direction, from one pass over its out- and in-edges.
+
+    Returns (out, out_rejected, in, in_rejected, both, both_rejected): lanes as (-w, id, dir)
+    best first (ties by id), rejected edges as (w, id, dir) most rejected first, stored weights.
+    Out-lanes count `back` times the reverse edge's positive evidence; the others do not. The
+    out list is complete (the two-hop term adds to every one-hop lane); the rest keep `keep`.
+    """
+    out_adj, in_adj = succ[track], pred[track]
+    out: dict[str, float] = {}
+    out_no: dict[str, float] = {}
+    both: dict[str, tuple[float, int]] = {}
+    both_no: dict[str, tuple[float, int]] = {}
+    back_of = in_adj if back > 0.0 else _EMPTY
+    for v, e in out_adj.items():
+        w = e["pos"] - e["neg"]
+        if w > 0.0:
+            both[v] = (w, 0)
+            if back_of:
+                r = back_of.get(v)
+                if r is not None:
+                    w += back * r["pos"]
+            out[v] = w
+        elif e["neg"] > 0.0:
+            both_no[v] = (w, 0)
+            out_no[v] = w
+    inn: dict[str, float] = {}
+    in_no: dict[str, float] = {}
+    for v, e in in_adj.items():
+        pos = e["pos"]
+        w = pos - e["neg"]
+        if w > 0.0:
+            inn[v] = w
+            have = both.get(v)
+            if have is None or w > have[0]:
+                both[v] = (w, _IN)
+        elif e["neg"] > 0.0:
+            in_no[v] = w
+            have = both_no.get(v)
+            if have is None or w < have[0]:
+                both_no[v] = (w, _IN)
+        if back_of and pos > 0.0 and v not in out_adj:
+            out[v] = back * pos  # b->a was kept, a->b never tried: a lane of a's in-edges alone
+    out_best = sorted([(-w, t, 0) for t, w in out.items()])
+    return (
+        out_best,
+        sorted([(w, t, 0) for t, w in out_no.items()]),
+        _best_first([(-w, t, _IN) for t, w in inn.items()], keep),
+        _best_first([(w, t, _IN) for t, w in in_no.items()], keep),
+        _best_first([(-w, t, d) for t, (w, d) in both.items()], keep),
+        _best_first([(w, t, d) for t, (w, d) in both_no.items() if t not in both], keep),
+    )
+
+
+def _side(best: list[tuple[float, str, int]], worst: list, keep: int, both: bool) -> Side:
+    head = best[:keep]
+    rej = worst[:keep]
+    return Side(
+        tuple([t for _, t, _ in head]),
+        array("d", [-w for w, _, _ in head]),
+        -best[0][0] if best else 0.0,
+        tuple([t for _, t, _ in rej]),
+        array("d", [w for w, _, _ in rej]),
+        bytes([d for _, _, d in head]) if both else None,
+        bytes([d for _, _, d in rej]) if both else None,
+    )
+
+
+def compute_track(
+    gg: GravityGraph,
+    track: str,
+    fans: Mapping[str, tuple[tuple[str, ...], tuple[float, ...], float]] | None,
+    keep: int,
+) -> TrackLanes:
+    """A track's lanes from the graph as it is now. The two-hop term reads each successor's
+    strongest lanes from `fans` (what the index keeps); None computes them from the graph too,
+    which is the fresh computation every kept answer must equal once refreshed."""
+    if READING.get():
+        _ON_READ[0] += 1
+    p = gg.params
+    succ, pred = gg.adjacency()
+    fan_n = p.lanes_two_hop_fanout
+    best, worst, inn, inn_no, both, both_no = _one_hop(
+        track, succ, pred, p.lanes_backward_credit, keep
+    )
+    fan = (
+        tuple([t for _, t, _ in best[:fan_n]]),
+        tuple([-w for w, _, _ in best[:fan_n]]),
+        -best[0][0] if best else 0.0,
+    )
+    deps: tuple[str, ...] = ()
+    gamma = p.lanes_two_hop
+    if gamma > 0.0 and best:
+        deps = fan[0]
+        score: dict[str, float] = {t: -w for w, t, _ in best}
+        no = {t for _, t, _ in worst}
+        no.add(track)
+        for w_ab, b in zip(fan[1], deps, strict=True):
+            if fans is None:
+                fb = _fan_of(gg, b, fan_n)
+            else:
+                fb = fans.get(b)
+                if fb is None:
+                    continue
+            ids_b, ws_b, top_b = fb
+            if not ids_b:
+                continue
+            k = gamma * w_ab / top_b
+            for w_bc, c in zip(ws_b, ids_b, strict=True):
+                if c in no:
+                    continue
+                have = score.get(c)
+                score[c] = k * w_bc if have is None else have + k * w_bc
+        out_best = _best_first([(-w, t, 0) for t, w in score.items()], keep)
+    else:
+        out_best = best
+    return TrackLanes(
+        gg.t0,
+        _side(out_best, worst, keep, False),
+        _side(inn, inn_no, keep, False),
+        _side(both, both_no, keep, True),
+        fan,
+        deps,
+    )
+
+
+def _fan_of(
+    gg: GravityGraph, track: str, fan_n: int
+) -> tuple[tuple[str, ...], tuple[float, ...], float]:
+    succ, pred = gg.adjacency()
+    best = _one_hop(track, succ, pred, gg.params.lanes_backward_credit, 1)[0]
+    return (
+        tuple([t for _, t, _ in best[:fan_n]]),
+        tuple([-w for w, _, _ in best[:fan_n]]),
+        -best[0][0] if best else 0.0,
+    )
+
+
+def _lane(
+    t: str, w: float, score: float, d: str, e: Mapping[str, Any] | None, f: float, fe: float
+) -> dict[str, Any]:
+    if e is None:  # a lane of two hops or backward credit only: no direct edge, no evidence
+        e = _NO_EDGE
+    return {
+        "track_id": t,
+        "weight": w * f,
+        "normalized_score": score,
+        "evidence": {
+            "pos": e["pos"] * fe,
+            "neg": e["neg"] * fe,
+            "acc": e["acc"] * fe,
+            "n": e["n"],
+        },
+        "direction": d,
+    }
+
+
+def serve(
+    gg: GravityGraph,
+    track: str,
+    rec: TrackLanes,
+    *,
+    limit: int,
+    direction: str,
+    min_score: float,
+    now: float | None,
+    rejected: bool,
+) -> list[dict[str, Any]]:
+    """The answer from kept lanes: O(limit). Evidence is the direct edge's, as it is now."""
+    side = rec.side(direction)
+    f = gg.decay_factor_at(rec.t0, now)
+    fe = gg.decay_factor(now) if rec.t0 != gg.t0 else f
+    succ, pred = gg.adjacency()
+    out_adj = succ.get(track, _EMPTY)
+    in_adj = pred.get(track, _EMPTY)
+    ids, ws, top, dirs = side.ids, side.weights, side.top, side.dirs
+    inward = direction == "in"
+    out: list[dict[str, Any]] = []
+    for i in range(min(limit, len(ids))):
+        w = ws[i]
+        if w / top < min_score or w * f <= 0.0:  # past min_score, or decayed to nothing
+            break
+        t = ids[i]
+        if inward or (dirs is not None and dirs[i] == _IN):
+            out.append(_lane(t, w, min(1.0, w / top), "in", in_adj.get(t), f, fe))
+        else:
+            out.append(_lane(t, w, min(1.0, w / top), "out", out_adj.get(t), f, fe))
+    if rejected:
+        rdirs = side.rej_dirs
+        for i in range(min(limit, len(side.rej_ids))):
+            t = side.rej_ids[i]
+            back = inward or (rdirs is not None and rdirs[i] == _IN)
+            e = in_adj.get(t) if back else out_adj.get(t)
+            lane = _lane(t, side.rej_weights[i], 0.0, "in" if back else "out", e, f, fe)
+            lane["rejected"] = True
+            out.append(lane)
+    return out
+
+
+def fresh_neighbors(
+    gg: GravityGraph,
+    track: str,
+    *,
+    limit: int,
+    direction: str,
+    min_score: float,
+    now: float | None,
+    rejected: bool,
+    keep: int = 100,
+) -> list[dict[str, Any]]:
+    """The answer computed from the graph alone: what a kept answer equals once refreshed."""
+    if direction not in DIRECTIONS:
+        raise ValueError("direction: must be out, in or both")
+    succ, _ = gg.adjacency()
+    if limit <= 0 or track not in succ:
+        return []
+    rec = compute_track(gg, track, None, max(keep, limit))
+    return serve(
+        gg,
+        track,
+        rec,
+        limit=limit,
+        direction=direction,
+        min_score=min_score,
+        now=now,
+        rejected=rejected,
+    )
+
+
+class LaneIndex:
+    """Kept lanes for every track of one graph, the dirty set and the refresh that drains it."""
+
+    def __init__(self, gg: GravityGraph, keep: int = 100) -> None:
+        self.graph = gg
+        self.keep = keep
+        self.records: dict[str, TrackLanes] = {}
+        self.fans: dict[str, tuple[tuple[str, ...], tuple[float, ...], float]] = {}
+        # track -> the log position its kept lanes reflect; oldest first
+        self._dirty: OrderedDict[str, int] = OrderedDict()
+        # dirty tracks whose two-hop term read a fan that changed: they hold an old position,
+        # so they go before the queue
+        self._front: deque[str] = deque()
+        # position -> [dirty tracks filed at it, monotonic time it was first filed]; ascending
+        self._pending: OrderedDict[int, list[float]] = OrderedDict()
+        self.refreshed = 0  # tracks recomputed, ever
+
+    # ------------------------------------------------------------------ the fold's side
+
+    def mark(self, tracks: Iterable[str], reflected: int, at: float | None = None) -> None:
+        """File tracks whose edges changed after log position `reflected` as dirty."""
+        dirty = self._dirty
+        pending = self._pending
+        slot = None
+        for t in tracks:
+            if t in dirty:
+                continue  # already waiting since an older position: coalesced
+            dirty[t] = reflected
+            if slot is None:
+                slot = pending.get(reflected)
+                if slot is None:
+                    slot = pending[reflected] = [0, time.monotonic() if at is None else at]
+            slot[0] += 1
+
+    def mark_all(self, reflected: int) -> None:
+        """Every track (and every kept one the graph dropped) is dirty: a new graph, a rebase."""
+        succ, _ = self.graph.adjacency()
+        self.mark(list(succ), reflected)
+        self.mark([t for t in self.records if t not in succ], reflected)
+
+    @property
+    def dirty(self) -> int:
+        return len(self._dirty)
+
+    def waiting(self) -> list[str]:
+        """The tracks whose kept lanes wait for a refresh."""
+        return list(self._dirty)
+
+    @property
+    def cursor(self) -> int:
+        """Every kept lane reflects the log at least through this position."""
+        for position in self._pending:
+            return position
+        return self.graph.cursor
+
+    def lag_seconds(self, now: float | None = None) -> float:
+        """How long the oldest dirty touch has waited for its refresh (0 when none waits)."""
+        for slot in self._pending.values():
+            return max(0.0, (time.monotonic() if now is None else now) - slot[1])
+        return 0.0
+
+    # ------------------------------------------------------------------ refreshing
+
+    def refresh_next(self) -> bool:
+        """Recompute the oldest dirty track; False when nothing is dirty."""
+        dirty = self._dirty
+        if not dirty:
+            return False
+        front = self._front
+        while front:
+            track = front.popleft()
+            reflected = dirty.pop(track, None)
+            if reflected is not None:
+                break
+        else:
+            track, reflected = dirty.popitem(last=False)
+        self._refresh(track, reflected)
+        slot = self._pending[reflected]
+        slot[0] -= 1
+        if slot[0] <= 0:
+            del self._pending[reflected]
+        return True
+
+    def refresh_for(self, budget_s: float, clock: Any = time.perf_counter) -> int:
+        """Recompute dirty tracks, oldest first, until `budget_s` has passed; how many."""
+        deadline = clock() + budget_s
+        n = 0
+        while self.refresh_next():
+            n += 1
+            if clock() >= deadline:
+                break
+        return n
+
+    def refresh_all(self) -> int:
+        n = 0
+        for done in self.refresh_all_steps(float("inf")):
+            n += done
+        return n
+
+    def refresh_all_steps(self, budget_s: float, clock: Any = time.perf_counter) -> Iterator[int]:
+        """Refresh everything dirty, yielding (how many so far) every `budget_s` of work.
+
+        Fans first: every dirty track's strongest lanes are set before any record is computed,
+        so no record is computed twice because a neighbour's fan was still to come (computing
+        records in order recomputed each track once per such neighbour: 6.8 times over at load).
+        """
+        succ, _ = self.graph.adjacency()
+        fan_n = self.graph.params.lanes_two_hop_fanout
+        deadline = clock() + budget_s
+        n = 0
+        for track in list(self._dirty):
+            reflected = self._dirty.get(track)
+            if reflected is None:
+                continue
+            fan = _fan_of(self.graph, track, fan_n) if track in succ else None
+            self._set_fan(track, fan, reflected)
+            if clock() >= deadline:
+                yield n
+                deadline = clock() + budget_s
+        while self.refresh_next():
+            n += 1
+            if clock() >= deadline:
+                yield n
+                deadline = clock() + budget_s
+        yield n
+
+    def _refresh(self, track: str, reflected: int) -> None:
+        gg = self.graph
+        succ, _pred = gg.adjacency()
+        self.refreshed += 1
+        if track in succ:
+            rec = compute_track(gg, track, self.fans, self.keep)
+            self.records[track] = rec
+            fan = rec.fan
+        else:
+            self.records.pop(track, None)
+            fan = None
+        self._set_fan(track, fan, reflected)
+
+    def _set_fan(
+        self,
+        track: str,
+        fan: tuple[tuple[str, ...], tuple[float, ...], float] | None,
+        reflected: int,
+    ) -> None:
+        """Keep a track's fan; when it changed, the tracks whose two-hop term read it are
+        dirty at `reflected` (which must be a position still pending)."""
+        if self.fans.get(track) == fan:
+            return
+        if fan is None:
+            del self.fans[track]
+        else:
+            self.fans[track] = fan
+        succ, pred = self.graph.adjacency()
+        # The tracks whose two-hop term read this track's fan: they can only be its neighbours.
+        records = self.records
+        dependents = [
+            a
+            for adj in (pred.get(track, _EMPTY), succ.get(track, _EMPTY))
+            for a in adj
+            if a != track and (rec_a := records.get(a)) is not None and track in rec_a.deps
+        ]
+        if dependents:
+            self._mark_dependents(dependents, reflected)
+
+    def _mark_dependents(self, tracks: list[str], reflected: int) -> None:
+        dirty, pending = self._dirty, self._pending
+        slot = pending[reflected]  # the refreshed track's own entry still holds it
+        for a in tracks:
+            have = dirty.get(a)
+            if have is not None:
+                if have <= reflected:
+                    continue
+                old = pending[have]
+                old[0] -= 1
+                if old[0] <= 0:
+                    del pending[have]
+            dirty[a] = reflected
+            slot[0] += 1
+            self._front.append(a)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, track: str) -> TrackLanes | None:
+        return self.records.get(track)
+
+    def neighbors(
+        self,
+        track: str,
+        *,
+        limit: int = 10,
+        direction: str = "out",
+        min_score: float = 0.0,
+        now: float | None = None,
+        rejected: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The kept answer: O(limit), never a computation ([] for a track not computed yet)."""
+        if direction not in DIRECTIONS:
+            raise ValueError("direction: must be out, in or both")
+        rec = self.records.get(track)
+        if rec is None or limit <= 0:
+            return []
+        return serve(
+            self.graph,
+            track,
+            rec,
+            limit=limit,
+            direction=direction,
+            min_score=min_score,
+            now=now,
+            rejected=rejected,
+        )
