@@ -18,7 +18,7 @@ import asyncio
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -29,6 +29,7 @@ from gravityd.core.routes import RouteBounds, best_route
 log = logging.getLogger("gravityd.galaxies")
 
 GATHER_SLICE = 256  # tracks read per slice while gathering lanes: well under a millisecond
+SNAPSHOT_PART = "galaxies"  # the snapshot part that carries them (one record)
 
 
 class LanesSource(Protocol):
@@ -37,6 +38,19 @@ class LanesSource(Protocol):
     def tracks(self) -> Sequence[str]: ...
 
     def lanes_of(self, track_id: str, limit: int) -> Sequence[tuple[str, float]]: ...
+
+
+class ServedLanes:
+    """A LanesSource from two callables (the daemon's graph is replaced when a snapshot loads,
+    so it is looked up at each call)."""
+
+    def __init__(
+        self,
+        tracks: Callable[[], Sequence[str]],
+        lanes_of: Callable[[str, int], Sequence[tuple[str, float]]],
+    ) -> None:
+        self.tracks = tracks  # type: ignore[method-assign]
+        self.lanes_of = lanes_of  # type: ignore[method-assign]
 
 
 def _compute(lanes: list, resolution: float, seed: int, cursor: int, at: float) -> dict[str, Any]:
@@ -54,12 +68,14 @@ class GalaxyKeeper:
         source: LanesSource,
         *,
         on_computed: Callable[[float, int], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.params = params
         self.source = source
         self.current: Galaxies = EMPTY
         self.on_computed = on_computed
+        self.on_failed = on_failed
         self.clock = clock
         self.computing = False
         self.last_started = float("-inf")  # monotonic
@@ -75,6 +91,22 @@ class GalaxyKeeper:
         """Serve what a snapshot carried until the first computation replaces it."""
         if records:
             self.current = Galaxies.from_records(records)
+
+    async def run(self, cursor: Callable[[], int]) -> None:
+        """Recompute whenever due; a failure is logged and tried again an interval later."""
+        if not self.enabled:
+            return
+        while True:
+            at = cursor()
+            if self.due(at):
+                try:
+                    await self.refresh(at)
+                except Exception as exc:  # a worker that died, a bad input: never fatal
+                    if self.on_failed is not None:
+                        self.on_failed()
+                    log.error("galaxies failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                    self.close()  # a broken pool is replaced at the next try
+            await asyncio.sleep(min(1.0, self.params.galaxies_interval_s))
 
     def due(self, cursor: int) -> bool:
         return (
@@ -198,6 +230,19 @@ class GalaxyKeeper:
             "score": found.score,
             "scores": list(found.scores),
         }
+
+    def rows(self, chunk: int = 5000) -> Iterator[list[tuple[str, int, float]]]:
+        """The served galaxies as track_galaxies rows (track_id, galaxy, centrality)."""
+        gal = self.current
+        out: list[tuple[str, int, float]] = []
+        for gid, members in enumerate(gal.members):
+            for t in members:
+                out.append((t, gid, gal.centrality[t]))
+                if len(out) >= chunk:
+                    yield out
+                    out = []
+        if out:
+            yield out
 
     def close(self) -> None:
         if self._pool is not None:
