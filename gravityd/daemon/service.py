@@ -780,6 +780,13 @@ class Gravityd:
             )
         async with self._snapshot_lock:
             cfg = self.config
+            if self.ready:  # a snapshot carries galaxies as fresh as the lanes it is taken at
+                try:
+                    await self.galaxies.refresh(self.read_cursor)
+                except Exception as exc:  # never a reason to lose the snapshot itself
+                    self.metrics.galaxies_errors.inc()
+                    log.error("galaxies failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                    self.galaxies.close()
             started = time.perf_counter()
             try:
                 async with self._fold_lock:
