@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gravityd.core.galaxies import Galaxies, compute_galaxies
-from gravityd.core.routes import RouteBounds, best_route
+from gravityd.core.routes import RouteBounds, RouteGraph, best_route
 
 
 def planted(groups: int, size: int, seed: int) -> dict[str, list[tuple[str, float]]]:
@@ -129,6 +129,12 @@ def test_route_matches_brute_force(
     bounds = RouteBounds(max_len=max_len, fanout=fanout)
     r = best_route(chain_lanes(lanes), "t0", "t1", bounds)
     expected = brute_force(lanes, "t0", "t1", bounds)
+    # The compiled graph answers the same best route when it fits the bounds, else nothing.
+    compiled = RouteGraph.from_arrays(RouteGraph.arrays(lanes.items(), fanout))
+    fast = compiled.best("t0", "t1", max_len)
+    if fast is not None:
+        assert expected is not None and math.isclose(fast.score, expected, rel_tol=1e-6)
+        assert fast.hops <= max_len and len(set(fast.path)) == len(fast.path)
     if expected is None:
         assert r is None
         return

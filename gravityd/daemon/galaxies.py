@@ -15,6 +15,7 @@ process or a new replica serves galaxies before its first computation.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import multiprocessing
 import time
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gravityd.core.galaxies import EMPTY, Galaxies, GalaxyParams, compute_galaxies
-from gravityd.core.routes import RouteBounds, best_route
+from gravityd.core.routes import Route, RouteBounds, RouteGraph, best_route
 
 log = logging.getLogger("gravityd.galaxies")
 
@@ -53,10 +54,25 @@ class ServedLanes:
         self.lanes_of = lanes_of  # type: ignore[method-assign]
 
 
-def _compute(lanes: list, resolution: float, seed: int, cursor: int, at: float) -> dict[str, Any]:
-    """Runs in the worker process: plain lists in, plain lists out (cheap to pickle)."""
-    gal = compute_galaxies(lanes, resolution=resolution, seed=seed, cursor=cursor, computed_at=at)
-    return gal.to_records()
+def _compute(
+    lanes: list,
+    resolution: float,
+    seed: int,
+    cursor: int,
+    at: float,
+    per_track: int,
+    fanout: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Runs in the worker process: plain lists in, plain lists and arrays out (cheap to
+    pickle): the galaxies, and the lanes compiled for routes."""
+    gal = compute_galaxies(
+        ((t, out[:per_track]) for t, out in lanes),
+        resolution=resolution,
+        seed=seed,
+        cursor=cursor,
+        computed_at=at,
+    )
+    return gal.to_records(), RouteGraph.arrays(lanes, fanout)
 
 
 class GalaxyKeeper:
@@ -82,6 +98,7 @@ class GalaxyKeeper:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = asyncio.Lock()
         self._ranked: tuple[Galaxies, list[str]] | None = None
+        self.route_graph: RouteGraph | None = None  # the lanes compiled with the galaxies
 
     @property
     def enabled(self) -> bool:
@@ -129,7 +146,7 @@ class GalaxyKeeper:
                 lanes = await self._gather()
                 started = time.perf_counter()
                 p = self.params
-                rec = await asyncio.get_running_loop().run_in_executor(
+                rec, arrays = await asyncio.get_running_loop().run_in_executor(
                     self._executor(),
                     _compute,
                     lanes,
@@ -137,11 +154,14 @@ class GalaxyKeeper:
                     p.galaxies_seed,
                     cursor,
                     self.clock(),
+                    p.galaxies_lanes_per_track,
+                    p.route_fanout,
                 )
                 took = time.perf_counter() - started
             finally:
                 self.computing = False
             self.current = Galaxies.from_records(rec)
+            self.route_graph = await asyncio.to_thread(RouteGraph.from_arrays, arrays)
             log.info(
                 "galaxies computed",
                 extra={"cursor": cursor, "galaxies": self.current.count, "seconds": round(took, 3)},
@@ -152,7 +172,8 @@ class GalaxyKeeper:
 
     async def _gather(self) -> list[tuple[str, list[tuple[str, float]]]]:
         """Every track's strongest lanes, a slice at a time so that reads go on in between."""
-        limit = self.params.galaxies_lanes_per_track
+        p = self.params
+        limit = max(p.galaxies_lanes_per_track, p.route_fanout)  # galaxies read the first
         tracks = list(self.source.tracks())
         out: list[tuple[str, list[tuple[str, float]]]] = []
         for i in range(0, len(tracks), GATHER_SLICE):
@@ -211,15 +232,32 @@ class GalaxyKeeper:
             ranked = self._ranked = (gal, order)
         return ranked[1][:limit]
 
-    def route(
+    async def route(
         self, src: str, dst: str, max_len: int, blocked: Container[str] = frozenset()
     ) -> dict[str, Any] | None:
-        """GET /route: the best route along the served lanes (see gravityd/core/routes.py)."""
+        """GET /route: the best route along the served lanes (gravityd/core/routes.py).
+
+        First the compiled lanes of the last computation (scipy, in a thread: milliseconds),
+        kept only if every hop is still a served lane and it fits the bounds; else the bounded
+        label search over the live lanes. Either way each hop is a lane now, scored as now."""
         p = self.params
-        bounds = RouteBounds(max_len, p.route_fanout, p.route_visit_budget)
-        found = best_route(
-            lambda t: self.source.lanes_of(t, p.route_fanout), src, dst, bounds, blocked
-        )
+        lanes_of = self.source.lanes_of
+        found = None
+        graph = self.route_graph
+        if graph is not None:
+            fast = await asyncio.to_thread(graph.best, src, dst, max_len, blocked)
+            if fast is not None:
+                scores = []
+                for a, b in itertools.pairwise(fast.path):
+                    now = dict(lanes_of(a, p.route_fanout)).get(b)
+                    if now is None:
+                        break  # a hop left the lanes since: search the live ones
+                    scores.append(now)
+                else:
+                    found = Route(fast.path, tuple(scores))
+        if found is None:
+            bounds = RouteBounds(max_len, p.route_fanout, p.route_visit_budget)
+            found = best_route(lambda t: lanes_of(t, p.route_fanout), src, dst, bounds, blocked)
         if found is None:
             return None
         return {
