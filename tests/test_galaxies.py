@@ -8,6 +8,7 @@ import math
 import random
 
 import networkx as nx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -85,6 +86,11 @@ def test_route_takes_the_best_product_not_the_fewest_hops() -> None:
 
 def test_route_avoids_blocked_and_answers_none_without_a_path() -> None:
     lanes = {"a": [("b", 1.0), ("c", 0.5)], "b": [("d", 1.0)], "c": [("d", 1.0)]}
+    compiled = RouteGraph.from_arrays(RouteGraph.arrays(lanes.items(), 16))
+    fast = compiled.best("a", "d", 12, blocked={"b"})
+    assert fast is not None and fast.path == ("a", "c", "d")
+    assert compiled.best("a", "d", 12, blocked={"b", "c"}) is None
+    assert compiled.best("d", "a", 12) is None and compiled.best("a", "d", 1) is None
     r = best_route(chain_lanes(lanes), "a", "d", blocked={"b"})
     assert r is not None and r.path == ("a", "c", "d")
     assert best_route(chain_lanes(lanes), "a", "d", blocked={"b", "c"}) is None
@@ -129,12 +135,16 @@ def test_route_matches_brute_force(
     bounds = RouteBounds(max_len=max_len, fanout=fanout)
     r = best_route(chain_lanes(lanes), "t0", "t1", bounds)
     expected = brute_force(lanes, "t0", "t1", bounds)
-    # The compiled graph answers the same best route when it fits the bounds, else nothing.
+    # The compiled graph answers the same best route, exactly within the hop limit.
     compiled = RouteGraph.from_arrays(RouteGraph.arrays(lanes.items(), fanout))
     fast = compiled.best("t0", "t1", max_len)
+    assert (fast is None) == (expected is None)
     if fast is not None:
-        assert expected is not None and math.isclose(fast.score, expected, rel_tol=1e-6)
+        assert math.isclose(fast.score, expected, rel_tol=1e-6)
+        assert fast.path[0] == "t0" and fast.path[-1] == "t1"
         assert fast.hops <= max_len and len(set(fast.path)) == len(fast.path)
+        for (a, b), sc in zip(itertools.pairwise(fast.path), fast.scores, strict=True):
+            assert (b, sc) in [(d, pytest.approx(x)) for d, x in lanes[a][:fanout]]
     if expected is None:
         assert r is None
         return
@@ -165,6 +175,8 @@ def test_a_cheap_long_way_does_not_hide_a_short_one_under_the_hop_limit() -> Non
     }
     r = best_route(chain_lanes(lanes), "a", "d", RouteBounds(max_len=4))
     assert r is not None and r.path == ("a", "x", "e", "d") and math.isclose(r.score, 0.2)
+    fast = RouteGraph.from_arrays(RouteGraph.arrays(lanes.items(), 16)).best("a", "d", 4)
+    assert fast is not None and fast.path == r.path and math.isclose(fast.score, 0.2)
 
 
 class FakeLanes:
@@ -180,6 +192,7 @@ class FakeLanes:
         return self.lanes[track_id][:limit]
 
 
+@pytest.mark.process  # a worker process computes the galaxies
 async def test_keeper_computes_in_a_worker_and_swaps_whole() -> None:
     from gravityd.core.galaxies import GalaxyParams
     from gravityd.daemon.galaxies import GalaxyKeeper
@@ -208,8 +221,6 @@ async def test_keeper_computes_in_a_worker_and_swaps_whole() -> None:
 
 
 def test_galaxy_params_refuse_bad_values() -> None:
-    import pytest
-
     from gravityd.core.galaxies import GalaxyParams
 
     for bad in (

@@ -19,7 +19,7 @@ import itertools
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -233,7 +233,7 @@ class GalaxyKeeper:
         return ranked[1][:limit]
 
     async def route(
-        self, src: str, dst: str, max_len: int, blocked: Container[str] = frozenset()
+        self, src: str, dst: str, max_len: int, blocked: Collection[str] = frozenset()
     ) -> dict[str, Any] | None:
         """GET /route: the best route along the served lanes (gravityd/core/routes.py).
 

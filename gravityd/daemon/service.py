@@ -938,7 +938,7 @@ class Gravityd:
         return page
 
     async def route(self, src: str, dst: str, max_len: int) -> dict[str, Any] | None:
-        return await self.galaxies.route(src, dst, max_len, self.blocks)
+        return await self.galaxies.route(src, dst, max_len, self.blocks.ids)
 
     async def close(self) -> None:
         """Stop taking work, drain every queued event into the log, snapshot, close."""
