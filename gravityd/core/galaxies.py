@@ -176,8 +176,9 @@ def layout(
         raw = nx.spring_layout(q, weight="weight", seed=seed)
         centres = {k: (float(v[0]), float(v[1])) for k, v in raw.items()}
     total = sum(len(m) for m in members)
-    # Discs share about half the unit square's area, so neighbouring galaxies rarely overlap.
-    unit = math.sqrt(0.5 / (math.pi * total)) if total else 0.0
+    # Discs share about a fifth of the unit square's area, so neighbouring galaxies rarely
+    # overlap (the spring layout spreads galaxy centres over about [-1, 1]).
+    unit = math.sqrt(0.2 / (math.pi * total)) if total else 0.0
     out: dict[str, tuple[float, float]] = {}
     for gid, m in enumerate(members):
         cx, cy = centres[gid]

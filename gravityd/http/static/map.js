@@ -90,8 +90,12 @@ function render(list, pages) {
   const w = chart.clientWidth || 800;
   const h = chart.clientHeight || 520;
   const pad = 16;
-  const sx = (x) => pad + ((x - x0) / (x1 - x0 || 1)) * (w - 2 * pad);
-  const sy = (y) => pad + ((y - y0) / (y1 - y0 || 1)) * (h - 2 * pad);
+  // one scale for both axes, so a galaxy's disc stays round; the drawing centred
+  const k = Math.min((w - 2 * pad) / (x1 - x0 || 1), (h - 2 * pad) / (y1 - y0 || 1));
+  const ox = (w - k * (x1 - x0)) / 2;
+  const oy = (h - k * (y1 - y0)) / 2;
+  const sx = (x) => ox + (x - x0) * k;
+  const sy = (y) => oy + (y - y0) * k;
   const top = Math.max(...tracks.map((t) => t.centrality)) || 1;
   chart.setAttribute("viewBox", `0 0 ${w} ${h}`);
   for (const t of tracks) {
