@@ -76,7 +76,14 @@ from gravityd.lab.protocol import (
     split_playlists,
 )
 from gravityd.lab.session_knn import KnnParams, SessionKnn, sr_over_session
-from gravityd.lab.yes import YES_NAMESPACE, Dataset, load_yes, replay, track_uuid
+from gravityd.lab.yes import (
+    YES_NAMESPACE,
+    Dataset,
+    load_yes,
+    replay,
+    session_index,
+    track_uuid,
+)
 
 __all__ = [  # the evaluation's names, wherever they live (tests and notebooks import them here)
     "FULL_METHODS",
@@ -173,7 +180,8 @@ def evaluate(
     index_of = {u: i for i, u in enumerate(uuids)}
 
     fold_progress = (lambda d, t: progress("fold", d, t)) if progress else None
-    graph, n_events, fold_s = replay(split.train, uuids, fold_params, fold_progress)
+    sessions = session_index(fold_params)
+    graph, n_events, fold_s = replay(split.train, uuids, fold_params, fold_progress, sessions)
     now = graph.clock
     t_replayed = time.perf_counter()
 
@@ -306,6 +314,7 @@ def evaluate(
             graph=graph,
             params=rank_params,
             now=now,
+            sessions=sessions,
         )
         rank_s += time.perf_counter() - t0
         target = uuids[b]
