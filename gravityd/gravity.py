@@ -21,8 +21,10 @@ from gravityd.config import Config, load_config
 from gravityd.core import ranking
 from gravityd.core.events import canonical_uuid
 from gravityd.core.graph import GravityGraph
+from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks, visible_ids
 from gravityd.snapshots.files import list_snapshots, load_newest
+from gravityd.snapshots.state import sessions_from_header
 
 log = logging.getLogger("gravityd.gravity")
 
@@ -39,6 +41,7 @@ class SnapshotGraph:
         self.folder = config.snapshot_dir
         self.graph: GravityGraph | None = None
         self.blocked: frozenset[str] = frozenset()  # the snapshot's takedowns
+        self.sessions: SessionIndex | None = None  # the snapshot's session index
         self.path: str | None = None
         self._checked = 0.0
         self._reload = threading.Lock()
@@ -70,6 +73,7 @@ class SnapshotGraph:
         gc.freeze()  # a full collection over a big graph would stall callers for 100+ ms
         # blocks first: a caller between the two lines filters by the newer set, never misses one
         self.blocked = Blocks.from_header(header).ids | self.blocked
+        self.sessions = sessions_from_header(header, self.config.graph)
         self.graph, self.path = graph, str(info.path)
         self.blocked = Blocks.from_header(header).ids
         log.info("ranking graph loaded", extra={"path": self.path, "edges": graph.edge_count})
@@ -109,13 +113,15 @@ def rank_candidates(
     params: ranking.RankParams | None = None,
     now: float | None = None,
     blocked: Collection[str] | None = None,
+    sessions: SessionIndex | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the radio's candidates best first (see gravityd.core.ranking for the formula).
 
     Ids may be given in any case; they are compared in canonical lower-case form, as the graph
     stores them (ids that are not UUIDs are compared as given). Tracks of session_history and
     the current track are never returned, nor blocked tracks: those of the newest snapshot
-    when `graph` is not given, else those of `blocked` (canonical ids).
+    when `graph` is not given, else those of `blocked` (canonical ids). The session index
+    (session neighbours' votes) is the snapshot's when `graph` is not given, else `sessions`.
     """
     source = None
     if graph is None or params is None:
@@ -124,6 +130,8 @@ def rank_candidates(
             graph = source.get()
             if blocked is None:
                 blocked = source.blocked
+            if sessions is None:
+                sessions = source.sessions
         if params is None:
             params = source.config.rank
 
@@ -139,4 +147,5 @@ def rank_candidates(
         limit=limit,
         params=params,
         now=now,
+        sessions=sessions,
     )

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gravityd.core.events import FoldEvent
+from gravityd.core.params import FoldParams
 
 __all__ = ["KEPT_EVENTS", "SESSIONS_PART", "SessionIndex", "SessionQuery", "session_scores"]
 
 KEPT_EVENTS = frozenset({"play_10s", "like"})
-SESSIONS_PART = "sessions"  # the snapshot part that carries the index
+SESSIONS_PART = "session_index"  # the snapshot part that carries the index
 _FORMAT = 1
 
 
@@ -72,6 +73,17 @@ class SessionIndex:
         self.df: dict[str, int] = {}  # stored sessions holding the track
         self.open: dict[str, int] = {}  # session_id -> its newest serial (while stored)
 
+    @classmethod
+    def for_fold(cls, params: FoldParams | None) -> SessionIndex:
+        """The index the [graph] settings describe."""
+        p = params if params is not None else FoldParams()
+        return cls(
+            p.session_index_per_track,
+            p.session_index_length,
+            p.session_index_sessions,
+            p.session_timeout_s,
+        )
+
     @property
     def enabled(self) -> bool:
         return self.per_track > 0
@@ -84,9 +96,9 @@ class SessionIndex:
         if not self.enabled:
             return 0
         added = 0
-        for ev in events:
-            if ev.event_type in KEPT_EVENTS:
-                added += self._keep(ev.session_id, ev.track_id, ev.ts)
+        for ev in events:  # FoldEvent fields by position: log rows may be plain tuples
+            if ev[3] in KEPT_EVENTS:
+                added += self._keep(ev[1], ev[2], ev[4])
         return added
 
     def _keep(self, sid: str, track: str, ts: float) -> int:

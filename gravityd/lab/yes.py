@@ -134,12 +134,7 @@ def plays(songs: Sequence[int], start: float) -> Iterator[tuple[int, int, str, f
 
 def session_index(params: FoldParams) -> SessionIndex:
     """The session index a daemon with these [graph] settings keeps."""
-    return SessionIndex(
-        params.session_index_per_track,
-        params.session_index_length,
-        params.session_index_sessions,
-        params.session_timeout_s,
-    )
+    return SessionIndex.for_fold(params)
 
 
 def fold_events(
