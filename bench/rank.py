@@ -22,7 +22,11 @@ in-process and over HTTP, beside the bare HTTP round trip of the same body in th
    bodies, tiny answer) is the ceiling. The first bodies are also checked: POST /rank gives the
    same order as the in-process function.
 
+   The session index is folded beside the graph (its bytes traced with tracemalloc and printed
+   per edge) and travels in the snapshot; every in-process form and the daemon rank with it.
+
     python -m bench.rank          # full run (about 2 minutes)
+    python -m bench.rank --pool 100   # the radio's pool of 100 (issue 20's figure)
     python -m bench.rank --smoke  # tiny sizes, a few seconds
 """
 
@@ -34,6 +38,7 @@ import json
 import os
 import random
 import time
+import tracemalloc
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,7 @@ from bench.common import (
 from gravityd import gravity
 from gravityd.core import ranking
 from gravityd.core.graph import GravityGraph
+from gravityd.core.session_index import SessionIndex
 from gravityd.snapshots.files import load_snapshot, write_snapshot
 
 IN_PROCESS_P99_MS = 2.0
@@ -157,10 +163,17 @@ def main() -> None:
         gg = GravityGraph()
         for i in range(0, len(events), 50_000):
             gg.fold(events[i : i + 50_000])
-        del events
         fold_s = time.perf_counter() - t
+        # the session index beside it, its bytes traced (what it adds to the graph's memory)
+        tracemalloc.start()
+        index = SessionIndex.for_fold(gg.params)
+        for i in range(0, len(events), 50_000):
+            index.fold(events[i : i + 50_000])
+        index_bytes = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del events
         pools = make_pools(gg, args.bodies, args.pool, args.history, seed=5)
-        path = write_snapshot(gg, snaps)
+        path = write_snapshot(gg, snaps, extra=index.records())
         edges, nodes = gg.edge_count, gg.node_count
         del gg
         gc.collect()
@@ -172,6 +185,11 @@ def main() -> None:
             f"graph: {edges:,} edges, {nodes:,} nodes from {args.events:,} events over"
             f" {args.tracks:,} tracks (generated + folded in {fold_s:.1f} s),"
             f" snapshot {path.stat().st_size / 1e6:.1f} MB"
+        )
+        print(
+            f"session index: {len(index):,} sessions, {len(index.by_track):,} tracks,"
+            f" {index_bytes / 1e6:.1f} MB traced = {index_bytes / edges:.0f} bytes per edge"
+            f" (per_track {index.per_track}, length {index.length})"
         )
         print(
             f"pools: {len(pools)} requests of {len(pools[0]['candidate_track_ids'])} candidate ids"
@@ -198,10 +216,10 @@ def main() -> None:
                 **kw,
             )
 
-        with_graph = pooled(gravity.rank_candidates, graph=loaded)
+        with_graph = pooled(gravity.rank_candidates, graph=loaded, sessions=index)
         from_folder = pooled(gravity.rank_candidates)
-        with_params = pooled(gravity.rank_candidates, graph=loaded, params=params)
-        core = pooled(ranking.rank_candidates, graph=loaded, params=params)
+        with_params = pooled(gravity.rank_candidates, graph=loaded, params=params, sessions=index)
+        core = pooled(ranking.rank_candidates, graph=loaded, params=params, sessions=index)
 
         t = time.perf_counter()
         from_folder(pools[0])
