@@ -31,9 +31,13 @@ For each candidate c (after dropping duplicates, the current track and every tra
   vote and confidence: the history fills in only what the current track's own edge does not
   know. (Without the gate, co-occurrence in the radio's own sessions outvoted listeners' direct
   skips, and the closed loop learnt half as fast; the offline eval is unchanged by it.)
-- **Score** ``= emb' + rank_gravity_weight * G``. With no evidence G = 0 and the order is exactly
-  the embedding order; neutral evidence (a = a0) changes nothing; the graph can move a candidate by
-  at most ``rank_gravity_weight``, and only as far as its evidence allows.
+- **Session neighbours** ``V`` in [0, 1]: the votes of the indexed sessions most like this one
+  (``gravityd/core/session_index.py``; the formula once, in docs/model.md, "Ranking"), divided by
+  the pool's highest.
+- **Score** ``= emb' + rank_gravity_weight * G + rank_session_weight * V``. With no evidence
+  (G = 0, V = 0) the order is exactly the embedding order; neutral evidence (a = a0) changes
+  nothing; the graph can move a candidate by at most ``rank_gravity_weight``, and only as far
+  as its evidence allows.
 - **Order**: score descending, then the raw embedding score descending, then candidates with a known
   embedding score first, then ``track_id`` ascending: deterministic whatever the input order.
 
