@@ -235,6 +235,24 @@ def main() -> None:
             pools
         )
 
+        print(
+            f"in-process      gravity.rank_candidates(graph=loaded)  p50 {inproc['p50']:.3f} ms"
+            f"  p99 {inproc['p99']:.3f} ms  max {inproc['max']:.2f} ms"
+            f"  {verdict(inproc['p99'], IN_PROCESS_P99_MS)}"
+        )
+        print(
+            f"                gravity.rank_candidates(graph=None)    p50 {folder['p50']:.3f} ms"
+            f"  p99 {folder['p99']:.3f} ms  max {folder['max']:.2f} ms"
+            f"  {verdict(folder['p99'], IN_PROCESS_P99_MS)}"
+            f"  (first call loads the snapshot: {first_s:.2f} s; load_snapshot {load_s:.2f} s)"
+        )
+        print(
+            f"  where it goes gravity(graph=loaded, params=given)    p50 {given['p50']:.3f} ms"
+            f"  p99 {given['p99']:.3f} ms  | ranking.rank_candidates core  p50"
+            f" {bare_core['p50']:.3f} ms  p99 {bare_core['p99']:.3f} ms"
+            f"  ({args.calls:,} sequential calls per form; ~{moved:.0f} candidates per pool moved"
+            f" by the graph)"
+        )
         # ---- over HTTP
         rank_lua = post_bodies_script(wire, "/rank")
         env = {
@@ -271,24 +289,6 @@ def main() -> None:
             bseq = wrk(url, duration=args.duration, connections=1, script=bare_lua)
             bpar = wrk(url, duration=args.duration, connections=args.connections, script=bare_lua)
 
-    print(
-        f"in-process      gravity.rank_candidates(graph=loaded)  p50 {inproc['p50']:.3f} ms"
-        f"  p99 {inproc['p99']:.3f} ms  max {inproc['max']:.2f} ms"
-        f"  {verdict(inproc['p99'], IN_PROCESS_P99_MS)}"
-    )
-    print(
-        f"                gravity.rank_candidates(graph=None)    p50 {folder['p50']:.3f} ms"
-        f"  p99 {folder['p99']:.3f} ms  max {folder['max']:.2f} ms"
-        f"  {verdict(folder['p99'], IN_PROCESS_P99_MS)}"
-        f"  (first call loads the snapshot: {first_s:.2f} s; load_snapshot {load_s:.2f} s)"
-    )
-    print(
-        f"  where it goes gravity(graph=loaded, params=given)    p50 {given['p50']:.3f} ms"
-        f"  p99 {given['p99']:.3f} ms  | ranking.rank_candidates core  p50"
-        f" {bare_core['p50']:.3f} ms  p99 {bare_core['p99']:.3f} ms"
-        f"  ({args.calls:,} sequential calls per form; ~{moved:.0f} candidates per pool moved"
-        f" by the graph)"
-    )
     print(
         f"HTTP POST /rank 1 connection: {seq['rps']:>7,.0f} req/s  p50 {seq['p50']:.2f} ms"
         f"  p99 {seq['p99']:.2f} ms  non-2xx {seq.get('non2xx', 0):.0f}"
