@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gravityd.core.events import ValidationLimits
+from gravityd.core.galaxies import GalaxyParams
 from gravityd.core.graph import FoldParams
 from gravityd.core.ranking import RankParams
 from gravityd.core.scoreboard import ReportParams
@@ -122,6 +123,8 @@ class Config:
     jetstream: JetStreamParams = field(
         default_factory=JetStreamParams, metadata={"section": "jetstream"}
     )
+    # [galaxies]: communities, centrality and routes, see gravityd/core/galaxies.py
+    galaxies: GalaxyParams = field(default_factory=GalaxyParams, metadata={"section": "galaxies"})
 
     @property
     def log_backend(self) -> tuple[str, str]:
@@ -151,6 +154,7 @@ _NESTED: dict[str, type] = {
     "rank": RankParams,
     "report": ReportParams,
     "jetstream": JetStreamParams,
+    "galaxies": GalaxyParams,
 }
 
 

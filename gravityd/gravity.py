@@ -1,4 +1,5 @@
-"""The radio service's entry point: `from gravityd.gravity import rank_candidates`.
+"""The radio service's entry point: `from gravityd.gravity import rank_candidates` (and
+`route`, a playable path between two tracks).
 
 Without `graph=`, ranking uses the graph of the newest snapshot in the configured snapshot
 folder (GRAVITYD_SNAPSHOT_DIR, else the config file). The folder is looked at no more than once
@@ -14,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -21,6 +23,8 @@ from gravityd.config import Config, load_config
 from gravityd.core import ranking
 from gravityd.core.events import canonical_uuid
 from gravityd.core.graph import GravityGraph
+from gravityd.core.lanes import compute_track
+from gravityd.core.routes import RouteBounds, best_route
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks, visible_ids
 from gravityd.snapshots.files import list_snapshots, load_newest
@@ -28,7 +32,7 @@ from gravityd.snapshots.state import sessions_from_header
 
 log = logging.getLogger("gravityd.gravity")
 
-__all__ = ["SnapshotGraph", "rank_candidates"]
+__all__ = ["SnapshotGraph", "rank_candidates", "route"]
 
 CHECK_INTERVAL_S = 1.0
 
@@ -149,3 +153,60 @@ def rank_candidates(
         now=now,
         sessions=sessions,
     )
+
+
+# Per graph: each track's out-lanes as (track id, normalized_score), computed the first time a
+# route passes the track (a loaded graph is only read, so what is computed stays right).
+_route_lanes: weakref.WeakKeyDictionary[GravityGraph, dict[str, list[tuple[str, float]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def route(
+    from_track_id: str,
+    to_track_id: str,
+    max_len: int = 12,
+    *,
+    graph: GravityGraph | None = None,
+    blocked: Collection[str] | None = None,
+) -> list[str]:
+    """The best playable path from one track to another along warp lanes (the contract's
+    GET /route, in process): track ids from `from_track_id` to `to_track_id`, every hop a
+    lane, no track twice, no blocked track; [] when there is none within `max_len` hops or
+    the search's bounds (docs/galaxies.md). Graph and takedowns as for rank_candidates."""
+    if max_len < 1:
+        raise ValueError("max_len: must be >= 1")
+    source = None
+    if graph is None:
+        source = _default_source()
+        graph = source.get()
+        if blocked is None:
+            blocked = source.blocked
+    if graph is None:
+        return []
+    params = (source.config if source is not None else load_config()).galaxies
+    memo = _route_lanes.setdefault(graph, {})
+    fanout = params.route_fanout
+    keep = max(fanout, 1)
+
+    def lanes_of(t: str) -> list[tuple[str, float]]:
+        got = memo.get(t)
+        if got is None:
+            succ, _ = graph.adjacency()
+            got = []
+            if t in succ:
+                side = compute_track(graph, t, None, keep).out
+                if side.top > 0.0:
+                    pairs = zip(side.ids, side.weights, strict=True)
+                    got = [(d, min(1.0, w / side.top)) for d, w in pairs]
+            memo[t] = got
+        return got
+
+    found = best_route(
+        lanes_of,
+        _canon(from_track_id),
+        _canon(to_track_id),
+        RouteBounds(max_len, fanout, params.route_visit_budget),
+        frozenset(blocked or ()),
+    )
+    return [] if found is None else list(found.path)

@@ -537,8 +537,8 @@ def test_titles_and_artists_are_shown_as_text_never_as_markup(
             "xss": "undefined",
             "onAttrs": [],
             "imgs": 0,
-            "scripts": ["/static/explorer.js", "/static/radio.js"],
-            "svgs": ["brand-mark", "graph", "radio-chart"],
+            "scripts": ["/static/explorer.js", "/static/radio.js", "/static/map.js"],
+            "svgs": ["brand-mark", "graph", "map-chart", "radio-chart"],
         }
     finally:
         drv.execute_cdp_cmd("Page.setBypassCSP", {"enabled": False})

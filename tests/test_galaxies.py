@@ -8,11 +8,12 @@ import math
 import random
 
 import networkx as nx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gravityd.core.galaxies import Galaxies, compute_galaxies
-from gravityd.core.routes import RouteBounds, best_route
+from gravityd.core.routes import RouteBounds, RouteGraph, best_route
 
 
 def planted(groups: int, size: int, seed: int) -> dict[str, list[tuple[str, float]]]:
@@ -85,6 +86,11 @@ def test_route_takes_the_best_product_not_the_fewest_hops() -> None:
 
 def test_route_avoids_blocked_and_answers_none_without_a_path() -> None:
     lanes = {"a": [("b", 1.0), ("c", 0.5)], "b": [("d", 1.0)], "c": [("d", 1.0)]}
+    compiled = RouteGraph.from_arrays(RouteGraph.arrays(lanes.items(), 16))
+    fast = compiled.best("a", "d", 12, blocked={"b"})
+    assert fast is not None and fast.path == ("a", "c", "d")
+    assert compiled.best("a", "d", 12, blocked={"b", "c"}) is None
+    assert compiled.best("d", "a", 12) is None and compiled.best("a", "d", 1) is None
     r = best_route(chain_lanes(lanes), "a", "d", blocked={"b"})
     assert r is not None and r.path == ("a", "c", "d")
     assert best_route(chain_lanes(lanes), "a", "d", blocked={"b", "c"}) is None
@@ -129,6 +135,16 @@ def test_route_matches_brute_force(
     bounds = RouteBounds(max_len=max_len, fanout=fanout)
     r = best_route(chain_lanes(lanes), "t0", "t1", bounds)
     expected = brute_force(lanes, "t0", "t1", bounds)
+    # The compiled graph answers the same best route, exactly within the hop limit.
+    compiled = RouteGraph.from_arrays(RouteGraph.arrays(lanes.items(), fanout))
+    fast = compiled.best("t0", "t1", max_len)
+    assert (fast is None) == (expected is None)
+    if fast is not None:
+        assert math.isclose(fast.score, expected, rel_tol=1e-6)
+        assert fast.path[0] == "t0" and fast.path[-1] == "t1"
+        assert fast.hops <= max_len and len(set(fast.path)) == len(fast.path)
+        for (a, b), sc in zip(itertools.pairwise(fast.path), fast.scores, strict=True):
+            assert (b, sc) in [(d, pytest.approx(x)) for d, x in lanes[a][:fanout]]
     if expected is None:
         assert r is None
         return
@@ -159,3 +175,60 @@ def test_a_cheap_long_way_does_not_hide_a_short_one_under_the_hop_limit() -> Non
     }
     r = best_route(chain_lanes(lanes), "a", "d", RouteBounds(max_len=4))
     assert r is not None and r.path == ("a", "x", "e", "d") and math.isclose(r.score, 0.2)
+    fast = RouteGraph.from_arrays(RouteGraph.arrays(lanes.items(), 16)).best("a", "d", 4)
+    assert fast is not None and fast.path == r.path and math.isclose(fast.score, 0.2)
+
+
+class FakeLanes:
+    def __init__(self, lanes: dict[str, list[tuple[str, float]]]) -> None:
+        self.lanes = lanes
+        self.reads = 0
+
+    def tracks(self) -> list[str]:
+        return list(self.lanes)
+
+    def lanes_of(self, track_id: str, limit: int) -> list[tuple[str, float]]:
+        self.reads += 1
+        return self.lanes[track_id][:limit]
+
+
+@pytest.mark.process  # a worker process computes the galaxies
+async def test_keeper_computes_in_a_worker_and_swaps_whole() -> None:
+    from gravityd.core.galaxies import GalaxyParams
+    from gravityd.daemon.galaxies import GalaxyKeeper
+
+    lanes = planted(groups=3, size=20, seed=4)
+    seen: list[tuple[float, int]] = []
+    keeper = GalaxyKeeper(
+        GalaxyParams(galaxies_seed=5),
+        FakeLanes(lanes),
+        on_computed=lambda s, n: seen.append((s, n)),
+        clock=lambda: 123.0,
+    )
+    try:
+        assert keeper.current.count == 0 and keeper.due(cursor=7)
+        assert await keeper.refresh(cursor=7)
+        gal = keeper.current
+        expected = compute_galaxies(lanes.items(), seed=5, cursor=7, computed_at=123.0)
+        assert gal == expected and gal.count == 3 and seen[0][1] == 3
+        assert not await keeper.refresh(cursor=7)  # nothing new folded: nothing to do
+        assert not keeper.due(cursor=8)  # the interval has not passed
+        fresh = GalaxyKeeper(GalaxyParams(galaxies_seed=5), FakeLanes({}))
+        fresh.adopt(gal.to_records())  # what a snapshot carries is served at once
+        assert fresh.current == gal
+    finally:
+        keeper.close()
+
+
+def test_galaxy_params_refuse_bad_values() -> None:
+    from gravityd.core.galaxies import GalaxyParams
+
+    for bad in (
+        {"galaxies_resolution": 0},
+        {"route_fanout": 0},
+        {"galaxies_interval_s": -1},
+        {"route_max_len": 0},
+        {"galaxies_seed": 1.5},
+    ):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            GalaxyParams(**bad)

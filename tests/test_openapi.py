@@ -22,7 +22,7 @@ from gravityd.daemon.service import Gravityd
 from gravityd.http.app import create_app
 from gravityd.http.openapi import build_spec
 
-from .support import Daemon, event, make_config
+from .support import Daemon, event, make_config, tid
 
 
 def _code(response: Any) -> str:
@@ -238,6 +238,15 @@ def test_documented_statuses_are_real(live: tuple[str, Any], strict: str) -> Non
         ("POST /admin/fold", strict, {}, "401"),
         ("POST /admin/snapshot", url, {}, "200"),
         ("POST /admin/snapshot", strict, {}, "401"),
+        # the snapshot above brought the galaxies up to the lanes
+        ("GET /galaxies", url, {"query": {"limit": 5}}, "200"),
+        ("GET /galaxies", url, {"query": {"limit": 0}}, "400"),
+        ("GET /galaxies/{galaxy}", url, {"path_parameters": {"galaxy": 0}}, "200"),
+        ("GET /galaxies/{galaxy}", url, {"path_parameters": {"galaxy": "x"}}, "400"),
+        ("GET /galaxies/{galaxy}", url, {"path_parameters": {"galaxy": 10**6}}, "404"),
+        ("GET /route", url, {"query": {"from": track, "to": track}}, "200"),
+        ("GET /route", url, {"query": {"from": "x", "to": track}}, "400"),
+        ("GET /route", url, {"query": {"from": track, "to": tid("nowhere")}}, "404"),
         ("PUT /admin/tracks/{id}/block", url, {"path_parameters": {"id": track}}, "200"),
         ("PUT /admin/tracks/{id}/block", url, {"path_parameters": {"id": "x"}}, "400"),
         ("PUT /admin/tracks/{id}/block", strict, {"path_parameters": {"id": track}}, "401"),

@@ -20,12 +20,18 @@ BODIES: dict[str, Any] = {"/event": event(), "/events": [event()], "/rank": RANK
 
 def concrete(route: Route) -> str:
     """A path of this route's template that reaches its handler."""
-    return route.path.replace("{id}", TRACK).replace("{name}", "explorer.js")
+    return (
+        route.path.replace("{id}", TRACK).replace("{name}", "explorer.js").replace("{galaxy}", "0")
+    )
+
+
+QUERIES: dict[str, dict[str, str]] = {"/route": {"from": TRACK, "to": tid(2)}}
 
 
 async def call(client: Any, route: Route, **query: str) -> Any:
     body = BODIES.get(route.path)
-    return await client.request(route.method, concrete(route), params=query, json=body)
+    params = {**QUERIES.get(route.path, {}), **query}
+    return await client.request(route.method, concrete(route), params=params, json=body)
 
 
 def documents_min_cursor(spec: dict[str, Any], route: Route) -> bool:

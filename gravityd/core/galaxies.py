@@ -22,10 +22,37 @@ from typing import Any
 
 import networkx as nx
 
+from gravityd.core.checks import check_fields
+
 # Sunflower spiral (Vogel 1979): evenly filled discs with no iteration and no randomness.
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 Lanes = Iterable[tuple[str, Sequence[tuple[str, float]]]]
+
+
+@dataclass(frozen=True)
+class GalaxyParams:
+    """The [galaxies] settings (config/gravityd.toml documents each)."""
+
+    galaxies_interval_s: float = 60.0
+    galaxies_resolution: float = 1.0
+    galaxies_seed: int = 42
+    galaxies_lanes_per_track: int = 20
+    route_fanout: int = 16
+    route_visit_budget: int = 20_000
+    route_max_len: int = 32
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.galaxies_interval_s < 0:
+            raise ValueError("galaxies_interval_s: must be >= 0 (0 turns galaxies off)")
+        if self.galaxies_resolution <= 0:
+            raise ValueError("galaxies_resolution: must be > 0")
+        for name in ("galaxies_lanes_per_track", "route_fanout", "route_visit_budget"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1")
+        if self.route_max_len < 1:
+            raise ValueError("route_max_len: must be >= 1")
 
 
 @dataclass(frozen=True)

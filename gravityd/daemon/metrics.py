@@ -119,6 +119,20 @@ class Metrics:
             "Times the fold paused because the lanes lagged past lanes_max_lag_ms.",
             registry=r,
         )
+        self.galaxies_seconds = Histogram(
+            "gravityd_galaxies_seconds",
+            "Duration of one galaxies computation (in the worker process).",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
+            registry=r,
+        )
+        self.galaxies = Gauge("gravityd_galaxies", "Galaxies served now.", registry=r)
+        self.galaxies_cursor = Gauge(
+            "gravityd_galaxies_cursor", "Log position the served galaxies were computed at.",
+            registry=r,
+        )
+        self.galaxies_errors = Counter(
+            "gravityd_galaxies_errors", "Galaxies computations that failed.", registry=r
+        )
         self.graph_nodes = Gauge("gravityd_graph_nodes", "Tracks in the graph.", registry=r)
         self.graph_edges = Gauge("gravityd_graph_edges", "Edges in the graph.", registry=r)
         self.graph_sessions = Gauge(

@@ -149,6 +149,19 @@ class LaneKeeper:
         finally:
             READING.reset(token)
 
+    def out_scores(self, graph: GravityGraph, track_id: str, limit: int) -> list[tuple[str, float]]:
+        """A track's kept out-lanes as (track id, normalized_score), best first: what a neighbors
+        read serves, without building its answer (routes and galaxies walk many tracks)."""
+        rec = self.attach(graph).get(track_id)
+        if rec is None or limit <= 0:
+            return []
+        side = rec.out
+        top = side.top
+        if top <= 0.0:
+            return []
+        pairs = zip(side.ids[:limit], side.weights[:limit], strict=True)
+        return [(t, min(1.0, w / top)) for t, w in pairs]
+
     def stats(self) -> dict[str, Any]:
         index = self.index
         return {

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from gravityd.config import Config
@@ -28,6 +29,8 @@ from gravityd.core.ranking import RankRequest, rank_candidates
 from gravityd.core.scoreboard import ReportQuery, Scoreboard, snapshot_records
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
+from gravityd.daemon.galaxies import SNAPSHOT_PART as GALAXIES_PART
+from gravityd.daemon.galaxies import GalaxyKeeper, ServedLanes
 from gravityd.daemon.metrics import Metrics
 from gravityd.daemon.reads import LaneKeeper
 from gravityd.log import Appended, EventLog, LogError, LogMissing, NotALog
@@ -117,6 +120,13 @@ class Gravityd:
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
         self.sessions = SessionIndex.for_fold(config.graph)  # session neighbours for /rank
         self.lanes = LaneKeeper(config, self.metrics, self.graph)  # what neighbors reads serve
+        # Galaxies and routes: computed in a worker process from the served lanes.
+        self.galaxies = GalaxyKeeper(
+            config.galaxies,
+            ServedLanes(lambda: self.graph.tracks(), self._out_lanes),
+            on_computed=self._galaxies_computed,
+            on_failed=self.metrics.galaxies_errors.inc,
+        )
         self.lease = SnapshotLease(config.snapshot_dir)
         self.fatal: str | None = None  # set when the process must stop (a log that is not ours)
         self.failed = asyncio.Event()
@@ -274,6 +284,13 @@ class Gravityd:
         state = State.from_found(found, cfg.report)
         self.graph, self.blocks, self.scoreboard = state.graph, state.blocks, state.scoreboard
         self.sessions = state.sessions
+        carried = found.header["parts"].get(GALAXIES_PART)
+        if carried:  # served at once: no wait for the first computation
+            try:
+                self.galaxies.adopt(carried[-1])
+                self._galaxies_computed(0.0, self.galaxies.current.count, observe=False)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("snapshot galaxies skipped", extra={"error": str(exc)})
         self._last_snapshot = (found.header["created_at"], state.cursor)
         log.info(
             "snapshot loaded",
@@ -365,6 +382,11 @@ class Gravityd:
         settle_memory()
         self.ready = True
         self._ready_event.set()
+        self._tasks.append(
+            asyncio.create_task(
+                self.galaxies.run(lambda: self.read_cursor), name="gravityd-galaxies"
+            )
+        )
         log.info(
             "graph ready",
             extra={
@@ -595,18 +617,29 @@ class Gravityd:
     async def track(self, track_id: str) -> dict[str, Any]:
         """One track as the explorer shows it: catalogue entry and how many lanes it has."""
         out_lanes, in_lanes = self.graph.lane_counts(track_id)
-        info = {"track_id": track_id, "out_lanes": out_lanes, "in_lanes": in_lanes}
+        galaxy, centrality = self.galaxies.of_track(track_id)
+        info = {
+            "track_id": track_id,
+            "out_lanes": out_lanes,
+            "in_lanes": in_lanes,
+            "galaxy": galaxy,
+            "centrality": centrality,
+        }
         if track_id in self.blocks:
             info["blocked"] = True  # only then: the answer of other tracks stays as it was
         await self._add_meta([info])
         return info
 
-    async def top_tracks(self, limit: int) -> list[dict[str, Any]]:
-        """The tracks with the most warp lanes (in and out), recomputed at most every 10 s.
+    async def top_tracks(self, limit: int, by: str = "lanes") -> list[dict[str, Any]]:
+        """The tracks with the most warp lanes (in and out), recomputed at most every 10 s;
+        `by="centrality"`: the most central of the served galaxies (sorted once per computation).
 
         Counting lanes visits every edge; it runs on the loop in slices so reads keep flowing.
         An empty answer is not kept, so a fresh daemon shows tracks as soon as it has some.
         """
+        if by == "centrality":
+            ranked = self.galaxies.most_central(limit + len(self.blocks))
+            return await self._top_items(takedowns.visible_ids(ranked, self.blocks)[:limit])
         now = time.monotonic()
         cached_at, ids, size = self._top
         want = max(limit, 20) + len(self.blocks)  # blocked ones are left out below
@@ -623,18 +656,25 @@ class Gravityd:
                 best = heapq.nsmallest(want, best, key=lambda x: (-x[0], x[1]))
                 await asyncio.sleep(0)
             self._top = (time.monotonic(), [u for _, u in best], want)
+        items = await self._top_items(takedowns.visible_ids(self._top[1], self.blocks)[:limit])
+        items.sort(key=lambda it: (-it["lanes"], it["track_id"]))
+        return items
+
+    async def _top_items(self, ids: list[str]) -> list[dict[str, Any]]:
         items = []
-        for u in takedowns.visible_ids(self._top[1], self.blocks)[:limit]:
+        for u in ids:
             out_lanes, in_lanes = self.graph.lane_counts(u)
+            galaxy, centrality = self.galaxies.of_track(u)
             items.append(
                 {
                     "track_id": u,
                     "lanes": out_lanes + in_lanes,
                     "out_lanes": out_lanes,
                     "in_lanes": in_lanes,
+                    "galaxy": galaxy,
+                    "centrality": centrality,
                 }
             )
-        items.sort(key=lambda it: (-it["lanes"], it["track_id"]))
         await self._add_meta(items)
         return items
 
@@ -755,6 +795,13 @@ class Gravityd:
             )
         async with self._snapshot_lock:
             cfg = self.config
+            if self.ready:  # a snapshot carries galaxies as fresh as the lanes it is taken at
+                try:
+                    await self.galaxies.refresh(self.read_cursor)
+                except Exception as exc:  # never a reason to lose the snapshot itself
+                    self.metrics.galaxies_errors.inc()
+                    log.error("galaxies failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                    self.galaxies.close()
             started = time.perf_counter()
             try:
                 async with self._fold_lock:
@@ -766,6 +813,7 @@ class Gravityd:
                         extra=itertools.chain(
                             snapshot_records(self.scoreboard, cfg.snapshot_chunk),
                             self.sessions.records(),
+                            self._galaxy_records(),
                         ),
                         origin=self.log.identity.id if self.log.identity else None,
                     )
@@ -791,6 +839,10 @@ class Gravityd:
                         return iter_edge_rows(path, time.time(), 2000)
 
                 await self.publisher.publish_graph(cursor, path.name, rows)
+                if cfg.snapshot_track_edges and self.galaxies.current.count:
+                    await self.publisher.publish_galaxies(
+                        self.galaxies.current.cursor, self.galaxies.rows
+                    )
             except Exception as exc:
                 self.metrics.snapshot_errors.inc()
                 log.error("snapshot failed", extra={"error": str(exc)})
@@ -867,6 +919,43 @@ class Gravityd:
         at = self._last_snapshot[0]
         return time.time() - at if at else float("nan")
 
+    # ------------------------------------------------------------------ galaxies and routes
+
+    def _out_lanes(self, track_id: str, limit: int) -> list[tuple[str, float]]:
+        """The out-lanes a neighbors read serves, as (track id, normalized_score), without
+        blocked tracks: what galaxies and routes are made of."""
+        blocks = self.blocks
+        if track_id in blocks:
+            return []
+        want = limit + len(blocks)  # kept lists hold at most K: slicing past them is free
+        lanes = self.lanes.out_scores(self.graph, track_id, want)
+        if blocks:
+            lanes = [lane for lane in lanes if lane[0] not in blocks][:limit]
+        return lanes
+
+    def _galaxies_computed(self, seconds: float, count: int, observe: bool = True) -> None:
+        m = self.metrics
+        if observe:
+            m.galaxies_seconds.observe(seconds)
+        m.galaxies.set(count)
+        m.galaxies_cursor.set(self.galaxies.current.cursor)
+
+    def _galaxy_records(self) -> Iterator[tuple[str, Any]]:
+        if self.galaxies.current.count:
+            yield GALAXIES_PART, self.galaxies.current.to_records()
+
+    async def galaxies_page(self, limit: int) -> dict[str, Any]:
+        return self.galaxies.page(limit)
+
+    async def galaxy_page(self, galaxy: int, limit: int) -> dict[str, Any] | None:
+        page = self.galaxies.galaxy(galaxy, limit)
+        if page is not None:
+            await self._add_meta(page["tracks"])
+        return page
+
+    async def route(self, src: str, dst: str, max_len: int) -> dict[str, Any] | None:
+        return await self.galaxies.route(src, dst, max_len, self.blocks.ids)
+
     async def close(self) -> None:
         """Stop taking work, drain every queued event into the log, snapshot, close."""
         self._closing = True
@@ -890,6 +979,7 @@ class Gravityd:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._fold_task
         await self.log.close()
+        self.galaxies.close()
         self.lease.release()
         log.info(
             "stopped",

@@ -189,6 +189,16 @@ def _schemas(cfg: Config) -> dict[str, Any]:
                 },
                 "title": nullable_text,
                 "artist": nullable_text,
+                "galaxy": {
+                    "type": ["integer", "null"],
+                    "minimum": 0,
+                    "description": "its galaxy (GET /galaxies/{galaxy}); null: in none yet",
+                },
+                "centrality": {
+                    "type": ["number", "null"],
+                    "minimum": 0,
+                    "description": "PageRank on the warp lanes; null: in no galaxy yet",
+                },
             },
         },
         "BlockChange": {

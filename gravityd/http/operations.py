@@ -133,14 +133,23 @@ def post_events(cfg: Config) -> Operation:
 
 def get_top_tracks(cfg: Config) -> Operation:
     return {
-        "summary": "The most connected tracks (for the explorer)",
-        "parameters": [limit_param("limit", 20, cfg.max_neighbors_limit, "how many tracks")],
+        "summary": "The most connected (or most central) tracks (for the explorer)",
+        "parameters": [
+            limit_param("limit", 20, cfg.max_neighbors_limit, "how many tracks"),
+            {
+                "name": "by",
+                "in": "query",
+                "required": False,
+                "description": "lanes: most lanes first; centrality: PageRank on the lanes",
+                "schema": {"type": "string", "enum": ["lanes", "centrality"], "default": "lanes"},
+            },
+        ],
         "responses": {
             "200": json_answer(
-                "most lanes first",
+                "most lanes (or most central) first",
                 {"type": "array", "items": {"$ref": "#/components/schemas/Track"}},
             ),
-            "400": error("bad limit"),
+            "400": error("bad limit or by"),
         },
     }
 
@@ -270,6 +279,124 @@ def readyz(cfg: Config) -> Operation:
 def metrics(cfg: Config) -> Operation:
     text_ok = {"description": "the file", "content": {"text/plain": {"schema": {"type": "string"}}}}
     return {"summary": "Prometheus metrics", "responses": {"200": text_ok}}
+
+
+# ---------------------------------------------------------------------------- galaxies
+
+_GALAXIES_MAX = 1000  # gravityd.http.handlers.galaxies.MAX_GALAXIES_LIMIT
+
+
+def get_galaxies(cfg: Config) -> Operation:
+    summary = {
+        "type": "object",
+        "required": ["galaxy", "size", "tracks", "label"],
+        "properties": {
+            "galaxy": {"type": "integer", "minimum": 0},
+            "size": {"type": "integer", "minimum": 1},
+            "tracks": {"type": "array", "items": UUID, "maxItems": 10},
+            "label": {"type": ["string", "null"]},
+        },
+    }
+    return {
+        "summary": "Galaxies: communities of the warp lanes, biggest first",
+        "parameters": [limit_param("limit", 50, _GALAXIES_MAX, "most galaxies returned")],
+        "responses": {
+            "200": json_answer(
+                "as of the last computation (cursor, computed_at); empty before the first",
+                {
+                    "type": "object",
+                    "required": ["cursor", "computed_at", "count", "galaxies"],
+                    "properties": {
+                        "cursor": {"type": "integer"},
+                        "computed_at": {"type": ["string", "null"], "format": "date-time"},
+                        "count": {"type": "integer", "minimum": 0},
+                        "galaxies": {"type": "array", "items": summary},
+                    },
+                },
+            ),
+            "400": error("bad limit"),
+        },
+    }
+
+
+def get_galaxy(cfg: Config) -> Operation:
+    member = {
+        "type": "object",
+        "required": ["track_id", "centrality", "title", "artist"],
+        "properties": {
+            "track_id": UUID,
+            "centrality": {"type": "number", "minimum": 0},
+            "title": {"type": ["string", "null"]},
+            "artist": {"type": ["string", "null"]},
+            "x": {"type": "number", "description": "the map's layout"},
+            "y": {"type": "number"},
+        },
+    }
+    return {
+        "summary": "One galaxy's tracks, most central first",
+        "parameters": [
+            {
+                "name": "galaxy",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            },
+            limit_param("limit", 100, _GALAXIES_MAX, "most tracks returned"),
+        ],
+        "responses": {
+            "200": json_answer(
+                "the galaxy",
+                {
+                    "type": "object",
+                    "required": ["galaxy", "size", "tracks"],
+                    "properties": {
+                        "galaxy": {"type": "integer", "minimum": 0},
+                        "size": {"type": "integer", "minimum": 1},
+                        "tracks": {"type": "array", "items": member},
+                    },
+                },
+            ),
+            "400": error("the galaxy is not a non-negative integer, or bad limit"),
+            "404": error("unknown_galaxy"),
+        },
+    }
+
+
+def get_route(cfg: Config) -> Operation:
+    def end(name: str, text: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": True, "description": text, "schema": UUID}
+
+    return {
+        "summary": "A playable route from one track to another along warp lanes",
+        "parameters": [
+            end("from", "the track the route starts at"),
+            end("to", "the track it arrives at"),
+            limit_param("max_len", 12, cfg.galaxies.route_max_len, "most hops"),
+        ],
+        "responses": {
+            "200": json_answer(
+                "the path with the best product of lane scores within the bounds",
+                {
+                    "type": "object",
+                    "required": ["from", "to", "path", "hops", "score"],
+                    "properties": {
+                        "from": UUID,
+                        "to": UUID,
+                        "path": {"type": "array", "items": UUID, "minItems": 1},
+                        "hops": {"type": "integer", "minimum": 0},
+                        "score": {"type": "number", "minimum": 0, "maximum": 1},
+                        "scores": {
+                            "type": "array",
+                            "items": {"type": "number", "minimum": 0, "maximum": 1},
+                            "description": "each hop's normalized_score",
+                        },
+                    },
+                },
+            ),
+            "400": error("from or to is not a track id, or bad max_len (names the field)"),
+            "404": error("no_route: none within max_len (or the search's bounds)"),
+        },
+    }
 
 
 def get_stats(cfg: Config) -> Operation:

@@ -16,7 +16,7 @@ from typing import Any
 from gravityd.config import Config
 from gravityd.http import assets, operations
 from gravityd.http.auth import Handler
-from gravityd.http.handlers import admin, ingest, ops, radio, rank, tracks
+from gravityd.http.handlers import admin, galaxies, ingest, ops, radio, rank, tracks
 
 __all__ = ["ROUTES", "Handler", "PathSet", "Route", "role_paths", "served"]
 ROLES = ("all", "writer", "replica")
@@ -66,6 +66,13 @@ ROUTES: tuple[Route, ...] = (
           operations.get_neighbors, READER, reads=True, cors=True),
     Route("POST", "/rank", rank.post_rank, operations.post_rank, READER,
           reads=True, min_cursor_in_body=True, cors=True),
+    # the whole graph: galaxies and routes
+    Route("GET", "/galaxies", galaxies.get_galaxies, operations.get_galaxies, READER,
+          reads=True, cors=True),
+    Route("GET", "/galaxies/{galaxy}", galaxies.get_galaxy, operations.get_galaxy, READER,
+          reads=True, cors=True),
+    Route("GET", "/route", galaxies.get_route, operations.get_route, READER,
+          reads=True, cors=True),
     # probes
     Route("GET", "/healthz", ops.healthz, operations.healthz, EVERY, capped=False),
     Route("GET", "/readyz", ops.readyz, operations.readyz, EVERY, capped=False),

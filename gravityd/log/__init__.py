@@ -57,6 +57,8 @@ class Appended(NamedTuple):
 BadRows = list[tuple[int, str]]
 # A track_edges row: (src, dst, weight, pos, neg, n), decayed to the time it is written.
 EdgeRow = tuple[str, str, float, float, float, int]
+# A track_galaxies row: (track_id, galaxy, centrality); the table stamps it with the cursor.
+GalaxyRow = tuple[str, int, float]
 
 
 class CommitTimes:
@@ -199,6 +201,12 @@ class GraphPublisher(Protocol):
         """Record the newest durable snapshot's cursor and (rows given) the track_edges table."""
         ...
 
+    async def publish_galaxies(
+        self, cursor: int, rows: Callable[[], Iterator[list[GalaxyRow]]]
+    ) -> None:
+        """Replace the track_galaxies table with the galaxies computed at `cursor`."""
+        ...
+
 
 @runtime_checkable
 class Retention(Protocol):
@@ -241,6 +249,11 @@ class NoPublisher:
     ) -> None:
         return None
 
+    async def publish_galaxies(
+        self, cursor: int, rows: Callable[[], Iterator[list[GalaxyRow]]]
+    ) -> None:
+        return None
+
 
 __all__ = [
     "Appended",
@@ -250,6 +263,7 @@ __all__ = [
     "CommitTimes",
     "EdgeRow",
     "EventLog",
+    "GalaxyRow",
     "GraphPublisher",
     "LogError",
     "LogIdentity",

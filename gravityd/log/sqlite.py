@@ -33,6 +33,7 @@ from gravityd.log import (
     BadRows,
     CommitTimes,
     EdgeRow,
+    GalaxyRow,
     LogError,
     LogIdentity,
     LogMissing,
@@ -56,6 +57,7 @@ from gravityd.log.sqlite_tables import (
     set_cursor,
     track_meta,
     write_track_edges,
+    write_track_galaxies,
 )
 
 T = TypeVar("T")
@@ -505,6 +507,20 @@ class SqliteLog:
                 if rows is not None:
                     now = time.time()
                     write_track_edges(conn, rows(), now)
+            finally:
+                conn.close()
+
+        await asyncio.to_thread(run)
+
+    async def publish_galaxies(
+        self, cursor: int, rows: Callable[[], Iterator[list[GalaxyRow]]]
+    ) -> None:
+        """The `track_galaxies` table, in a worker thread on a connection of its own."""
+
+        def run() -> None:
+            conn = connect_sync(self.path, self.synchronous, migrate=False)
+            try:
+                write_track_galaxies(conn, rows(), cursor)
             finally:
                 conn.close()
 

@@ -89,6 +89,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (origin, cursor)
     ) WITHOUT ROWID;
     """,
+    # 5: the galaxies beside track_edges (written with it by the snapshotter), for SQL readers.
+    """
+    CREATE TABLE IF NOT EXISTS track_galaxies (
+        track_id TEXT PRIMARY KEY,
+        galaxy INTEGER NOT NULL,
+        centrality REAL NOT NULL,
+        cursor INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 IDENTITY_PREFIX = "sqlite:"  # a SQLite log's identity is "sqlite:<32 hex digits>"
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 
-from gravityd.log import EdgeRow
+from gravityd.log import EdgeRow, GalaxyRow
 
 _CURRENT_BLOCKS = (
     "SELECT track_id, id, at FROM blocks WHERE id IN (SELECT MAX(id) FROM blocks GROUP BY"
@@ -80,6 +80,28 @@ def write_track_edges(
         total += len(rows)
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("DELETE FROM track_edges WHERE updated_at < ?", (stamp,))
+    conn.execute("COMMIT")
+    return total
+
+
+def write_track_galaxies(
+    conn: sqlite3.Connection, chunks: Iterator[list[GalaxyRow]], cursor: int
+) -> int:
+    """Upsert (track_id, galaxy, centrality) rows stamped with the galaxies' cursor, then drop
+    the rows of tracks no galaxy holds any more; short transactions, as for track_edges."""
+    total = 0
+    for rows in chunks:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO track_galaxies (track_id, galaxy, centrality, cursor) VALUES (?,?,?,?)"
+            " ON CONFLICT(track_id) DO UPDATE SET galaxy=excluded.galaxy,"
+            " centrality=excluded.centrality, cursor=excluded.cursor",
+            [(*r, cursor) for r in rows],
+        )
+        conn.execute("COMMIT")
+        total += len(rows)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM track_galaxies WHERE cursor != ?", (cursor,))
     conn.execute("COMMIT")
     return total
 

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +242,10 @@ class LogSnapshots:
     def __init__(self, log: JetStreamLog, snapshot_dir: str | None) -> None:
         self.log = log
         self.snapshot_dir = snapshot_dir
+
+    async def publish_galaxies(self, cursor: int, rows: Callable[[], Iterator[Any]]) -> None:
+        """The stream has no tables: track_galaxies is SQLite's (docs/jetstream.md)."""
+        return None
 
     async def publish_graph(
         self, cursor: int, snapshot: str, rows: Callable[[], Any] | None

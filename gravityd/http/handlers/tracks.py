@@ -52,5 +52,8 @@ async def get_track(request: web.Request) -> web.Response:
 async def get_top_tracks(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     limit = int_param(request, "limit", 20, 1, svc.config.max_neighbors_limit)
+    by = request.query.get("by", "lanes")
+    if by not in ("lanes", "centrality"):
+        raise ApiError(400, "invalid_by", "by must be lanes or centrality", "by")
     cursor = await read_gate(request)
-    return json_response(await svc.top_tracks(limit), headers=cursor)
+    return json_response(await svc.top_tracks(limit, by=by), headers=cursor)
