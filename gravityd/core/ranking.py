@@ -108,7 +108,7 @@ class RankParams:
     # pool's highest, beside the graph's (0 turns it off).
     rank_session_weight: float = 1.0
     # Most recent indexed sessions sharing a track with the current session that are compared.
-    rank_session_sample: int = 500
+    rank_session_sample: int = 150
     # Most similar of them that vote.
     rank_session_neighbours: int = 100
     # The session's track i steps back weighs exp(-i / this) in the similarity (steps).
