@@ -22,7 +22,11 @@ in-process and over HTTP, beside the bare HTTP round trip of the same body in th
    bodies, tiny answer) is the ceiling. The first bodies are also checked: POST /rank gives the
    same order as the in-process function.
 
+   The session index is folded beside the graph (its bytes traced with tracemalloc and printed
+   per edge) and travels in the snapshot; every in-process form and the daemon rank with it.
+
     python -m bench.rank          # full run (about 2 minutes)
+    python -m bench.rank --pool 100   # the radio's pool of 100 (issue 20's figure)
     python -m bench.rank --smoke  # tiny sizes, a few seconds
 """
 
@@ -33,7 +37,10 @@ import gc
 import json
 import os
 import random
+import subprocess
+import sys
 import time
+import tracemalloc
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -52,7 +59,8 @@ from bench.common import (
 from gravityd import gravity
 from gravityd.core import ranking
 from gravityd.core.graph import GravityGraph
-from gravityd.snapshots.files import load_snapshot, write_snapshot
+from gravityd.core.session_index import SessionIndex
+from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
 
 IN_PROCESS_P99_MS = 2.0
 HTTP_P99_MS = 5.0
@@ -157,10 +165,27 @@ def main() -> None:
         gg = GravityGraph()
         for i in range(0, len(events), 50_000):
             gg.fold(events[i : i + 50_000])
-        del events
         fold_s = time.perf_counter() - t
+        # the session index beside it, its bytes traced (what it adds to the graph's memory)
+        tracemalloc.start()
+        index = SessionIndex.for_fold(gg.params)
+        for i in range(0, len(events), 50_000):
+            index.fold(events[i : i + 50_000])
+        index_bytes = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del events
         pools = make_pools(gg, args.bodies, args.pool, args.history, seed=5)
-        path = write_snapshot(gg, snaps)
+        # A snapshot of no log: `gravityd restore` adopts it for the daemon's new log below, as
+        # an operator would (a plain start skips a snapshot past its log's end).
+        staged = write_snapshot(gg, work / "staging", extra=index.records())
+        restored = subprocess.run(
+            [sys.executable, "-m", "gravityd", "restore", str(staged), "--db",
+             str(work / "bench.db"), "--snapshot-dir", str(snaps)],
+            capture_output=True, text=True, check=False,
+        )
+        if restored.returncode != 0:
+            raise SystemExit(f"gravityd restore failed: {restored.stderr.strip()}")
+        path = list_snapshots(snaps)[0].path  # the newest: the one just restored
         edges, nodes = gg.edge_count, gg.node_count
         del gg
         gc.collect()
@@ -172,6 +197,11 @@ def main() -> None:
             f"graph: {edges:,} edges, {nodes:,} nodes from {args.events:,} events over"
             f" {args.tracks:,} tracks (generated + folded in {fold_s:.1f} s),"
             f" snapshot {path.stat().st_size / 1e6:.1f} MB"
+        )
+        print(
+            f"session index: {len(index):,} sessions, {len(index.by_track):,} tracks,"
+            f" {index_bytes / 1e6:.1f} MB traced = {index_bytes / edges:.0f} bytes per edge"
+            f" (per_track {index.per_track}, length {index.length})"
         )
         print(
             f"pools: {len(pools)} requests of {len(pools[0]['candidate_track_ids'])} candidate ids"
@@ -198,10 +228,10 @@ def main() -> None:
                 **kw,
             )
 
-        with_graph = pooled(gravity.rank_candidates, graph=loaded)
+        with_graph = pooled(gravity.rank_candidates, graph=loaded, sessions=index)
         from_folder = pooled(gravity.rank_candidates)
-        with_params = pooled(gravity.rank_candidates, graph=loaded, params=params)
-        core = pooled(ranking.rank_candidates, graph=loaded, params=params)
+        with_params = pooled(gravity.rank_candidates, graph=loaded, params=params, sessions=index)
+        core = pooled(ranking.rank_candidates, graph=loaded, params=params, sessions=index)
 
         t = time.perf_counter()
         from_folder(pools[0])
@@ -217,6 +247,24 @@ def main() -> None:
             pools
         )
 
+        print(
+            f"in-process      gravity.rank_candidates(graph=loaded)  p50 {inproc['p50']:.3f} ms"
+            f"  p99 {inproc['p99']:.3f} ms  max {inproc['max']:.2f} ms"
+            f"  {verdict(inproc['p99'], IN_PROCESS_P99_MS)}"
+        )
+        print(
+            f"                gravity.rank_candidates(graph=None)    p50 {folder['p50']:.3f} ms"
+            f"  p99 {folder['p99']:.3f} ms  max {folder['max']:.2f} ms"
+            f"  {verdict(folder['p99'], IN_PROCESS_P99_MS)}"
+            f"  (first call loads the snapshot: {first_s:.2f} s; load_snapshot {load_s:.2f} s)"
+        )
+        print(
+            f"  where it goes gravity(graph=loaded, params=given)    p50 {given['p50']:.3f} ms"
+            f"  p99 {given['p99']:.3f} ms  | ranking.rank_candidates core  p50"
+            f" {bare_core['p50']:.3f} ms  p99 {bare_core['p99']:.3f} ms"
+            f"  ({args.calls:,} sequential calls per form; ~{moved:.0f} candidates per pool moved"
+            f" by the graph)"
+        )
         # ---- over HTTP
         rank_lua = post_bodies_script(wire, "/rank")
         env = {
@@ -253,24 +301,6 @@ def main() -> None:
             bseq = wrk(url, duration=args.duration, connections=1, script=bare_lua)
             bpar = wrk(url, duration=args.duration, connections=args.connections, script=bare_lua)
 
-    print(
-        f"in-process      gravity.rank_candidates(graph=loaded)  p50 {inproc['p50']:.3f} ms"
-        f"  p99 {inproc['p99']:.3f} ms  max {inproc['max']:.2f} ms"
-        f"  {verdict(inproc['p99'], IN_PROCESS_P99_MS)}"
-    )
-    print(
-        f"                gravity.rank_candidates(graph=None)    p50 {folder['p50']:.3f} ms"
-        f"  p99 {folder['p99']:.3f} ms  max {folder['max']:.2f} ms"
-        f"  {verdict(folder['p99'], IN_PROCESS_P99_MS)}"
-        f"  (first call loads the snapshot: {first_s:.2f} s; load_snapshot {load_s:.2f} s)"
-    )
-    print(
-        f"  where it goes gravity(graph=loaded, params=given)    p50 {given['p50']:.3f} ms"
-        f"  p99 {given['p99']:.3f} ms  | ranking.rank_candidates core  p50"
-        f" {bare_core['p50']:.3f} ms  p99 {bare_core['p99']:.3f} ms"
-        f"  ({args.calls:,} sequential calls per form; ~{moved:.0f} candidates per pool moved"
-        f" by the graph)"
-    )
     print(
         f"HTTP POST /rank 1 connection: {seq['rps']:>7,.0f} req/s  p50 {seq['p50']:.2f} ms"
         f"  p99 {seq['p99']:.2f} ms  non-2xx {seq.get('non2xx', 0):.0f}"

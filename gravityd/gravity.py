@@ -25,8 +25,10 @@ from gravityd.core.events import canonical_uuid
 from gravityd.core.graph import GravityGraph
 from gravityd.core.lanes import compute_track
 from gravityd.core.routes import RouteBounds, best_route
+from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks, visible_ids
 from gravityd.snapshots.files import list_snapshots, load_newest
+from gravityd.snapshots.state import sessions_from_header
 
 log = logging.getLogger("gravityd.gravity")
 
@@ -43,6 +45,7 @@ class SnapshotGraph:
         self.folder = config.snapshot_dir
         self.graph: GravityGraph | None = None
         self.blocked: frozenset[str] = frozenset()  # the snapshot's takedowns
+        self.sessions: SessionIndex | None = None  # the snapshot's session index
         self.path: str | None = None
         self._checked = 0.0
         self._reload = threading.Lock()
@@ -74,6 +77,7 @@ class SnapshotGraph:
         gc.freeze()  # a full collection over a big graph would stall callers for 100+ ms
         # blocks first: a caller between the two lines filters by the newer set, never misses one
         self.blocked = Blocks.from_header(header).ids | self.blocked
+        self.sessions = sessions_from_header(header, self.config.graph)
         self.graph, self.path = graph, str(info.path)
         self.blocked = Blocks.from_header(header).ids
         log.info("ranking graph loaded", extra={"path": self.path, "edges": graph.edge_count})
@@ -113,13 +117,15 @@ def rank_candidates(
     params: ranking.RankParams | None = None,
     now: float | None = None,
     blocked: Collection[str] | None = None,
+    sessions: SessionIndex | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the radio's candidates best first (see gravityd.core.ranking for the formula).
 
     Ids may be given in any case; they are compared in canonical lower-case form, as the graph
     stores them (ids that are not UUIDs are compared as given). Tracks of session_history and
     the current track are never returned, nor blocked tracks: those of the newest snapshot
-    when `graph` is not given, else those of `blocked` (canonical ids).
+    when `graph` is not given, else those of `blocked` (canonical ids). The session index
+    (session neighbours' votes) is the snapshot's when `graph` is not given, else `sessions`.
     """
     source = None
     if graph is None or params is None:
@@ -128,6 +134,8 @@ def rank_candidates(
             graph = source.get()
             if blocked is None:
                 blocked = source.blocked
+            if sessions is None:
+                sessions = source.sessions
         if params is None:
             params = source.config.rank
 
@@ -143,6 +151,7 @@ def rank_candidates(
         limit=limit,
         params=params,
         now=now,
+        sessions=sessions,
     )
 
 

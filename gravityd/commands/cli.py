@@ -69,9 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", metavar="H", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", metavar="P", type=int, help="port to bind (default 8080)")
     p.add_argument("--role", choices=("all", "writer", "replica"), help="default: all")
-    p.add_argument(
-        "--workers", metavar="N", type=_positive, help="replica processes on one port"
-    )
+    p.add_argument("--workers", metavar="N", type=_positive, help="replica processes on one port")
     p.add_argument(
         "--log-url",
         metavar="URL",

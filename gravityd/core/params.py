@@ -61,6 +61,13 @@ class FoldParams:
     maintenance_parts: int = 512
     # Forward-decay exponent (in half-lives since t0) past which stored values are rebased.
     rebase_exponent: float = 32.0
+    # Session neighbours (gravityd/core/session_index.py): each track remembers the last this
+    # many sessions that kept it; 0 turns the index (and the ranking's session votes) off.
+    session_index_per_track: int = 100
+    # Tracks per indexed session; a longer session goes on as a new indexed one.
+    session_index_length: int = 20
+    # Indexed sessions kept in all, the oldest forgotten first.
+    session_index_sessions: int = 100_000
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -97,5 +104,11 @@ class FoldParams:
             raise ValueError("maintenance_every: must be >= 1")
         if not 1 <= self.maintenance_parts <= 65536:
             raise ValueError("maintenance_parts: must be between 1 and 65536")
+        if not 0 <= self.session_index_per_track <= 10_000:
+            raise ValueError("session_index_per_track: must be between 0 and 10000")
+        if not 1 <= self.session_index_length <= 1000:
+            raise ValueError("session_index_length: must be between 1 and 1000")
+        if self.session_index_sessions < 1:
+            raise ValueError("session_index_sessions: must be >= 1")
         if self.rebase_exponent > 512:
             raise ValueError("rebase_exponent: must be <= 512 (2**1024 overflows a float)")

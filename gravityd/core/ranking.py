@@ -31,9 +31,13 @@ For each candidate c (after dropping duplicates, the current track and every tra
   vote and confidence: the history fills in only what the current track's own edge does not
   know. (Without the gate, co-occurrence in the radio's own sessions outvoted listeners' direct
   skips, and the closed loop learnt half as fast; the offline eval is unchanged by it.)
-- **Score** ``= emb' + rank_gravity_weight * G``. With no evidence G = 0 and the order is exactly
-  the embedding order; neutral evidence (a = a0) changes nothing; the graph can move a candidate by
-  at most ``rank_gravity_weight``, and only as far as its evidence allows.
+- **Session neighbours** ``V`` in [0, 1]: the votes of the indexed sessions most like this one
+  (``gravityd/core/session_index.py``; the formula once, in docs/model.md, "Ranking"), divided by
+  the pool's highest.
+- **Score** ``= emb' + rank_gravity_weight * G + rank_session_weight * V``. With no evidence
+  (G = 0, V = 0) the order is exactly the embedding order; neutral evidence (a = a0) changes
+  nothing; the graph can move a candidate by at most ``rank_gravity_weight``, and only as far
+  as its evidence allows.
 - **Order**: score descending, then the raw embedding score descending, then candidates with a known
   embedding score first, then ``track_id`` ascending: deterministic whatever the input order.
 
@@ -52,6 +56,7 @@ from typing import Any, NamedTuple
 from gravityd.core.checks import check_fields
 from gravityd.core.events import EventError, canonical_uuid
 from gravityd.core.graph import GravityGraph
+from gravityd.core.session_index import SessionIndex, SessionQuery, session_scores
 
 __all__ = [
     "MISSING_EMBEDDING_RULES",
@@ -99,6 +104,21 @@ class RankParams:
     # Embedding score used by the "fixed" rule, and by "pool_min" when the pool knows no score
     # (same units as the map's scores).
     rank_missing_embedding_score: float = 0.0
+    # Session neighbours (gravityd/core/session_index.py): weight of their vote, divided by the
+    # pool's highest, beside the graph's (0 turns it off).
+    rank_session_weight: float = 1.0
+    # Most recent indexed sessions sharing a track with the current session that are compared.
+    rank_session_sample: int = 150
+    # Most similar of them that vote.
+    rank_session_neighbours: int = 100
+    # The session's track i steps back weighs exp(-i / this) in the similarity (steps).
+    rank_session_position_decay: float = 2.0
+    # A neighbour s sessions older than the newest weighs exp(-s / this); 0 turns recency off.
+    rank_session_recency: float = 0.0
+    # A neighbour's track d steps from its match votes exp(-d / this) (steps).
+    rank_session_item_decay: float = 2.0
+    # A vote for c is multiplied by 1 + this * log(sessions / sessions holding c) (0: off).
+    rank_session_idf: float = 1.0
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -122,6 +142,19 @@ class RankParams:
             raise ValueError("rank_cooccurrence_weight: must be between 0 and 1")
         if not -1.0 <= self.rank_embedding_floor < 1.0:
             raise ValueError("rank_embedding_floor: must be >= -1 and < 1")
+        if not 0.0 <= self.rank_session_weight <= 10.0:
+            raise ValueError("rank_session_weight: must be between 0 and 10")
+        if not 1 <= self.rank_session_sample <= 100_000:
+            raise ValueError("rank_session_sample: must be between 1 and 100000")
+        if not 1 <= self.rank_session_neighbours <= 100_000:
+            raise ValueError("rank_session_neighbours: must be between 1 and 100000")
+        for name in ("rank_session_position_decay", "rank_session_item_decay"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name}: must be > 0")
+        if self.rank_session_recency < 0.0:
+            raise ValueError("rank_session_recency: must be >= 0")
+        if self.rank_session_idf < 0.0:
+            raise ValueError("rank_session_idf: must be >= 0")
         if self.rank_missing_embedding not in MISSING_EMBEDDING_RULES:
             raise ValueError(
                 "rank_missing_embedding: must be one of " + ", ".join(MISSING_EMBEDDING_RULES)
@@ -152,6 +185,7 @@ def rank_candidates(
     limit: int | None = None,
     params: RankParams = DEFAULT_RANK_PARAMS,
     now: float | None = None,
+    sessions: SessionIndex | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the candidates best first; see the module docstring for the formula.
 
@@ -162,6 +196,7 @@ def rank_candidates(
     [-1, 1]), ``confidence`` (of the current->candidate edge, in [0, 1)) and ``evidence``:
     decayed ``pos``/``neg`` and traversal count ``n`` of current->candidate, and ``seeds_hit``,
     how many history seeds have verdict evidence on the candidate. All floats are finite.
+    ``sessions``: the fold's session index (None: no session votes).
     """
     if limit is not None and limit < 1:
         return []
@@ -269,6 +304,15 @@ def rank_candidates(
             g = x0 + (1.0 - conf0) * h
             grav[c] = 1.0 if g > 1.0 else (-1.0 if g < -1.0 else g)
 
+    # ---- session neighbours: votes of the indexed sessions most like this one, in [0, 1].
+    votes: dict[str, float] = {}
+    if sessions is not None and p.rank_session_weight > 0.0 and sessions.enabled:
+        votes = session_scores(sessions, [*history, current_track_id], pool, session_query(p))
+        if votes:
+            top = max(votes.values())
+            votes = {c: v / top for c, v in votes.items()} if top > 0.0 else {}
+    vw = p.rank_session_weight
+
     # ---- embedding part.
     get = embeddings_scores.get if embeddings_scores else None
     raws: list[float | None] = []
@@ -304,6 +348,8 @@ def rank_candidates(
             e = (e - floor) * scale - 1.0
         g = grav.get(c)
         s = e if g is None else e + weight * g
+        if votes:
+            s += vw * votes.get(c, 0.0)
         scores.append(s)
         keys.append((-s, -raw, missing, c, i))
     keys.sort()
@@ -339,6 +385,18 @@ def rank_candidates(
             }
         )
     return out
+
+
+def session_query(p: RankParams) -> SessionQuery:
+    """The session-neighbour search the [rank] settings describe."""
+    return SessionQuery(
+        sample=p.rank_session_sample,
+        neighbours=p.rank_session_neighbours,
+        position_decay=p.rank_session_position_decay,
+        recency=p.rank_session_recency,
+        item_decay=p.rank_session_item_decay,
+        idf=p.rank_session_idf,
+    )
 
 
 # --------------------------------------------------------------------------- POST /rank body

@@ -27,6 +27,7 @@ from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
 from gravityd.core.ranking import RankRequest, rank_candidates
 from gravityd.core.scoreboard import ReportQuery, Scoreboard, snapshot_records
+from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
 from gravityd.daemon.galaxies import SNAPSHOT_PART as GALAXIES_PART
 from gravityd.daemon.galaxies import GalaxyKeeper, ServedLanes
@@ -117,6 +118,7 @@ class Gravityd:
         self.remote_log = opened.remote  # unreachable is retried, not fatal
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
+        self.sessions = SessionIndex.for_fold(config.graph)  # session neighbours for /rank
         self.lanes = LaneKeeper(config, self.metrics, self.graph)  # what neighbors reads serve
         # Galaxies and routes: computed in a worker process from the served lanes.
         self.galaxies = GalaxyKeeper(
@@ -281,6 +283,7 @@ class Gravityd:
         gc.freeze()  # keep full collections off the loaded graph: they stall requests
         state = State.from_found(found, cfg.report)
         self.graph, self.blocks, self.scoreboard = state.graph, state.blocks, state.scoreboard
+        self.sessions = state.sessions
         carried = found.header["parts"].get(GALAXIES_PART)
         if carried:  # served at once: no wait for the first computation
             try:
@@ -423,6 +426,7 @@ class Gravityd:
                     self.metrics.fold_errors.inc()
                     log.exception("fold failed", extra={"first_id": part[0][0]})
                     n = self._fold_one_by_one(part)
+                self._fold_sessions(part, reflected)
                 self.lanes.mark(self.graph, self.graph.take_touched(), reflected)
                 self.metrics.fold_events.inc(n)
                 self._fold_radio(part)
@@ -430,6 +434,15 @@ class Gravityd:
                 await asyncio.sleep(0)  # let reads in between slices
             self.log.forget_through(self.graph.cursor)
         return len(events)
+
+    def _fold_sessions(self, part: list, reflected: int) -> None:
+        """Feed the session index the rows the graph just folded; its failure never stops the
+        fold (the index only adds votes to /rank)."""
+        try:
+            self.sessions.fold([ev for ev in part if ev[0] > reflected])
+        except Exception:
+            self.metrics.fold_errors.inc()
+            log.exception("session index fold failed", extra={"first_id": part[0][0]})
 
     # ------------------------------------------------------------------ the radio's scoreboard
 
@@ -688,7 +701,9 @@ class Gravityd:
             req = req._replace(
                 candidate_track_ids=takedowns.visible_ids(req.candidate_track_ids, self.blocks)
             )
-        return rank_candidates(**req._asdict(), graph=self.graph, params=self.config.rank)
+        return rank_candidates(
+            **req._asdict(), graph=self.graph, params=self.config.rank, sessions=self.sessions
+        )
 
     # ------------------------------------------------------------------ takedowns
 
@@ -797,6 +812,7 @@ class Gravityd:
                         self.blocks,
                         extra=itertools.chain(
                             snapshot_records(self.scoreboard, cfg.snapshot_chunk),
+                            self.sessions.records(),
                             self._galaxy_records(),
                         ),
                         origin=self.log.identity.id if self.log.identity else None,

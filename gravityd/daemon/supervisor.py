@@ -90,14 +90,14 @@ class Supervisor:
         ran = now - w.started_at
         w.proc = None
         if code == EXIT_USAGE:
-            log.error(
-                "worker refused to start (exit 2): stopping", extra={"worker": w.index}
-            )
+            log.error("worker refused to start (exit 2): stopping", extra={"worker": w.index})
             self.exit_code = EXIT_USAGE
             self.stopping.set()
             return
-        w.delay = FIRST_DELAY_S if ran > STABLE_S else min(
-            self.cfg.worker_restart_max_s, w.delay * 2 if w.starts > 1 else w.delay
+        w.delay = (
+            FIRST_DELAY_S
+            if ran > STABLE_S
+            else min(self.cfg.worker_restart_max_s, w.delay * 2 if w.starts > 1 else w.delay)
         )
         w.due = now + w.delay
         log.error(

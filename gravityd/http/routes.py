@@ -122,9 +122,7 @@ class PathSet:
     def __init__(self, templates: Iterable[str]) -> None:
         templates = sorted(set(templates))
         self.exact = frozenset(t for t in templates if "{" not in t)
-        parts = [
-            re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(t)) for t in templates if "{" in t
-        ]
+        parts = [re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(t)) for t in templates if "{" in t]
         self._pattern = re.compile("|".join(parts) or "(?!)")
 
     def __contains__(self, path: object) -> bool:

@@ -75,7 +75,15 @@ from gravityd.lab.protocol import (
     rank_in_list,
     split_playlists,
 )
-from gravityd.lab.yes import YES_NAMESPACE, Dataset, load_yes, replay, track_uuid
+from gravityd.lab.session_knn import KnnParams, SessionKnn, sr_over_session
+from gravityd.lab.yes import (
+    YES_NAMESPACE,
+    Dataset,
+    load_yes,
+    replay,
+    session_index,
+    track_uuid,
+)
 
 __all__ = [  # the evaluation's names, wherever they live (tests and notebooks import them here)
     "FULL_METHODS",
@@ -100,8 +108,28 @@ __all__ = [  # the evaluation's names, wherever they live (tests and notebooks i
 ]
 
 CUTOFFS = (10, 20)
-FULL_METHODS = ("gravity neighbors", "SR", "bigram", "tag cosine", "popularity")
-POOL_METHODS = ("gravity blend", "gravity only", "SR", "bigram", "tag cosine", "popularity")
+FULL_METHODS = (
+    "gravity neighbors",
+    "V-SKNN",
+    "STAN",
+    "SR over session",
+    "SR",
+    "bigram",
+    "tag cosine",
+    "popularity",
+)
+POOL_METHODS = (
+    "gravity blend",
+    "gravity only",
+    "V-SKNN",
+    "STAN",
+    "SR over session",
+    "SR",
+    "bigram",
+    "tag cosine",
+    "popularity",
+)
+POOL_DRAWS = ("popularity", "uniform")
 TIE_BREAKS = ("index", "popularity")
 HISTORY = 10  # songs of the test playlist passed as session_history
 
@@ -118,6 +146,8 @@ def evaluate(
     pool_size: int = 100,
     methods: str = "all",
     tie_break: str = "index",
+    pool_draw: str = "popularity",
+    knn_params: KnnParams | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Split, replay, score; returns counts, timings, parameters and the two metric tables.
@@ -134,6 +164,8 @@ def evaluate(
         raise ValueError("methods: must be all, full or pool")
     if tie_break not in TIE_BREAKS:
         raise ValueError("tie_break: must be index or popularity")
+    if pool_draw not in POOL_DRAWS:
+        raise ValueError("pool_draw: must be popularity or uniform")
     if pool_size < 2:
         raise ValueError("pool_size: must be at least 2")
     if max_transitions is not None and max_transitions < 1:
@@ -148,7 +180,8 @@ def evaluate(
     index_of = {u: i for i, u in enumerate(uuids)}
 
     fold_progress = (lambda d, t: progress("fold", d, t)) if progress else None
-    graph, n_events, fold_s = replay(split.train, uuids, fold_params, fold_progress)
+    sessions = session_index(fold_params)
+    graph, n_events, fold_s = replay(split.train, uuids, fold_params, fold_progress, sessions)
     now = graph.clock
     t_replayed = time.perf_counter()
 
@@ -162,7 +195,10 @@ def evaluate(
     by_pop = sorted(range(data.n_songs), key=lambda s: (-pop[s], s))
     popular = [s for s in by_pop if pop[s] > 0]
     popular_sorted = sorted(popular)
-    cum = list(itertools.accumulate(pop[s] for s in popular_sorted))
+    cum = list(
+        itertools.accumulate(pop[s] if pool_draw == "popularity" else 1 for s in popular_sorted)
+    )
+    knn = SessionKnn(split.train, knn_params)
 
     transitions = held_out(split.test)
     n_all = len(transitions)
@@ -201,7 +237,7 @@ def evaluate(
     current = -1
     cos_a: dict[int, float] = {}
     lists: dict[str, list[int]] = {}
-    neigh_s = rank_s = 0.0
+    neigh_s = rank_s = knn_s = 0.0
     for scored, i in enumerate(order):
         if progress and scored % 500 == 0:
             progress("score", scored, len(order))
@@ -234,7 +270,21 @@ def evaluate(
                         )
                     ],
                 }
+        session = [*songs[max(0, j - HISTORY) : j], a]
+        t0 = time.perf_counter()
+        by_session = {
+            "V-SKNN": knn.vsknn(session),
+            "STAN": knn.stan(session),
+            "SR over session": sr_over_session(sr, session),
+        }
+        knn_s += time.perf_counter() - t0
         if do_full:
+            for m, sc in by_session.items():
+                lists[m] = [
+                    s
+                    for s, _ in heapq.nsmallest(21, sc.items(), key=lambda kv: (-kv[1], tie[kv[0]]))
+                    if s != a
+                ][:20]
             for m in FULL_METHODS:
                 full[m].add(rank_in_list(lists[m], b))
         if not do_pool:
@@ -245,6 +295,8 @@ def evaluate(
         pool_m["tag cosine"].add(pool_rank(pool, b, None, cos_a, tie))
         pool_m["SR"].add(pool_rank(pool, b, sr.get(a, {}), cos_a, tie))
         pool_m["bigram"].add(pool_rank(pool, b, bigram.get(a, {}), cos_a, tie))
+        for m, sc in by_session.items():
+            pool_m[m].add(pool_rank(pool, b, sc, cos_a, tie))
         nbrs = succ.get(uuids[a], {})
         w_of = {
             c: (nbrs[uuids[c]]["pos"] - nbrs[uuids[c]]["neg"]) * decay
@@ -262,6 +314,7 @@ def evaluate(
             graph=graph,
             params=rank_params,
             now=now,
+            sessions=sessions,
         )
         rank_s += time.perf_counter() - t0
         target = uuids[b]
@@ -277,6 +330,7 @@ def evaluate(
         "test_fraction": test_fraction,
         "pool_size": pool_size,
         "tie_break": tie_break,
+        "pool_draw": pool_draw,
         "counts": {
             "songs": data.n_songs,
             "playlists": len(split.train) + len(split.test),
@@ -295,6 +349,7 @@ def evaluate(
             "replay": round(t_replayed - t_start, 3),
             "neighbors": round(neigh_s, 3),
             "rank_candidates": round(rank_s, 3),
+            "references": round(knn_s, 3),
             "total": round(t_end - t_start, 3),
         },
         "params": {"fold": asdict(fold_params), "rank": asdict(rank_params)},
@@ -336,7 +391,10 @@ def format_table(result: dict[str, Any]) -> str:
     width = 28
     for title, key in (
         ("Full catalogue (next-track list of 20)", "full_catalogue"),
-        (f"{result['pool_size']}-candidate pool (true next + popularity-drawn)", "pool"),
+        (
+            f"{result['pool_size']}-candidate pool (true next + {result['pool_draw']}-drawn)",
+            "pool",
+        ),
     ):
         table = result.get(key) or {}
         if not table:
@@ -402,6 +460,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="index",
         help="order of the baselines' equal scores: song index (default; arbitrary, like the "
         "graph's track-id order) or training popularity (stronger baselines)",
+    )
+    parser.add_argument(
+        "--pool-draw",
+        choices=POOL_DRAWS,
+        default="popularity",
+        help="how a pool's other candidates are drawn: by training popularity (default; harder) "
+        "or uniformly from the songs played in training (the issue's 'random')",
     )
     parser.add_argument(
         "--config",
@@ -520,6 +585,7 @@ def run(args: argparse.Namespace) -> int:
             max_transitions=args.max_transitions or None,
             pool_size=args.pool_size,
             tie_break=args.tie_break,
+            pool_draw=args.pool_draw,
             progress=stages,
         )
     if args.json:

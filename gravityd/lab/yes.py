@@ -26,6 +26,7 @@ from typing import Any
 from gravityd.commands.client import Client
 from gravityd.core.events import FoldEvent
 from gravityd.core.graph import FoldParams, GravityGraph
+from gravityd.core.session_index import SessionIndex
 
 YES_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/gravityd/eval/yes.com")
 REPLAY_NAMESPACE = uuid.UUID("0b8e3c52-5f0e-4a53-8d3c-6b1d1f6c2a77")  # the posted events' ids
@@ -131,6 +132,11 @@ def plays(songs: Sequence[int], start: float) -> Iterator[tuple[int, int, str, f
         t += SONG_GAP_S
 
 
+def session_index(params: FoldParams) -> SessionIndex:
+    """The session index a daemon with these [graph] settings keeps."""
+    return SessionIndex.for_fold(params)
+
+
 def fold_events(
     playlists: Iterable[Sequence[int]], uuids: Sequence[str], *, first_id: int = 1
 ) -> Iterator[list[FoldEvent]]:
@@ -153,11 +159,20 @@ def replay(
     uuids: Sequence[str],
     params: FoldParams,
     progress: Callable[[int, int], None] | None = None,
+    sessions: SessionIndex | None = None,
 ) -> tuple[GravityGraph, int, float]:
     """Fold the playlists into a fresh graph; returns (graph, events folded, fold seconds).
 
-    `progress(playlists replayed, playlists in all)` after each folded batch."""
+    `progress(playlists replayed, playlists in all)` after each folded batch; `sessions`, when
+    given, is fed the same events (its time is counted in the fold seconds)."""
     graph = GravityGraph(params)
+
+    def fold(batch: list[FoldEvent]) -> int:
+        n = graph.fold(batch)
+        if sessions is not None:
+            sessions.fold(batch)
+        return n
+
     n_events = 0
     fold_s = 0.0
     pending: list[FoldEvent] = []
@@ -165,14 +180,14 @@ def replay(
         pending.extend(batch)
         if len(pending) >= FOLD_BATCH:
             t0 = time.perf_counter()
-            n_events += graph.fold(pending)
+            n_events += fold(pending)
             fold_s += time.perf_counter() - t0
             pending = []
             if progress:
                 progress(k, len(playlists))
     if pending:
         t0 = time.perf_counter()
-        n_events += graph.fold(pending)
+        n_events += fold(pending)
         fold_s += time.perf_counter() - t0
     if progress:
         progress(len(playlists), len(playlists))

@@ -10,6 +10,7 @@ no I/O beyond log lines, no asyncio, so the fold loop can call it slice by slice
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -24,6 +25,7 @@ from gravityd.core.scoreboard import (
     from_snapshot_parts,
     snapshot_records,
 )
+from gravityd.core.session_index import SESSIONS_PART, SessionIndex
 from gravityd.core.takedowns import Blocks
 from gravityd.snapshots.files import Found
 
@@ -39,6 +41,7 @@ class State:
     graph: GravityGraph
     blocks: Blocks = field(default_factory=Blocks)
     scoreboard: Scoreboard = field(default_factory=Scoreboard)
+    sessions: SessionIndex = field(default_factory=SessionIndex)
 
     @property
     def cursor(self) -> int:
@@ -47,7 +50,9 @@ class State:
     @classmethod
     def empty(cls, params: FoldParams | None, report: ReportParams | None) -> State:
         """The state before the log's first event."""
-        return cls(GravityGraph(params), Blocks(), Scoreboard(report))
+        return cls(
+            GravityGraph(params), Blocks(), Scoreboard(report), SessionIndex.for_fold(params)
+        )
 
     @classmethod
     def from_found(cls, found: Found, report: ReportParams | None) -> State:
@@ -59,11 +64,26 @@ class State:
         except ValueError as exc:
             log.error("snapshot scoreboard unreadable: it starts empty", extra={"error": str(exc)})
             scoreboard = from_snapshot_parts({}, graph.cursor, report)
-        return cls(graph, Blocks.from_header(header), scoreboard)
+        sessions = sessions_from_header(header, graph.params)
+        return cls(graph, Blocks.from_header(header), scoreboard, sessions)
 
     def extra_records(self, chunk: int) -> Iterator[tuple[str, Any]]:
         """The records a snapshot writes after the graph's (gravityd.snapshots.files)."""
-        return snapshot_records(self.scoreboard, chunk)
+        return itertools.chain(snapshot_records(self.scoreboard, chunk), self.sessions.records())
+
+
+def sessions_from_header(header: dict[str, Any], params: FoldParams | None) -> SessionIndex:
+    """The session index a loaded snapshot carries; one written before the index existed, or
+    unreadable, starts empty (the ranking then has no session votes until sessions come in)."""
+    payloads = header.get("parts", {}).get(SESSIONS_PART)
+    if payloads:
+        try:
+            return SessionIndex.from_records(payloads)
+        except ValueError as exc:
+            log.error(
+                "snapshot session index unreadable: it starts empty", extra={"error": str(exc)}
+            )
+    return SessionIndex.for_fold(params)
 
 
 class FoldResult(NamedTuple):
@@ -92,6 +112,10 @@ def fold_rows(
     events = sum(1 for r in rows if r[0] > start and r[3] in EVENT_TYPES)
     block_changes = state.blocks.fold(rows)
     errors = 0
+    try:
+        state.sessions.fold([r for r in rows if r[0] > start])
+    except Exception:  # the index is a ranking aid: the graph's fold goes on without it
+        log.exception("session index fold failed", extra={"first_id": rows[0][0]})
     try:
         state.graph.fold(rows)
     except Exception:
