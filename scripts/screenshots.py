@@ -6,7 +6,9 @@ Starts a temporary daemon (`python -m gravityd serve` on a free loopback port, i
 snapshots in a temporary folder), replays the first Yes.com radio playlists into it with
 `gravityd simulate --replay`, loads the songs' real titles with `gravityd catalog load --format
 yes`, folds, picks the best-connected track and saves `explorer-desktop.png` (1280x900, both
-directions, one lane's details shown) and `explorer-phone.png` (390x844) with headless Chromium.
+directions, one lane's details shown), `explorer-phone.png` (390x844) and `map.png` (the Map
+view: every galaxy, docs/galaxies.md) with headless Chromium, and prints what the biggest
+galaxies hold (their most common artist and tags; `--map-only` skips the explorer pictures).
 Everything it starts is stopped and removed at the end. Needs `chromium` and `chromedriver`.
 The pictures in docs/ use `yes_small` from the authors' data page (docs/evaluation.md, "Real
 playlists: Yes.com radio"); without --data it uses the small generated tests/data/yes_sample.
@@ -18,12 +20,14 @@ import argparse
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from bench.browser import BrowserMissing, chromium
 from bench.common import http_get_json, http_post_json, serve
+from gravityd.lab.yes import load_yes, track_uuid
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,6 +89,53 @@ def shoot(url: str, path: Path, size: tuple[int, int], hover_rank: int | None) -
     print(f"wrote {path} ({size[0]}x{size[1]})")
 
 
+def shoot_map(url: str, path: Path) -> None:
+    """The Map view, as a picture of its card."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    drv = make_driver(*DESKTOP)
+    try:
+        drv.get(url + "/#map")
+        WebDriverWait(drv, 60).until(
+            lambda d: d.find_element(By.ID, "map").get_attribute("data-state") == "ready"
+        )
+        drv.find_element(By.CSS_SELECTOR, "#map .radio-card").screenshot(str(path))
+    finally:
+        drv.quit()
+    print(f"wrote {path}")
+
+
+def describe_galaxies(url: str, data: Path, top: int = 8) -> None:
+    """What the biggest galaxies hold: their most common artist and tags (tags.txt), beside the
+    share those tags have in the whole catalogue."""
+    ds = load_yes(data)
+    index = {track_uuid(i): i for i in range(ds.n_songs)}
+    tag_names = {}
+    tag_file = data / "tag_hash.txt"
+    if tag_file.is_file():
+        for line in tag_file.read_text(encoding="utf-8").splitlines():
+            k, _, name = line.partition(",")
+            if k.strip().isdigit():
+                tag_names[int(k)] = name.strip()
+    everywhere = Counter(t for tags in ds.tags for t in tags)
+    page = http_get_json(f"{url}/galaxies?limit={top}")
+    print(f"{page['count']} galaxies at cursor {page['cursor']}")
+    print("galaxy | size | most common artist (share) | top tags (share in galaxy / catalogue)")
+    for g in page["galaxies"]:
+        detail = http_get_json(f"{url}/galaxies/{g['galaxy']}?limit=1000")
+        tracks = detail["tracks"]
+        artists = Counter(t["artist"] for t in tracks if t["artist"])
+        artist, n = artists.most_common(1)[0] if artists else ("-", 0)
+        songs = [index[t["track_id"]] for t in tracks if t["track_id"] in index]
+        tags = Counter(t for s in songs for t in ds.tags[s])
+        shown = ", ".join(
+            f"{tag_names.get(t, t)} ({c / len(songs):.0%} / {everywhere[t] / ds.n_songs:.0%})"
+            for t, c in tags.most_common(3)
+        )
+        print(f"{g['galaxy']} | {g['size']} | {artist} ({n / len(tracks):.0%}) | {shown}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", default=str(REPO / "docs"), help="folder for the PNGs (docs)")
@@ -93,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--playlists", type=int, default=6000, help="playlists to replay (6000)")
     p.add_argument("--track", help="centre track id (default: the best-connected one)")
+    p.add_argument("--map-only", action="store_true", help="only map.png and the galaxies")
     args = p.parse_args(argv)
     data = Path(args.data)
     if not (data / "train.txt").is_file() or not (data / "song_hash.txt").is_file():
@@ -116,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
                 "catalog", "load", "--format", "yes", str(data / "song_hash.txt"), "--db", str(db)
             )
             http_post_json(d.url + "/admin/fold")
-            http_post_json(d.url + "/admin/snapshot")  # so the live panel shows a snapshot age
+            # so the live panel shows a snapshot age, and the galaxies reflect every lane
+            http_post_json(d.url + "/admin/snapshot")
+            shoot_map(d.url, out / "map.png")
+            describe_galaxies(d.url, data)
+            if args.map_only:
+                return 0
             track = args.track or http_get_json(d.url + "/tracks/top?limit=1")[0]["track_id"]
             base = f"{d.url}/?"
             shoot(
