@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from gravityd.log import EdgeRow, GalaxyRow
 
@@ -58,52 +59,54 @@ def upsert_tracks(
     return conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
 
 
-def write_track_edges(
-    conn: sqlite3.Connection, chunks: Iterator[list[EdgeRow]], stamp: float
+def _replace_stamped(
+    conn: sqlite3.Connection, upsert: str, chunks: Iterator[list[Any]], stamp: float, stale: str
 ) -> int:
-    """Upsert the graph's edges into track_edges chunk by chunk, then drop the ones gone.
-
-    Short transactions per chunk keep the log's writer from waiting behind one long one. With
-    decay on, every weight moves between two snapshots, so every row is rewritten; the delete
-    of rows not stamped this time removes edges that were pruned.
-    """
+    """Upsert rows stamped with `stamp` chunk by chunk, then delete the rows `stale` names
+    (those this pass did not stamp). Short transactions per chunk keep the log's writer from
+    waiting behind one long one; readers see whole chunks."""
     total = 0
     for rows in chunks:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO track_edges (src, dst, weight, pos, neg, n, updated_at)"
-            " VALUES (?,?,?,?,?,?,?) ON CONFLICT(src, dst) DO UPDATE SET weight=excluded.weight,"
-            " pos=excluded.pos, neg=excluded.neg, n=excluded.n, updated_at=excluded.updated_at",
-            [(*r, stamp) for r in rows],
-        )
+        conn.executemany(upsert, [(*r, stamp) for r in rows])
         conn.execute("COMMIT")
         total += len(rows)
     conn.execute("BEGIN IMMEDIATE")
-    conn.execute("DELETE FROM track_edges WHERE updated_at < ?", (stamp,))
+    conn.execute(stale, (stamp,))
     conn.execute("COMMIT")
     return total
+
+
+def write_track_edges(
+    conn: sqlite3.Connection, chunks: Iterator[list[EdgeRow]], stamp: float
+) -> int:
+    """The graph's edges into track_edges. With decay on, every weight moves between two
+    snapshots, so every row is rewritten; rows not stamped this time are edges since pruned."""
+    return _replace_stamped(
+        conn,
+        "INSERT INTO track_edges (src, dst, weight, pos, neg, n, updated_at)"
+        " VALUES (?,?,?,?,?,?,?) ON CONFLICT(src, dst) DO UPDATE SET weight=excluded.weight,"
+        " pos=excluded.pos, neg=excluded.neg, n=excluded.n, updated_at=excluded.updated_at",
+        chunks,
+        stamp,
+        "DELETE FROM track_edges WHERE updated_at < ?",
+    )
 
 
 def write_track_galaxies(
     conn: sqlite3.Connection, chunks: Iterator[list[GalaxyRow]], cursor: int
 ) -> int:
-    """Upsert (track_id, galaxy, centrality) rows stamped with the galaxies' cursor, then drop
-    the rows of tracks no galaxy holds any more; short transactions, as for track_edges."""
-    total = 0
-    for rows in chunks:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO track_galaxies (track_id, galaxy, centrality, cursor) VALUES (?,?,?,?)"
-            " ON CONFLICT(track_id) DO UPDATE SET galaxy=excluded.galaxy,"
-            " centrality=excluded.centrality, cursor=excluded.cursor",
-            [(*r, cursor) for r in rows],
-        )
-        conn.execute("COMMIT")
-        total += len(rows)
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("DELETE FROM track_galaxies WHERE cursor != ?", (cursor,))
-    conn.execute("COMMIT")
-    return total
+    """(track_id, galaxy, centrality) rows stamped with the galaxies' cursor; rows of another
+    cursor are tracks no galaxy holds any more."""
+    return _replace_stamped(
+        conn,
+        "INSERT INTO track_galaxies (track_id, galaxy, centrality, cursor) VALUES (?,?,?,?)"
+        " ON CONFLICT(track_id) DO UPDATE SET galaxy=excluded.galaxy,"
+        " centrality=excluded.centrality, cursor=excluded.cursor",
+        chunks,
+        cursor,
+        "DELETE FROM track_galaxies WHERE cursor != ?",
+    )
 
 
 def set_cursor(conn: sqlite3.Connection, cursor: int, snapshot: str) -> None:
