@@ -14,7 +14,7 @@ in-process and over HTTP, beside the bare HTTP round trip of the same body in th
        gravity.SnapshotGraph do with theirs);
    (a') the same with graph=None: the newest snapshot of GRAVITYD_SNAPSHOT_DIR (first call, the
        load, timed apart);
-   and, to show where the time goes: gravityd.core.ranking.rank_candidates (the core alone) and
+   and, to show where the time goes: gravityd.core.ranking.rank_pool (the core alone) and
    gravity.rank_candidates with params= given.
 4. Over HTTP: a real `gravityd serve` loaded from that snapshot; wrk POSTs /rank rotating over
    the same bodies, 1 connection (sequential, the radio's case: latency) and 8 connections
@@ -231,7 +231,7 @@ def main() -> None:
         with_graph = pooled(gravity.rank_candidates, graph=loaded, sessions=index)
         from_folder = pooled(gravity.rank_candidates)
         with_params = pooled(gravity.rank_candidates, graph=loaded, params=params, sessions=index)
-        core = pooled(ranking.rank_candidates, graph=loaded, params=params, sessions=index)
+        core = pooled(ranking.rank_pool, graph=loaded, params=params, sessions=index)
 
         t = time.perf_counter()
         from_folder(pools[0])
@@ -260,7 +260,7 @@ def main() -> None:
         )
         print(
             f"  where it goes gravity(graph=loaded, params=given)    p50 {given['p50']:.3f} ms"
-            f"  p99 {given['p99']:.3f} ms  | ranking.rank_candidates core  p50"
+            f"  p99 {given['p99']:.3f} ms  | ranking.rank_pool core  p50"
             f" {bare_core['p50']:.3f} ms  p99 {bare_core['p99']:.3f} ms"
             f"  ({args.calls:,} sequential calls per form; ~{moved:.0f} candidates per pool moved"
             f" by the graph)"

@@ -142,7 +142,7 @@ def rank_candidates(
     scores = None
     if embeddings_scores is not None:
         scores = {_canon(k): v for k, v in embeddings_scores.items()}
-    return ranking.rank_candidates(
+    return ranking.rank_pool(
         _canon(current_track_id),
         visible_ids([_canon(c) for c in candidate_track_ids], blocked),
         scores,

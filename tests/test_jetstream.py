@@ -20,7 +20,7 @@ from gravityd.config import ConfigError, load_config
 from gravityd.core.events import ValidationLimits, ValidEvent, validate_event
 from gravityd.core.graph import GravityGraph, graph_signature
 from gravityd.log import EventLog, LogError, LogMissing, NotALog
-from gravityd.log.jetstream import JetStreamLog, open_log, parse_log_url
+from gravityd.log.jetstream import JetStreamLog, open_jetstream_log, parse_log_url
 from gravityd.log.jetstream.messages import SHIFT, SLOTS, decode_events
 from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.log.sqlite import SqliteLog
@@ -52,7 +52,7 @@ def params(**kw: Any) -> JetStreamParams:
 
 
 async def opened(cluster: NatsCluster, writer: bool = True, **kw: Any) -> JetStreamLog:
-    log = open_log(cluster.url, params(**kw), writer=writer)
+    log = open_jetstream_log(cluster.url, params(**kw), writer=writer)
     await log.open()
     return log
 
@@ -401,7 +401,7 @@ async def test_nats_stopped_entirely_then_back(nats_cluster: NatsCluster) -> Non
 async def test_unreachable_at_start_is_one_clear_line(tmp_path: Path) -> None:
     from .support import free_port
 
-    log = open_log(f"nats://127.0.0.1:{free_port()}", params(js_connect_timeout_s=0.5))
+    log = open_jetstream_log(f"nats://127.0.0.1:{free_port()}", params(js_connect_timeout_s=0.5))
     with pytest.raises(LogError) as info:
         await log.open()
     assert "cannot reach NATS" in str(info.value) and "\n" not in str(info.value)

@@ -1,4 +1,5 @@
-"""rank_candidates on graphs folded from hand-written sessions, and the POST /rank validator."""
+"""rank_pool (the core of rank_candidates) on graphs folded from hand-written sessions, and
+the POST /rank validator."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from gravityd.core.events import EventError, FoldEvent
 from gravityd.core.graph import FoldParams, GravityGraph
 from gravityd.core.ranking import (
     RankParams,
-    rank_candidates,
+    rank_pool,
     validate_rank_request,
 )
 
@@ -66,7 +67,7 @@ P = RankParams(rank_gravity_weight=0.5, rank_confidence_half_evidence=5.0)
 
 
 def rank(cands, scores, history=None, *, graph=None, params=P, **kw):
-    return rank_candidates(
+    return rank_pool(
         CUR, cands, scores, history, graph=graph, now=T0 + 1e5, params=params, **kw
     )
 
@@ -175,8 +176,8 @@ def test_gravity_weight_zero_is_pure_embedding_and_weight_bounds_the_lift() -> N
 
 def test_old_evidence_counts_less() -> None:
     gg = Sessions().go(CUR, C, kept=10).graph(FoldParams(half_life_days=30))
-    fresh = rank_candidates(CUR, [C], {C: 0.5}, graph=gg, now=T0 + 60)[0]
-    old = rank_candidates(CUR, [C], {C: 0.5}, graph=gg, now=T0 + 60 * 86400)[0]
+    fresh = rank_pool(CUR, [C], {C: 0.5}, graph=gg, now=T0 + 60)[0]
+    old = rank_pool(CUR, [C], {C: 0.5}, graph=gg, now=T0 + 60 * 86400)[0]
     assert old["evidence"]["pos"] == pytest.approx(fresh["evidence"]["pos"] / 4, rel=1e-3)
     assert old["confidence"] < fresh["confidence"]
     assert old["score"] < fresh["score"]
@@ -290,7 +291,7 @@ def test_results_are_finite_and_json_serialisable() -> None:
 
 def test_huge_decay_factor_stays_finite() -> None:
     gg = Sessions().go(CUR, B, kept=3).graph(FoldParams(half_life_days=1e-9))
-    ranked = rank_candidates(CUR, [B], {B: 0.1}, graph=gg, now=0.0)
+    ranked = rank_pool(CUR, [B], {B: 0.1}, graph=gg, now=0.0)
     json.dumps(ranked, allow_nan=False)
     assert ranked[0]["confidence"] == 1.0
 
@@ -440,7 +441,7 @@ def test_validator_accepts_and_canonicalises() -> None:
     assert req.embeddings_scores == {B: 1.0, C: 0.25}
     assert req.session_history == [H1]
     assert req.limit == 3
-    ranked = rank_candidates(**req._asdict(), graph=None)
+    ranked = rank_pool(**req._asdict(), graph=None)
     assert ids(ranked) == [B, C]
     req = validate_rank_request(body(session_history=..., limit=None), max_pool=1000)
     assert req.session_history == [] and req.limit is None

@@ -10,7 +10,7 @@ import pytest
 
 from gravityd.core.events import FoldEvent
 from gravityd.core.graph import FoldParams
-from gravityd.core.ranking import RankParams, rank_candidates
+from gravityd.core.ranking import RankParams, rank_pool
 from gravityd.core.session_index import SessionIndex, SessionQuery, session_scores
 from gravityd.snapshots.files import load_newest, write_snapshot
 from gravityd.snapshots.state import State, fold_rows
@@ -101,11 +101,11 @@ def test_ranking_uses_the_votes() -> None:
     idx = SessionIndex(per_track=10, length=20, sessions=100)
     idx.fold(kept([(f"s{i}", ["a", "b", "c"]) for i in range(3)]))
     emb = {"c": 0.1, "z": 0.2}
-    ranked = rank_candidates("b", ["z", "c"], emb, ["a"], graph=None, sessions=idx)
+    ranked = rank_pool("b", ["z", "c"], emb, ["a"], graph=None, sessions=idx)
     assert [r["track_id"] for r in ranked] == ["c", "z"]
     assert ranked[0]["score"] == pytest.approx(0.1 + RankParams().rank_session_weight)
     off = RankParams(rank_session_weight=0.0)
-    ranked = rank_candidates("b", ["z", "c"], emb, ["a"], graph=None, sessions=idx, params=off)
+    ranked = rank_pool("b", ["z", "c"], emb, ["a"], graph=None, sessions=idx, params=off)
     assert [r["track_id"] for r in ranked] == ["z", "c"]
 
 

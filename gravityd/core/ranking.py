@@ -62,7 +62,7 @@ __all__ = [
     "MISSING_EMBEDDING_RULES",
     "RankParams",
     "RankRequest",
-    "rank_candidates",
+    "rank_pool",
     "validate_rank_request",
 ]
 
@@ -175,7 +175,7 @@ def _slow_number(v: Any) -> float | None:
     return v if -_INF < v < _INF else None
 
 
-def rank_candidates(
+def rank_pool(
     current_track_id: str,
     candidate_track_ids: Iterable[str],
     embeddings_scores: Mapping[str, Any] | None,
@@ -403,7 +403,7 @@ def session_query(p: RankParams) -> SessionQuery:
 
 
 class RankRequest(NamedTuple):
-    """A validated POST /rank body; ``rank_candidates(**req._asdict(), graph=...)`` ranks it."""
+    """A validated POST /rank body; ``rank_pool(**req._asdict(), graph=...)`` ranks it."""
 
     current_track_id: str
     candidate_track_ids: list[str]

@@ -1,5 +1,5 @@
 """Session neighbours: a bounded index of recent listening sessions per track, kept by the fold,
-and the session-kNN score `rank_candidates` blends in (the formula: docs/model.md, "Ranking").
+and the session-kNN score `rank_pool` blends in (the formula: docs/model.md, "Ranking").
 
 Why: the warp lanes see one step at a time; a radio session says more. Sessions whose tracks
 overlap the current one (most of all its latest tracks) predict what comes next better than any

@@ -25,7 +25,7 @@ from gravityd.config import Config
 from gravityd.core import takedowns
 from gravityd.core.events import ValidEvent
 from gravityd.core.graph import GravityGraph
-from gravityd.core.ranking import RankRequest, rank_candidates
+from gravityd.core.ranking import RankRequest, rank_pool
 from gravityd.core.scoreboard import ReportQuery, Scoreboard, snapshot_records
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
@@ -701,7 +701,7 @@ class Gravityd:
             req = req._replace(
                 candidate_track_ids=takedowns.visible_ids(req.candidate_track_ids, self.blocks)
             )
-        return rank_candidates(
+        return rank_pool(
             **req._asdict(), graph=self.graph, params=self.config.rank, sessions=self.sessions
         )
 

@@ -27,7 +27,7 @@ The recipe (docs/design.md, section 3):
    - *candidate pool*: the true next track plus ``pool_size - 1`` others drawn by training
      popularity without replacement (seeded; never a, nor a song of the session history, so
      every method ranks exactly the same pool). ``gravity blend`` is the real
-     ``rank_candidates`` with the tag cosine as the embedding score and the previous (up to) 10
+     ``rank_pool`` with the tag cosine as the embedding score and the previous (up to) 10
      songs of the test playlist as ``session_history``; ``gravity only`` ranks the pool by the
      graph's edge weight a->c alone; ``SR`` and ``bigram`` by their scores; ``tag cosine`` and
      ``popularity`` by theirs.
@@ -57,7 +57,7 @@ from dataclasses import asdict, fields, replace
 from typing import Any
 
 from gravityd.core.graph import FoldParams
-from gravityd.core.ranking import RankParams, rank_candidates
+from gravityd.core.ranking import RankParams, rank_pool
 from gravityd.lab.baselines import (
     TagCosines,
     sequential_rules,
@@ -306,7 +306,7 @@ def evaluate(
         pool_m["gravity only"].add(pool_rank(pool, b, w_of, cos_a, tie))
         history = songs[max(0, j - HISTORY) : j]
         t0 = time.perf_counter()
-        ranked = rank_candidates(
+        ranked = rank_pool(
             uuids[a],
             [uuids[c] for c in pool],
             {uuids[c]: cget(c, 0.0) for c in pool},

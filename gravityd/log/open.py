@@ -98,7 +98,7 @@ def open_log(config: Config, registry: CollectorRegistry | None = None) -> Opene
     kind, where = log_target(config)
     writer = config.role != "replica"
     if kind == "nats":
-        from gravityd.log.jetstream import open_log as open_jetstream
+        from gravityd.log.jetstream import open_jetstream_log as open_jetstream
         from gravityd.snapshots.object_store import LogSnapshots
 
         js = open_jetstream(where, config, writer=writer, registry=registry)

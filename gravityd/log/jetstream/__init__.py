@@ -29,7 +29,7 @@ gets, the high-water mark, the headers-only consumer that wakes replicas), `metr
 (JetStreamLog, which owns the connection and puts the parts together).
 """
 
-from gravityd.log.jetstream.log import JetStreamLog, open_log
+from gravityd.log.jetstream.log import JetStreamLog, open_jetstream_log
 from gravityd.log.jetstream.stream import parse_log_url
 
-__all__ = ["JetStreamLog", "open_log", "parse_log_url"]
+__all__ = ["JetStreamLog", "open_jetstream_log", "parse_log_url"]

@@ -247,7 +247,7 @@ class JetStreamLog:
         return f"nats://{hosts} stream {self.params.js_stream}"
 
 
-def open_log(
+def open_jetstream_log(
     url: str, cfg: Any, writer: bool = True, registry: CollectorRegistry | None = None
 ) -> JetStreamLog:
     """The JetStream log of a `nats://` URL with the [jetstream] settings of a Config (not yet
