@@ -173,10 +173,10 @@ async def test_the_lag_is_bounded_while_the_fold_runs(aiohttp_client: Any, tmp_p
     lags = []
     for _ in range(200):
         lags.append(svc.lanes.index.lag_seconds())
-        if svc.graph.cursor >= svc.log.last_id and not svc.lanes.index.dirty:
+        if svc.graph.cursor >= svc.event_log.last_id and not svc.lanes.index.dirty:
             break
         await asyncio.sleep(0.01)
-    assert svc.graph.cursor == svc.log.last_id
+    assert svc.graph.cursor == svc.event_log.last_id
     text = await (await client.get("/metrics")).text()
     assert "gravityd_lanes_lag_seconds" in text
     assert "gravityd_lanes_dirty_tracks" in text

@@ -250,7 +250,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "port": port,
                 "role": cfg.role,
                 "worker": args.worker_index,
-                "log": svc.log.description,
+                "log": svc.event_log.description,
                 "version": __version__,
             },
         )
