@@ -291,12 +291,25 @@ def _with_two_hop(
             continue
         k = gamma * w_ab / top_b
         get = score.get
+        if no.isdisjoint(ids_b):  # the usual case: no test per lane (0.0 + x is x exactly)
+            for c, x in zip(ids_b, map(k.__mul__, ws_b), strict=True):
+                score[c] = get(c, 0.0) + x
+            continue
         for w_bc, c in zip(ws_b, ids_b, strict=True):
             if c in no:
                 continue
             have = get(c)
             score[c] = k * w_bc if have is None else have + k * w_bc
-    return _best_first([(-w, t, 0) for t, w in score.items()], keep)
+    return _top(score, keep)
+
+
+def _top(score: dict[str, float], keep: int) -> list[tuple[float, str, int]]:
+    """The `keep` best of `score` as (-w, id, 0), ties by id: past `keep`, only the lanes at or
+    above the keep-th weight become tuples (ties at it included, so the order stays exact)."""
+    if len(score) > keep:
+        floor = heapq.nlargest(keep, score.values())[-1]
+        return sorted([(-w, t, 0) for t, w in score.items() if w >= floor])[:keep]
+    return sorted([(-w, t, 0) for t, w in score.items()])
 
 
 def refresh_two_hop(
