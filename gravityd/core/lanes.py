@@ -48,6 +48,10 @@ _NO_EDGE = {"pos": 0.0, "neg": 0.0, "acc": 0.0, "n": 0}
 _EMPTY: dict[str, Any] = {}
 
 Adj = Mapping[str, Mapping[str, Mapping[str, Any]]]
+# A track's fan: its strongest one-hop out-lanes (ids, stored weights), and the top weight.
+Fan = tuple[tuple[str, ...], array, float]
+_NO_IDS: tuple[str, ...] = ()
+_NO_WEIGHTS = array("d")  # shared by every empty list of kept weights: never written to
 
 # Set while a request is answered: a lanes computation that sees it is a rebuild on the read
 # path, which the design forbids; /metrics shows the count (gravityd_lanes_read_rebuilds).
@@ -97,7 +101,7 @@ class TrackLanes:
         out: Side,
         inn: Side,
         both: Side,
-        fan: tuple[tuple[str, ...], tuple[float, ...], float],
+        fan: Fan,
         deps: tuple[str, ...],
     ) -> None:
         self.t0, self.out, self.inn, self.both, self.fan, self.deps = t0, out, inn, both, fan, deps
@@ -174,11 +178,11 @@ def _side(best: list[tuple[float, str, int]], worst: list, keep: int, both: bool
     head = best[:keep]
     rej = worst[:keep]
     return Side(
-        tuple([t for _, t, _ in head]),
-        array("d", [-w for w, _, _ in head]),
+        tuple([t for _, t, _ in head]) if head else _NO_IDS,
+        array("d", [-w for w, _, _ in head]) if head else _NO_WEIGHTS,
         -best[0][0] if best else 0.0,
-        tuple([t for _, t, _ in rej]),
-        array("d", [w for w, _, _ in rej]),
+        tuple([t for _, t, _ in rej]) if rej else _NO_IDS,
+        array("d", [w for w, _, _ in rej]) if rej else _NO_WEIGHTS,
         bytes([d for _, _, d in head]) if both else None,
         bytes([d for _, _, d in rej]) if both else None,
     )
@@ -187,7 +191,7 @@ def _side(best: list[tuple[float, str, int]], worst: list, keep: int, both: bool
 def compute_track(
     gg: GravityGraph,
     track: str,
-    fans: Mapping[str, tuple[tuple[str, ...], tuple[float, ...], float]] | None,
+    fans: Mapping[str, Fan] | None,
     keep: int,
 ) -> TrackLanes:
     """A track's lanes from the graph as it is now. The two-hop term reads each successor's
@@ -203,7 +207,7 @@ def compute_track(
     )
     fan = (
         tuple([t for _, t, _ in best[:fan_n]]),
-        tuple([-w for w, _, _ in best[:fan_n]]),
+        array("d", [-w for w, _, _ in best[:fan_n]]),
         -best[0][0] if best else 0.0,
     )
     deps: tuple[str, ...] = ()
@@ -225,16 +229,14 @@ def compute_track(
     )
 
 
-def _fan_of(
-    gg: GravityGraph, track: str, fan_n: int
-) -> tuple[tuple[str, ...], tuple[float, ...], float]:
+def _fan_of(gg: GravityGraph, track: str, fan_n: int) -> Fan:
     """A track's fan from its own edges alone: what `compute_track` would keep as `fan`."""
     succ, pred = gg.adjacency()
     out, _ = _out_one_hop(succ[track], pred[track], gg.params.lanes_backward_credit)
     best = heapq.nsmallest(fan_n, [(-w, t) for t, w in out.items()])
     return (
         tuple([t for _, t in best]),
-        tuple([-w for w, _ in best]),
+        array("d", [-w for w, _ in best]),
         -best[0][0] if best else 0.0,
     )
 
@@ -269,8 +271,8 @@ def _with_two_hop(
     track: str,
     score: dict[str, float],
     no: set[str],
-    fan: tuple[tuple[str, ...], tuple[float, ...], float],
-    fans: Mapping[str, tuple[tuple[str, ...], tuple[float, ...], float]] | None,
+    fan: Fan,
+    fans: Mapping[str, Fan] | None,
     gg: GravityGraph,
     gamma: float,
     keep: int,
@@ -316,7 +318,7 @@ def refresh_two_hop(
     gg: GravityGraph,
     track: str,
     rec: TrackLanes,
-    fans: Mapping[str, tuple[tuple[str, ...], tuple[float, ...], float]],
+    fans: Mapping[str, Fan],
     keep: int,
 ) -> TrackLanes:
     """A track whose own edges did not change since `rec`, after a fan it read changed: only
@@ -435,7 +437,7 @@ class LaneIndex:
         self.graph = gg
         self.keep = keep
         self.records: dict[str, TrackLanes] = {}
-        self.fans: dict[str, tuple[tuple[str, ...], tuple[float, ...], float]] = {}
+        self.fans: dict[str, Fan] = {}
         # track -> the log position its kept lanes reflect; oldest first
         self._dirty: OrderedDict[str, int] = OrderedDict()
         # dirty tracks whose two-hop term read a fan that changed: they hold an old position,
@@ -598,7 +600,7 @@ class LaneIndex:
     def _set_fan(
         self,
         track: str,
-        fan: tuple[tuple[str, ...], tuple[float, ...], float] | None,
+        fan: Fan | None,
         reflected: int,
     ) -> None:
         """Keep a track's fan; when it changed, the tracks whose two-hop term read it are
