@@ -120,13 +120,13 @@ def _best_first(items: list[tuple[float, str, int]], keep: int) -> list[tuple[fl
 
 def _one_hop(
     track: str, succ: Adj, pred: Adj, back: float, keep: int
-) -> tuple[list[tuple[float, str, int]], list[tuple[float, str, int]], list, list, list, list]:
+) -> tuple[dict[str, float], dict[str, float], list, list, list, list]:
     """A track's one-hop lanes in every direction, from one pass over its out- and in-edges.
 
-    Returns (out, out_rejected, in, in_rejected, both, both_rejected): lanes as (-w, id, dir)
-    best first (ties by id), rejected edges as (w, id, dir) most rejected first, stored weights.
-    Out-lanes count `back` times the reverse edge's positive evidence; the others do not. The
-    out list is complete (the two-hop term adds to every one-hop lane); the rest keep `keep`.
+    Returns (out, out_rejected, in, in_rejected, both, both_rejected): out and out_rejected as
+    {id: w}, complete (the two-hop term adds to every one-hop lane); the others as (-w, id, dir)
+    best first (ties by id), rejected edges as (w, id, dir) most rejected first, `keep` of each.
+    Stored weights; out-lanes count `back` times the reverse edge's positive evidence.
     """
     out_adj, in_adj = succ[track], pred[track]
     out: dict[str, float] = {}
@@ -163,13 +163,17 @@ def _one_hop(
                 both_no[v] = (w, _IN)
         if back_of and pos > 0.0 and v not in out_adj:
             out[v] = back * pos  # b->a was kept, a->b never tried: a lane of a's in-edges alone
-    out_best = sorted([(-w, t, 0) for t, w in out.items()])
+    if len(both) > keep:  # only the lanes at or above the keep-th weight become tuples
+        floor = heapq.nlargest(keep, [w for w, _ in both.values()])[-1]
+        both_best = sorted([(-w, t, d) for t, (w, d) in both.items() if w >= floor])[:keep]
+    else:
+        both_best = sorted([(-w, t, d) for t, (w, d) in both.items()])
     return (
-        out_best,
-        sorted([(w, t, 0) for t, w in out_no.items()]),
-        _best_first([(-w, t, _IN) for t, w in inn.items()], keep),
+        out,
+        out_no,
+        _top(inn, keep, _IN),
         _best_first([(w, t, _IN) for t, w in in_no.items()], keep),
-        _best_first([(-w, t, d) for t, (w, d) in both.items()], keep),
+        both_best,
         _best_first([(w, t, d) for t, (w, d) in both_no.items() if t not in both], keep),
     )
 
@@ -201,24 +205,18 @@ def compute_track(
         _ON_READ[0] += 1
     p = gg.params
     succ, pred = gg.adjacency()
-    fan_n = p.lanes_two_hop_fanout
-    best, worst, inn, inn_no, both, both_no = _one_hop(
+    out, out_no, inn, inn_no, both, both_no = _one_hop(
         track, succ, pred, p.lanes_backward_credit, keep
     )
-    fan = (
-        tuple([t for _, t, _ in best[:fan_n]]),
-        array("d", [-w for w, _, _ in best[:fan_n]]),
-        -best[0][0] if best else 0.0,
-    )
+    worst = sorted([(w, t, 0) for t, w in out_no.items()])
+    fan = _fan(out, p.lanes_two_hop_fanout)
     deps: tuple[str, ...] = ()
     gamma = p.lanes_two_hop
-    if gamma > 0.0 and best:
+    if gamma > 0.0 and out:
         deps = fan[0]
-        score: dict[str, float] = {t: -w for w, t, _ in best}
-        no = {t for _, t, _ in worst}
-        out_best = _with_two_hop(track, score, no, fan, fans, gg, gamma, keep)
+        out_best = _with_two_hop(track, dict(out), set(out_no), fan, fans, gg, gamma, keep)
     else:
-        out_best = best
+        out_best = _top(out, keep)
     return TrackLanes(
         gg.t0,
         _side(out_best, worst, keep, False),
@@ -233,10 +231,14 @@ def _fan_of(gg: GravityGraph, track: str, fan_n: int) -> Fan:
     """A track's fan from its own edges alone: what `compute_track` would keep as `fan`."""
     succ, pred = gg.adjacency()
     out, _ = _out_one_hop(succ[track], pred[track], gg.params.lanes_backward_credit)
-    best = heapq.nsmallest(fan_n, [(-w, t) for t, w in out.items()])
+    return _fan(out, fan_n)
+
+
+def _fan(out: dict[str, float], fan_n: int) -> Fan:
+    best = _top(out, fan_n)
     return (
-        tuple([t for _, t in best]),
-        array("d", [-w for w, _ in best]),
+        tuple([t for _, t, _ in best]),
+        array("d", [-w for w, _, _ in best]),
         -best[0][0] if best else 0.0,
     )
 
@@ -305,13 +307,13 @@ def _with_two_hop(
     return _top(score, keep)
 
 
-def _top(score: dict[str, float], keep: int) -> list[tuple[float, str, int]]:
-    """The `keep` best of `score` as (-w, id, 0), ties by id: past `keep`, only the lanes at or
+def _top(score: dict[str, float], keep: int, d: int = 0) -> list[tuple[float, str, int]]:
+    """The `keep` best of `score` as (-w, id, d), ties by id: past `keep`, only the lanes at or
     above the keep-th weight become tuples (ties at it included, so the order stays exact)."""
     if len(score) > keep:
         floor = heapq.nlargest(keep, score.values())[-1]
-        return sorted([(-w, t, 0) for t, w in score.items() if w >= floor])[:keep]
-    return sorted([(-w, t, 0) for t, w in score.items()])
+        return sorted([(-w, t, d) for t, w in score.items() if w >= floor])[:keep]
+    return sorted([(-w, t, d) for t, w in score.items()])
 
 
 def refresh_two_hop(
