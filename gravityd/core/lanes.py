@@ -440,11 +440,11 @@ class LaneIndex:
         self.keep = keep
         self.records: dict[str, TrackLanes] = {}
         self.fans: dict[str, Fan] = {}
-        # track -> the log position its kept lanes reflect; oldest first
-        self._dirty: OrderedDict[str, int] = OrderedDict()
-        # dirty tracks whose two-hop term read a fan that changed: they hold an old position,
-        # so they go before the queue
-        self._front: deque[str] = deque()
+        # track -> the log position its kept lanes reflect
+        self._dirty: dict[str, int] = {}
+        # (position, track) of every dirty track, oldest first: a track a fan made dirty from
+        # an older position is pushed again (the entry that no longer matches is skipped)
+        self._order: list[tuple[int, str]] = []
         # position -> [dirty tracks filed at it, monotonic time it was first filed]; ascending
         self._pending: OrderedDict[int, list[float]] = OrderedDict()
         # dirty tracks whose own edges changed since their record: a full recomputation (the
@@ -453,7 +453,13 @@ class LaneIndex:
         # dirty tracks whose own edges changed since their fan was last set: their fans are set
         # before any record is computed, so a record is not computed again for a fan still to
         # come (refreshing records in order recomputed each track 3.5-10 times per pass)
-        self._unfanned: dict[str, None] = {}
+        # (the value: the position its fan reflects, the cursor before the fold first touched
+        # it since: a fan's dependents are dirty from there, not from an older position the
+        # track's record waits at, or under writes every track is pulled back to the oldest
+        # position and the lanes cursor never moves)
+        self._unfanned: dict[str, int] = {}
+        self._fan_queue: deque[str] = deque()  # the current round's fans still to set
+        self._round_end = 0  # tracks dirty from a position before it belong to this round
         self.refreshed = 0  # tracks recomputed, ever
 
     # ------------------------------------------------------------------ the fold's side
@@ -467,10 +473,12 @@ class LaneIndex:
         slot = None
         for t in tracks:
             own.add(t)
-            unfanned[t] = None
+            if t not in unfanned:
+                unfanned[t] = reflected
             if t in dirty:
                 continue  # already waiting since an older position: coalesced
             dirty[t] = reflected
+            heapq.heappush(self._order, (reflected, t))
             if slot is None:
                 slot = pending.get(reflected)
                 if slot is None:
@@ -507,25 +515,29 @@ class LaneIndex:
     # ------------------------------------------------------------------ refreshing
 
     def refresh_next(self) -> bool:
-        """One step: the fan of a track the fold touched since its fan was set, else the
-        record of the oldest dirty track; False when nothing is dirty."""
+        """One step of the current round: a fan of its queue, else the record of the oldest
+        dirty track; False when nothing is dirty.
+
+        A round starts when the oldest dirty track was touched after the previous round began:
+        its queue is every track touched since its fan was last set. Taking fans by rounds, not
+        all first, keeps records coming under writes that touch tracks as fast as fans are set
+        (fans first always starved them: the lag grew with the run)."""
         dirty = self._dirty
         if not dirty:
             return False
-        unfanned = self._unfanned
-        if unfanned:
-            track = next(iter(unfanned))
-            del unfanned[track]
-            self._refresh_fan(track, dirty[track])
+        if self._fan_step():
             return True
-        front = self._front
-        while front:
-            track = front.popleft()
-            reflected = dirty.pop(track, None)
-            if reflected is not None:
-                break
-        else:
-            track, reflected = dirty.popitem(last=False)
+        order = self._order
+        while dirty.get(order[0][1]) != order[0][0]:
+            heapq.heappop(order)  # refreshed since, or made dirty from an older position
+        reflected, track = order[0]
+        if reflected >= self._round_end and self._unfanned:
+            self._fan_queue.extend(self._unfanned)
+            self._round_end = self.graph.cursor
+            if self._fan_step():
+                return True
+        heapq.heappop(order)
+        del dirty[track]
         self._refresh(track, reflected)
         slot = self._pending[reflected]
         slot[0] -= 1
@@ -559,10 +571,10 @@ class LaneIndex:
         deadline = clock() + budget_s
         n = 0
         unfanned = self._unfanned
+        self._round_end = self.graph.cursor
         while unfanned:
             track = next(iter(unfanned))
-            del unfanned[track]
-            self._refresh_fan(track, self._dirty[track])
+            self._refresh_fan(track, unfanned.pop(track))
             if clock() >= deadline:
                 yield n
                 deadline = clock() + budget_s
@@ -572,6 +584,16 @@ class LaneIndex:
                 yield n
                 deadline = clock() + budget_s
         yield n
+
+    def _fan_step(self) -> bool:
+        """Set the next fan of the round's queue (False when the queue is done)."""
+        queue, unfanned = self._fan_queue, self._unfanned
+        while queue:
+            track = queue.popleft()
+            if track in unfanned:  # not computed since it was queued
+                self._refresh_fan(track, unfanned.pop(track))
+                return True
+        return False
 
     def _refresh_fan(self, track: str, reflected: int) -> None:
         gg = self.graph
@@ -583,7 +605,7 @@ class LaneIndex:
         gg = self.graph
         succ, _pred = gg.adjacency()
         self.refreshed += 1
-        self._unfanned.pop(track, None)
+        fan_at = self._unfanned.pop(track, reflected)
         own = track in self._own
         self._own.discard(track)
         if track in succ:
@@ -597,7 +619,7 @@ class LaneIndex:
         else:
             self.records.pop(track, None)
             fan = None
-        self._set_fan(track, fan, reflected)
+        self._set_fan(track, fan, fan_at)
 
     def _set_fan(
         self,
@@ -605,8 +627,8 @@ class LaneIndex:
         fan: Fan | None,
         reflected: int,
     ) -> None:
-        """Keep a track's fan; when it changed, the tracks whose two-hop term read it are
-        dirty at `reflected` (which must be a position still pending)."""
+        """Keep a track's fan; when it changed, the tracks whose two-hop term read it are dirty
+        from `reflected`, the position the old fan reflected (see `_mark_dependents`)."""
         if self.fans.get(track) == fan:
             return
         if fan is None:
@@ -625,9 +647,12 @@ class LaneIndex:
         if dependents:
             self._mark_dependents(dependents, reflected)
 
-    def _mark_dependents(self, tracks: list[str], reflected: int) -> None:
+    def _mark_dependents(self, tracks: list[str], fan_at: int) -> None:
         dirty, pending = self._dirty, self._pending
-        slot = pending[reflected]  # the refreshed track's own entry still holds it
+        # The newest pending position at or before the one the old fan reflected: conservative,
+        # and there is one (the refreshed track's own entry, older or equal, still holds it).
+        reflected = next(p for p in reversed(pending) if p <= fan_at)
+        slot = pending[reflected]
         for a in tracks:
             have = dirty.get(a)
             if have is not None:
@@ -639,7 +664,7 @@ class LaneIndex:
                     del pending[have]
             dirty[a] = reflected
             slot[0] += 1
-            self._front.append(a)
+            heapq.heappush(self._order, (reflected, a))
 
     # ------------------------------------------------------------------ reading
 
