@@ -26,7 +26,14 @@ async def bare_get(request: web.Request) -> web.Response:
 
 
 def main() -> None:
+    """Runs on the loop the daemon would (GRAVITYD_EVENT_LOOP, as `gravityd serve` reads it),
+    so the ceiling and our figure share it."""
     global ANSWER
+    import os
+
+    from gravityd.commands.cli import install_event_loop
+
+    install_event_loop(os.environ.get("GRAVITYD_EVENT_LOOP", "auto"))
     if len(sys.argv) > 2:
         with open(sys.argv[2], "rb") as f:
             ANSWER = orjson.loads(f.read())

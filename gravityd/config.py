@@ -63,6 +63,7 @@ class Config:
     max_neighbors_limit: int = _s("server", 100, FLOORS["max_neighbors_limit"])
     max_rank_pool: int = _s("server", 1000, FLOORS["max_rank_pool"])
     shutdown_timeout_s: float = _s("server", 10.0, 0)
+    event_loop: str = _s("server", "auto", choices=("auto", "uvloop", "asyncio"))
     # [limits]
     rate_limit_per_s: float = _s("limits", 2000.0, 0)
     rate_limit_burst: int = _s("limits", 4000, 1)

@@ -81,8 +81,8 @@ async def test_sqlite_full_answers_503_then_recovers(aiohttp_client: Any, tmp_pa
     client, svc = await serve(aiohttp_client, tmp_path)
     assert (await client.post("/events", json=batch("a", 50))).status == 202
     # SQLite's own size cap: the next page it needs is refused with SQLITE_FULL.
-    pages = await svc.log.page_count()
-    await svc.log.set_max_pages(pages)
+    pages = await svc.event_log.page_count()
+    await svc.event_log.set_max_pages(pages)
     resp = await client.post("/events", json=batch("b", 2000))
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "1"
@@ -94,7 +94,7 @@ async def test_sqlite_full_answers_503_then_recovers(aiohttp_client: Any, tmp_pa
     assert metric(metrics, "gravityd_commit_errors_total") >= 1
     assert (await client.get("/readyz")).status == 200  # reads and readiness carry on
     # Space comes back: the same daemon takes the retry, ids carry on without a gap.
-    await svc.log.set_max_pages(1073741823)
+    await svc.event_log.set_max_pages(1073741823)
     resp = await client.post("/events", json=batch("b", 2000))
     assert resp.status == 202
     assert (await resp.json())["first_id"] == 51

@@ -235,16 +235,16 @@ async def test_a_block_answer_and_the_next_read_agree_no_op_spends_nothing(
     resp = await client.get(f"/tracks/{tid(1)}/gravity_neighbors")
     assert int(resp.headers["Gravityd-Cursor"]) == body["id"]
     # the same PUT again: nothing changes, no position is spent, the answer names the block's
-    top = svc.log.last_id
+    top = svc.event_log.last_id
     again = await (await client.put(f"/admin/tracks/{tid(5)}/block")).json()
     assert again == {"track_id": tid(5), "blocked": True, "id": 13, "changed": False}
-    assert svc.log.last_id == top
+    assert svc.event_log.last_id == top
     # an unblock of a track never blocked: no position either
     never = await (await client.delete(f"/admin/tracks/{tid(6)}/block")).json()
-    assert never["changed"] is False and never["id"] == 0 and svc.log.last_id == top
+    assert never["changed"] is False and never["id"] == 0 and svc.event_log.last_id == top
     resp = await client.delete(f"/admin/tracks/{tid(5)}/block")
     gone = await resp.json()
-    assert gone["changed"] is True and gone["id"] == 14 and svc.log.last_id == 14
+    assert gone["changed"] is True and gone["id"] == 14 and svc.event_log.last_id == 14
     resp = await client.get(f"/tracks/{tid(1)}/gravity_neighbors")
     assert int(resp.headers["Gravityd-Cursor"]) == 14
 

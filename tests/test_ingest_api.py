@@ -403,9 +403,9 @@ async def test_commit_record_stays_short_without_metrics_scrapes(client: Any) ->
     svc = client.server.app[SERVICE]
     for i in range(30):
         assert (await client.post("/event", json=event(f"s{i}"))).status == 202
-    assert len(svc.log.commits) >= 1
+    assert len(svc.event_log.commits) >= 1
     await client.post("/admin/fold")
-    assert len(svc.log.commits) == 0
+    assert len(svc.event_log.commits) == 0
 
 
 async def test_event_loop_lag_is_measured(client: Any) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gravityd.core.graph import GravityGraph
-from gravityd.core.lanes import READING, LaneIndex, read_rebuilds
+from gravityd.core.lanes import READING, LaneIndex, compute_track, read_rebuilds
 
 from .support import event, metric, serve, tid
 from .test_graph import DAY, SMALL, T0, random_log
@@ -69,6 +69,26 @@ def test_kept_lanes_after_any_interleaving_of_folds_and_refreshes(
     assert index.dirty == 0 and index.cursor == gg.cursor
     for t in tracks:
         assert answers(index.neighbors, t) == answers(gg.neighbors, t)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), keep=st.integers(1, 4))
+def test_a_short_keep_is_the_head_of_the_whole_order(seed: int, keep: int) -> None:
+    """Kept lists past `keep` lanes are cut at the keep-th weight before sorting (ties there
+    included): whatever the cut, they are exactly the head of the complete order."""
+    gg = GravityGraph(SMALL)
+    gg.fold(random_log(seed, 300))
+    for t in gg.tracks():
+        whole, short = compute_track(gg, t, None, 10_000), compute_track(gg, t, None, keep)
+        assert short.fan == whole.fan
+        for name in ("out", "inn", "both"):
+            a, b = getattr(whole, name), getattr(short, name)
+            assert (b.ids, list(b.weights), b.top) == (a.ids[:keep], list(a.weights)[:keep], a.top)
+            rejected = (a.rej_ids[:keep], list(a.rej_weights)[:keep])
+            assert (b.rej_ids, list(b.rej_weights)) == rejected
+            assert (b.dirs, b.rej_dirs) == (
+                (a.dirs[:keep], a.rej_dirs[:keep]) if a.dirs is not None else (None, None)
+            )
 
 
 def test_a_hot_track_is_recomputed_once_however_often_it_is_touched() -> None:
@@ -173,10 +193,10 @@ async def test_the_lag_is_bounded_while_the_fold_runs(aiohttp_client: Any, tmp_p
     lags = []
     for _ in range(200):
         lags.append(svc.lanes.index.lag_seconds())
-        if svc.graph.cursor >= svc.log.last_id and not svc.lanes.index.dirty:
+        if svc.graph.cursor >= svc.event_log.last_id and not svc.lanes.index.dirty:
             break
         await asyncio.sleep(0.01)
-    assert svc.graph.cursor == svc.log.last_id
+    assert svc.graph.cursor == svc.event_log.last_id
     text = await (await client.get("/metrics")).text()
     assert "gravityd_lanes_lag_seconds" in text
     assert "gravityd_lanes_dirty_tracks" in text
