@@ -34,7 +34,7 @@ Lanes = Iterable[tuple[str, Sequence[tuple[str, float]]]]
 class GalaxyParams:
     """The [galaxies] settings (config/gravityd.toml documents each)."""
 
-    galaxies_interval_s: float = 60.0
+    galaxies_interval_s: float = 300.0
     galaxies_resolution: float = 1.0
     galaxies_seed: int = 42
     galaxies_lanes_per_track: int = 20

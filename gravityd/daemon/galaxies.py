@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +30,7 @@ from gravityd.core.routes import Route, RouteBounds, RouteGraph, best_route
 
 log = logging.getLogger("gravityd.galaxies")
 
-GATHER_SLICE = 256  # tracks read per slice while gathering lanes: well under a millisecond
+GATHER_SLICE = 64  # tracks read per slice while gathering lanes: a fraction of a millisecond
 SNAPSHOT_PART = "galaxies"  # the snapshot part that carries them (one record)
 
 
@@ -52,6 +53,12 @@ class ServedLanes:
     ) -> None:
         self.tracks = tracks  # type: ignore[method-assign]
         self.lanes_of = lanes_of  # type: ignore[method-assign]
+
+
+def _lowest_priority() -> None:
+    """The worker yields the CPU to the daemon: Louvain may take seconds of a core, and on a
+    small machine it would otherwise compete with request handling (docs/galaxies.md)."""
+    os.nice(19)
 
 
 def _compute(
@@ -188,7 +195,9 @@ class GalaxyKeeper:
         if self._pool is None:
             # spawn: a fork would copy the whole graph's pages for a process that needs a list.
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_lowest_priority,
             )
         return self._pool
 
