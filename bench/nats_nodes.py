@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,8 +287,9 @@ class NatsCluster:
         for n in self.nodes:
             n.kill()
 
-    def leader_of(self, stream: str) -> int | None:
-        """Index of the node leading `stream` (from the monitoring endpoint), else None."""
+    def _stream_views(self, stream: str) -> Iterator[tuple[NatsNode, dict]]:
+        """Each running node's view of `stream` (its /jsz stream detail); a node that does not
+        answer is passed over."""
         for n in self.nodes:
             if not n.running():
                 continue
@@ -298,10 +300,15 @@ class NatsCluster:
             for acct in data.get("account_details") or []:
                 for s in acct.get("stream_detail") or []:
                     if s.get("name") == stream:
-                        leader = (s.get("cluster") or {}).get("leader")
-                        for m in self.nodes:
-                            if m.name == leader:
-                                return m.index
+                        yield n, s
+
+    def leader_of(self, stream: str) -> int | None:
+        """Index of the node leading `stream` (from the monitoring endpoint), else None."""
+        for _, s in self._stream_views(stream):
+            leader = (s.get("cluster") or {}).get("leader")
+            for m in self.nodes:
+                if m.name == leader:
+                    return m.index
         return None
 
     def wait_leader(self, stream: str, timeout: float = 30.0, not_index: int | None = None) -> int:
@@ -320,20 +327,11 @@ class NatsCluster:
         deadline = time.monotonic() + timeout
         want = len(self.nodes) - 1
         while time.monotonic() < deadline:
-            for n in self.nodes:
-                if not n.running():
-                    continue
-                try:
-                    data = n.jsz()
-                except (OSError, ValueError):
-                    continue
-                for acct in data.get("account_details") or []:
-                    for s in acct.get("stream_detail") or []:
-                        cl = s.get("cluster") or {}
-                        if s.get("name") != stream or cl.get("leader") != n.name:
-                            continue
-                        peers = cl.get("replicas") or []
-                        if sum(1 for p in peers if p.get("current")) >= want:
-                            return
+            for n, s in self._stream_views(stream):
+                cl = s.get("cluster") or {}
+                if cl.get("leader") != n.name:
+                    continue  # the leader's view lists its replicas
+                if sum(1 for p in cl.get("replicas") or [] if p.get("current")) >= want:
+                    return
             time.sleep(0.1)  # replication happens inside the servers: poll their view
         raise TimeoutError(f"the replicas of stream {stream} never caught up")

@@ -176,15 +176,14 @@ def route(
     the search's bounds (docs/galaxies.md). Graph and takedowns as for rank_candidates."""
     if max_len < 1:
         raise ValueError("max_len: must be >= 1")
-    source = None
+    source = _default_source()  # its settings are read once; its graph only when asked for
     if graph is None:
-        source = _default_source()
         graph = source.get()
         if blocked is None:
             blocked = source.blocked
     if graph is None:
         return []
-    params = (source.config if source is not None else load_config()).galaxies
+    params = source.config.galaxies
     memo = _route_lanes.setdefault(graph, {})
     fanout = params.route_fanout
     keep = max(fanout, 1)

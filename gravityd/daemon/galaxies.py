@@ -51,8 +51,8 @@ class ServedLanes:
         tracks: Callable[[], Sequence[str]],
         lanes_of: Callable[[str, int], Sequence[tuple[str, float]]],
     ) -> None:
-        self.tracks = tracks  # type: ignore[method-assign]
-        self.lanes_of = lanes_of  # type: ignore[method-assign]
+        self.tracks = tracks
+        self.lanes_of = lanes_of
 
 
 def _lowest_priority() -> None:
