@@ -151,6 +151,10 @@ class GalaxyKeeper:
             self.last_started = time.monotonic()
             try:
                 lanes = await self._gather()
+                if not lanes:  # nothing to compute: no worker process is started for it
+                    self.current = Galaxies(cursor, self.clock(), (), {}, {}, {})
+                    self.route_graph = None
+                    return False
                 started = time.perf_counter()
                 p = self.params
                 rec, arrays = await asyncio.get_running_loop().run_in_executor(
