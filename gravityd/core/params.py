@@ -68,6 +68,19 @@ class FoldParams:
     session_index_length: int = 20
     # Indexed sessions kept in all, the oldest forgotten first.
     session_index_sessions: int = 100_000
+    # The learned transition model (gravityd/core/transitions.py): out- and in-vector size per
+    # track; 0 turns the model (and the ranking's learned prior) off.
+    model_dims: int = 16
+    # Verdicts per training step (the step is taken when this many have been folded).
+    model_batch: int = 256
+    # AdaGrad's step size.
+    model_learning_rate: float = 0.1
+    # L2 penalty on the vectors.
+    model_l2: float = 1e-4
+    # Random tracks joined to each kept verdict as "not chosen" (label 0).
+    model_negatives: int = 2
+    # Weight of each such random track relative to the kept verdict's.
+    model_negative_weight: float = 0.5
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -110,5 +123,17 @@ class FoldParams:
             raise ValueError("session_index_length: must be between 1 and 1000")
         if self.session_index_sessions < 1:
             raise ValueError("session_index_sessions: must be >= 1")
+        if not 0 <= self.model_dims <= 256:
+            raise ValueError("model_dims: must be between 0 and 256")
+        if not 1 <= self.model_batch <= 100_000:
+            raise ValueError("model_batch: must be between 1 and 100000")
+        if not 0.0 < self.model_learning_rate <= 10.0:
+            raise ValueError("model_learning_rate: must be > 0 and <= 10")
+        if not 0.0 <= self.model_l2 <= 1.0:
+            raise ValueError("model_l2: must be between 0 and 1")
+        if not 0 <= self.model_negatives <= 100:
+            raise ValueError("model_negatives: must be between 0 and 100")
+        if not 0.0 <= self.model_negative_weight <= 10.0:
+            raise ValueError("model_negative_weight: must be between 0 and 10")
         if self.rebase_exponent > 512:
             raise ValueError("rebase_exponent: must be <= 512 (2**1024 overflows a float)")

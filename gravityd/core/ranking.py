@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -57,6 +57,7 @@ from gravityd.core.checks import check_fields
 from gravityd.core.events import EventError, canonical_uuid
 from gravityd.core.graph import GravityGraph
 from gravityd.core.session_index import SessionIndex, SessionQuery, session_scores
+from gravityd.core.transitions import TransitionModel
 
 __all__ = [
     "MISSING_EMBEDDING_RULES",
@@ -119,6 +120,21 @@ class RankParams:
     rank_session_item_decay: float = 2.0
     # A vote for c is multiplied by 1 + this * log(sessions / sessions holding c) (0: off).
     rank_session_idf: float = 1.0
+    # A neighbour's vote for a track it played *before* its match counts this much (0..1; 1:
+    # both sides alike, as STAN; 0: successors only).
+    rank_session_before: float = 1.0
+    # The learned transition model (gravityd/core/transitions.py) as the prior of the acceptance
+    # on current->c: it stands in for rank_confidence_half_evidence of pseudo-evidence, so an edge
+    # without evidence gets the model's guess and a well-known edge its own record. This scales
+    # the prior's distance from rank_neutral_acceptance (0 turns the prior off, 1 takes it whole).
+    rank_model_weight: float = 1.0
+    # Weight of the most recent history track's out-vector beside the current track's 1.0 in the
+    # prior's query (older ones decay by rank_history_decay; 0: the current track only).
+    rank_model_history: float = 0.0
+    # Exploration (UCB): the acceptance estimate is raised by this times its standard deviation,
+    # sqrt(a (1 - a) / (evidence + rank_confidence_half_evidence + 1)), so a candidate whose
+    # prior is good but untried gets tried; 0 turns it off.
+    rank_explore: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -153,8 +169,16 @@ class RankParams:
                 raise ValueError(f"{name}: must be > 0")
         if self.rank_session_recency < 0.0:
             raise ValueError("rank_session_recency: must be >= 0")
+        if not 0.0 <= self.rank_session_before <= 1.0:
+            raise ValueError("rank_session_before: must be between 0 and 1")
         if self.rank_session_idf < 0.0:
             raise ValueError("rank_session_idf: must be >= 0")
+        if not 0.0 <= self.rank_model_weight <= 1.0:
+            raise ValueError("rank_model_weight: must be between 0 and 1")
+        if not 0.0 <= self.rank_model_history <= 1.0:
+            raise ValueError("rank_model_history: must be between 0 and 1")
+        if not 0.0 <= self.rank_explore <= 10.0:
+            raise ValueError("rank_explore: must be between 0 and 10")
         if self.rank_missing_embedding not in MISSING_EMBEDDING_RULES:
             raise ValueError(
                 "rank_missing_embedding: must be one of " + ", ".join(MISSING_EMBEDDING_RULES)
@@ -186,6 +210,7 @@ def rank_pool(
     params: RankParams = DEFAULT_RANK_PARAMS,
     now: float | None = None,
     sessions: SessionIndex | None = None,
+    model: TransitionModel | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the candidates best first; see the module docstring for the formula.
 
@@ -196,7 +221,8 @@ def rank_pool(
     [-1, 1]), ``confidence`` (of the current->candidate edge, in [0, 1)) and ``evidence``:
     decayed ``pos``/``neg`` and traversal count ``n`` of current->candidate, and ``seeds_hit``,
     how many history seeds have verdict evidence on the candidate. All floats are finite.
-    ``sessions``: the fold's session index (None: no session votes).
+    ``sessions``: the fold's session index (None: no session votes); ``model``: the fold's
+    learned transition model (None: no learned prior).
     """
     if limit is not None and limit < 1:
         return []
@@ -229,12 +255,47 @@ def rank_pool(
         up = 1.0 / (1.0 - a0)
         down = 1.0 / a0
         nbrs = out_edges(current_track_id)
-        if nbrs:
+        lam = p.rank_cooccurrence_weight
+        wm = p.rank_model_weight
+        beta = p.rank_explore
+        priors: Mapping[str, float] = {}
+        if model is not None and wm > 0.0:
+            priors = model.priors(_model_sources(current_track_id, history, p), list(pool))
+        if priors or beta > 0.0:
+            # Every candidate gets a verdict: the posterior acceptance with the learned prior
+            # (or neutral) as its pseudo-evidence, plus the exploration bonus.
+            get_edge = nbrs.get if nbrs else _no_edge
+            get_prior = priors.get
+            for c in pool:
+                e = get_edge(c)
+                if e is not None:
+                    good = e["acc"] + lam * (e["pos"] - e["acc"])
+                    m = good + e["neg"]
+                    mass = m * f if m > 0.0 else 0.0
+                    if not mass < _INF:
+                        mass = 1.7976931348623157e308
+                    conf = mass / (mass + k)
+                    a_dir = good / m if m > 0.0 else a0
+                    stats = [e["pos"], e["neg"], e["n"]]
+                else:
+                    mass = conf = 0.0
+                    a_dir = a0
+                    stats = [0.0, 0.0, 0]
+                pr = get_prior(c)
+                prior = a0 if pr is None else a0 + wm * (pr - a0)
+                a_hat = conf * a_dir + (1.0 - conf) * prior
+                if beta > 0.0:
+                    a_hat += beta * math.sqrt(a_hat * (1.0 - a_hat) / (mass + k + 1.0))
+                a = a_hat - a0
+                x = a * (up if a >= 0.0 else down)
+                x = 1.0 if x > 1.0 else (-1.0 if x < -1.0 else x)
+                if e is not None or x != 0.0:
+                    cur[c] = [x, conf, *stats]
+        elif nbrs:
             if len(nbrs) <= len(pool):
                 items = [(v, e) for v, e in nbrs.items() if v in pool]
             else:
                 items = [(c, nbrs[c]) for c in pool if c in nbrs]
-            lam = p.rank_cooccurrence_weight
             for c, e in items:
                 # Direct verdicts (kept / skipped right after the current track) weigh fully;
                 # multi-step credit (c kept a few tracks later) counts at lam.
@@ -349,7 +410,12 @@ def rank_pool(
         g = grav.get(c)
         s = e if g is None else e + weight * g
         if votes:
-            s += vw * votes.get(c, 0.0)
+            v = votes.get(c, 0.0)
+            if v:
+                # Gated like the history: sessions that kept c speak where the current track's
+                # own edge knows little (they never saw the skips it records).
+                rec = cur.get(c)
+                s += vw * v * (1.0 - rec[1] if rec is not None else 1.0)
         scores.append(s)
         keys.append((-s, -raw, missing, c, i))
     keys.sort()
@@ -387,6 +453,30 @@ def rank_pool(
     return out
 
 
+def _no_edge(_: str) -> None:
+    return None
+
+
+def _model_sources(
+    current: str, history: Sequence[str], p: RankParams
+) -> list[tuple[str, float]]:
+    """The tracks whose out-vectors make the prior's query: the current track (weight 1) and
+    the most recent distinct history tracks (rank_model_history, decayed like the seeds)."""
+    out = [(current, 1.0)]
+    r = p.rank_model_history
+    if r > 0.0 and history:
+        seen = {current}
+        for h in reversed(history):
+            if h in seen:
+                continue
+            seen.add(h)
+            out.append((h, r))
+            if len(out) > p.rank_history_seeds:
+                break
+            r *= p.rank_history_decay
+    return out
+
+
 def session_query(p: RankParams) -> SessionQuery:
     """The session-neighbour search the [rank] settings describe."""
     return SessionQuery(
@@ -396,6 +486,7 @@ def session_query(p: RankParams) -> SessionQuery:
         recency=p.rank_session_recency,
         item_decay=p.rank_session_item_decay,
         idf=p.rank_session_idf,
+        before=p.rank_session_before,
     )
 
 

@@ -49,6 +49,9 @@ class SessionQuery:
     recency: float = 0.0  # lambda_snh, sessions (0: off): s sessions old weighs exp(-s / this)
     item_decay: float = 2.0  # lambda_inh: a vote d steps from the match weighs exp(-d / this)
     idf: float = 1.0  # a vote for c is multiplied by 1 + this * log(sessions / sessions with c)
+    # a vote for a track *before* the match counts this much (1: both sides alike, as in STAN;
+    # 0: successors only, since listeners' order is directional)
+    before: float = 1.0
 
 
 class SessionIndex:
@@ -238,6 +241,7 @@ def session_scores(
     total = max(1, len(stored))
     df = index.df
     rank = {t: i for i, t in enumerate(session)}
+    before = q.before
     out: dict[str, float] = {}
     for sim, s in heapq.nlargest(q.neighbours, sims):
         tracks = stored[s][2]
@@ -246,6 +250,10 @@ def session_scores(
         for j, c in enumerate(tracks):
             if c in pool and j != r:
                 v = sim * math.exp(-abs(j - r) / q.item_decay)
+                if j < r:
+                    v *= before
+                    if not v:
+                        continue
                 if q.idf:
                     v *= 1.0 + q.idf * math.log(total / df.get(c, 1))
                 out[c] = out.get(c, 0.0) + v

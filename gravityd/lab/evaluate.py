@@ -58,6 +58,7 @@ from typing import Any
 
 from gravityd.core.graph import FoldParams
 from gravityd.core.ranking import RankParams, rank_pool
+from gravityd.core.transitions import TransitionModel
 from gravityd.lab.baselines import (
     TagCosines,
     sequential_rules,
@@ -181,7 +182,10 @@ def evaluate(
 
     fold_progress = (lambda d, t: progress("fold", d, t)) if progress else None
     sessions = session_index(fold_params)
-    graph, n_events, fold_s = replay(split.train, uuids, fold_params, fold_progress, sessions)
+    model = TransitionModel.for_fold(fold_params)
+    graph, n_events, fold_s = replay(
+        split.train, uuids, fold_params, fold_progress, sessions, model
+    )
     now = graph.clock
     t_replayed = time.perf_counter()
 
@@ -315,6 +319,7 @@ def evaluate(
             params=rank_params,
             now=now,
             sessions=sessions,
+            model=model,
         )
         rank_s += time.perf_counter() - t0
         target = uuids[b]

@@ -211,25 +211,29 @@ def session(
     base_time: float,
     prefix: str = "sim",
     arm: str = ARMS["embedding"],
+    hidden: frozenset[int] = frozenset(),
 ) -> Generator[Request, list[int], list[Step]]:
     """One radio session as a generator: it yields (current, pool, history) and is sent back
     the pool best first, so a radio may rank in-process or over HTTP alike.
 
     The pick is the k-th best with the world's variety odds. Everything random is drawn from one
     generator seeded by (seed, index), in the same order whatever the radio, so radios face the
-    same listeners.
+    same listeners. `hidden` tracks are not released yet: no session starts on them and no
+    pool holds them (the cold-start measurement releases them later).
     """
     p = world.params
     rnd = random.Random(f"session:{seed}:{index}")
     sid = f"{prefix}-{seed}-{index}"
     clock = [base_time + index * SESSION_SPACING_S]
     current = rnd.randrange(p.n_tracks)
+    while current in hidden:
+        current = rnd.randrange(p.n_tracks)
     history = [current]
     _, first = _react(world, None, current, rnd, sid, 0, clock)
     steps = [Step(-1, current, False, first)]
     for k in range(1, p.session_tracks):
         pool_rnd = random.Random(f"pool:{seed}:{index}:{k}:{current}")
-        pool = world.pool(current, set(history), pool_rnd)
+        pool = world.pool(current, set(history) | hidden, pool_rnd)
         ranked = yield current, pool, list(history)
         draw = rnd.random()
         acc, pick = 0.0, 0
@@ -255,10 +259,11 @@ def run_session(
     radio: str = "embedding",
     prefix: str = "sim",
     arm: str | None = None,
+    hidden: frozenset[int] = frozenset(),
 ) -> list[Step]:
     """A session whose radio ranks in-process with `order(current, pool, history)`; its picks
     carry `arm` (default: the radio's unlabelled arm)."""
-    gen = session(world, seed, index, base_time, prefix, arm or ARMS[radio])
+    gen = session(world, seed, index, base_time, prefix, arm or ARMS[radio], hidden)
     try:
         request = next(gen)
         while True:
