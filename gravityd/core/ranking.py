@@ -457,9 +457,7 @@ def _no_edge(_: str) -> None:
     return None
 
 
-def _model_sources(
-    current: str, history: Sequence[str], p: RankParams
-) -> list[tuple[str, float]]:
+def _model_sources(current: str, history: Sequence[str], p: RankParams) -> list[tuple[str, float]]:
     """The tracks whose out-vectors make the prior's query: the current track (weight 1) and
     the most recent distinct history tracks (rank_model_history, decayed like the seeds)."""
     out = [(current, 1.0)]

@@ -283,8 +283,9 @@ class TransitionModel:
             if head.get("format") != _FORMAT:
                 raise ValueError(f"transition model format {head.get('format')!r} unknown")
             dims, batch, lr, l2, negatives, neg_w = head["params"]
-            stored = ModelParams(int(dims), int(batch), float(lr), float(l2), int(negatives),
-                                 float(neg_w))
+            stored = ModelParams(
+                int(dims), int(batch), float(lr), float(l2), int(negatives), float(neg_w)
+            )
             if params is not None and params != stored:
                 raise ValueError("the snapshot's model settings differ from the config's")
             m = cls(stored)

@@ -37,7 +37,6 @@ from gravityd.core.ranking import RankParams, rank_pool
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.transitions import TransitionModel
 from gravityd.lab.simulate import (
-    SESSION_SPACING_S,
     Step,
     World,
     embedding_order,
@@ -74,8 +73,15 @@ def _fold_events(steps: list[Step], first_id: int) -> list[FoldEvent]:
         ts = datetime.fromisoformat(e["timestamp"]).timestamp()
         elapsed = (e.get("meta") or {}).get("elapsed_ms")
         out.append(
-            FoldEvent(first_id + k, e["session_id"], e["track_id"], e["event_type"], ts, elapsed,
-                      e.get("context"))
+            FoldEvent(
+                first_id + k,
+                e["session_id"],
+                e["track_id"],
+                e["event_type"],
+                ts,
+                elapsed,
+                e.get("context"),
+            )
         )
     return out
 
@@ -161,37 +167,63 @@ def _median(values: Sequence[int], span: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gravityd.lab.local_loop", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m gravityd.lab.local_loop",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--seeds", default="0,1,2", help="world seeds, comma-separated")
     ap.add_argument("--sessions", type=int, default=1200)
-    ap.add_argument("--window", type=int, default=200,
-                    help="the gap closed is measured over the last this many sessions")
+    ap.add_argument(
+        "--window",
+        type=int,
+        default=200,
+        help="the gap closed is measured over the last this many sessions",
+    )
     ap.add_argument("--new-tracks", type=int, default=0, metavar="K")
-    ap.add_argument("--release", type=int, default=0, metavar="N",
-                    help="sessions before the K new tracks are released")
+    ap.add_argument(
+        "--release",
+        type=int,
+        default=0,
+        metavar="N",
+        help="sessions before the K new tracks are released",
+    )
     ap.add_argument("--config", metavar="F", help="TOML config ([graph], [rank])")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                    help="any [graph] or [rank] setting (repeatable)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any [graph] or [rank] setting (repeatable)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     from gravityd.lab.evaluate import params_from_args
 
-    fold_params, rank_params = params_from_args(argparse.Namespace(
-        config=args.config, overrides=args.overrides))
+    fold_params, rank_params = params_from_args(
+        argparse.Namespace(config=args.config, overrides=args.overrides)
+    )
     # params_from_args turns decay off for offline replays; the loop runs on the daemon's.
     if not any(o.startswith("half_life_days") for o in args.overrides):
         from gravityd.config import load_config
 
-        fold_params = replace(fold_params,
-                              half_life_days=load_config(args.config, env={}).graph.half_life_days)
+        fold_params = replace(
+            fold_params, half_life_days=load_config(args.config, env={}).graph.half_life_days
+        )
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     lo, hi = max(0, args.sessions - args.window), args.sessions
     out: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for seed in seeds:
-        r = run_world(seed, args.sessions, fold_params, rank_params,
-                      new_tracks=args.new_tracks, release=args.release)
+        r = run_world(
+            seed,
+            args.sessions,
+            fold_params,
+            rank_params,
+            new_tracks=args.new_tracks,
+            release=args.release,
+        )
         row: dict[str, Any] = {
             "seed": seed,
             "embedding": r.rate("embedding", lo, hi),
@@ -208,17 +240,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.json:
             extra = ""
             if args.new_tracks:
-                extra = (f"; new tracks' first lane after a median of {row['first_lane_median']} "
-                         f"sessions, first out-lane {row['first_out_lane_median']}")
-            print(f"world {seed}: sessions {lo}-{hi}: skip rate embedding {row['embedding']:.3f}, "
-                  f"gravity {row['gravity']:.3f}, oracle {row['oracle']:.3f}; gap closed "
-                  f"{row['gap_closed']:.2f}{extra}", flush=True)
+                extra = (
+                    f"; new tracks' first lane after a median of {row['first_lane_median']} "
+                    f"sessions, first out-lane {row['first_out_lane_median']}"
+                )
+            print(
+                f"world {seed}: sessions {lo}-{hi}: skip rate embedding {row['embedding']:.3f}, "
+                f"gravity {row['gravity']:.3f}, oracle {row['oracle']:.3f}; gap closed "
+                f"{row['gap_closed']:.2f}{extra}",
+                flush=True,
+            )
     mean = statistics.fmean(r["gap_closed"] for r in out)
     if args.json:
         print(json.dumps({"worlds": out, "mean_gap_closed": mean}))
     else:
-        print(f"mean gap closed over {len(out)} worlds: {mean:.2f} "
-              f"({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"mean gap closed over {len(out)} worlds: {mean:.2f} ({time.perf_counter() - t0:.0f} s)"
+        )
     return 0
 
 
