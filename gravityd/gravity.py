@@ -27,8 +27,9 @@ from gravityd.core.lanes import compute_track
 from gravityd.core.routes import RouteBounds, best_route
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks, visible_ids
+from gravityd.core.transitions import TransitionModel
 from gravityd.snapshots.files import list_snapshots, load_newest
-from gravityd.snapshots.state import sessions_from_header
+from gravityd.snapshots.state import model_from_header, sessions_from_header
 
 log = logging.getLogger("gravityd.gravity")
 
@@ -46,6 +47,7 @@ class SnapshotGraph:
         self.graph: GravityGraph | None = None
         self.blocked: frozenset[str] = frozenset()  # the snapshot's takedowns
         self.sessions: SessionIndex | None = None  # the snapshot's session index
+        self.model: TransitionModel | None = None  # the snapshot's learned transition model
         self.path: str | None = None
         self._checked = 0.0
         self._reload = threading.Lock()
@@ -78,6 +80,7 @@ class SnapshotGraph:
         # blocks first: a caller between the two lines filters by the newer set, never misses one
         self.blocked = Blocks.from_header(header).ids | self.blocked
         self.sessions = sessions_from_header(header, self.config.graph)
+        self.model = model_from_header(header, self.config.graph)
         self.graph, self.path = graph, str(info.path)
         self.blocked = Blocks.from_header(header).ids
         log.info("ranking graph loaded", extra={"path": self.path, "edges": graph.edge_count})
@@ -118,6 +121,7 @@ def rank_candidates(
     now: float | None = None,
     blocked: Collection[str] | None = None,
     sessions: SessionIndex | None = None,
+    model: TransitionModel | None = None,
 ) -> list[dict[str, Any]]:
     """Rank the radio's candidates best first (see gravityd.core.ranking for the formula).
 
@@ -125,7 +129,8 @@ def rank_candidates(
     stores them (ids that are not UUIDs are compared as given). Tracks of session_history and
     the current track are never returned, nor blocked tracks: those of the newest snapshot
     when `graph` is not given, else those of `blocked` (canonical ids). The session index
-    (session neighbours' votes) is the snapshot's when `graph` is not given, else `sessions`.
+    (session neighbours' votes) and the learned transition model (the prior) are the
+    snapshot's when `graph` is not given, else `sessions` and `model`.
     """
     source = None
     if graph is None or params is None:
@@ -136,6 +141,8 @@ def rank_candidates(
                 blocked = source.blocked
             if sessions is None:
                 sessions = source.sessions
+            if model is None:
+                model = source.model
         if params is None:
             params = source.config.rank
 
@@ -152,6 +159,7 @@ def rank_candidates(
         params=params,
         now=now,
         sessions=sessions,
+        model=model,
     )
 
 

@@ -21,10 +21,12 @@ from gravityd.core.graph import GravityGraph
 from gravityd.core.scoreboard import ReportQuery, Scoreboard
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
+from gravityd.core.transitions import TransitionModel
 from gravityd.daemon.galaxies import GalaxyKeeper
 from gravityd.daemon.metrics import Metrics
 from gravityd.daemon.reads import LaneKeeper
 from gravityd.log import EventLog, LogError
+from gravityd.snapshots.state import fold_model
 
 log = logging.getLogger("gravityd.service")
 
@@ -50,6 +52,7 @@ class FoldLoop:
     graph: GravityGraph
     scoreboard: Scoreboard
     sessions: SessionIndex
+    model: TransitionModel
     blocks: Blocks
     lanes: LaneKeeper
     galaxies: GalaxyKeeper
@@ -154,6 +157,7 @@ class FoldLoop:
                     log.exception("fold failed", extra={"first_id": part[0][0]})
                     n = self._fold_one_by_one(part)
                 self._fold_sessions(part, reflected)
+                self._fold_model()
                 self.lanes.mark(self.graph, self.graph.take_touched(), reflected)
                 self.metrics.fold_events.inc(n)
                 self._fold_radio(part)
@@ -170,6 +174,15 @@ class FoldLoop:
         except Exception:
             self.metrics.fold_errors.inc()
             log.exception("session index fold failed", extra={"first_id": part[0][0]})
+
+    def _fold_model(self) -> None:
+        """Teach the transition model the verdicts the graph just folded; its failure never
+        stops the fold (the model only gives /rank its priors)."""
+        try:
+            fold_model(self.graph, self.model)
+        except Exception:
+            self.metrics.fold_errors.inc()
+            log.exception("transition model fold failed")
 
     # ------------------------------------------------------------------ the radio's scoreboard
 

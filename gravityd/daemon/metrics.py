@@ -127,7 +127,8 @@ class Metrics:
         )
         self.galaxies = Gauge("gravityd_galaxies", "Galaxies served now.", registry=r)
         self.galaxies_cursor = Gauge(
-            "gravityd_galaxies_cursor", "Log position the served galaxies were computed at.",
+            "gravityd_galaxies_cursor",
+            "Log position the served galaxies were computed at.",
             registry=r,
         )
         self.galaxies_errors = Counter(
@@ -137,6 +138,21 @@ class Metrics:
         self.graph_edges = Gauge("gravityd_graph_edges", "Edges in the graph.", registry=r)
         self.graph_sessions = Gauge(
             "gravityd_graph_sessions", "Open listening sessions held by the fold.", registry=r
+        )
+        self.model_tracks = Gauge(
+            "gravityd_model_tracks",
+            "Tracks with vectors in the learned transition model.",
+            registry=r,
+        )
+        self.model_verdicts = Gauge(
+            "gravityd_model_verdicts",
+            "Verdicts the learned transition model has learnt (it steps every model_batch).",
+            registry=r,
+        )
+        self.model_pending = Gauge(
+            "gravityd_model_pending",
+            "Verdicts folded but not learnt yet (fewer than model_batch).",
+            registry=r,
         )
         self.cursor = Gauge("gravityd_cursor", "Id of the last event folded.", registry=r)
         self.log_last_id = Gauge(

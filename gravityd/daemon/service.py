@@ -28,6 +28,7 @@ from gravityd.core.ranking import RankRequest, rank_pool
 from gravityd.core.scoreboard import Scoreboard
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
+from gravityd.core.transitions import TransitionModel
 from gravityd.daemon.fold_loop import FoldLoop, settle_memory
 from gravityd.daemon.galaxies import GalaxyKeeper, ServedLanes
 from gravityd.daemon.metrics import Metrics
@@ -91,6 +92,9 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
         self.sessions = SessionIndex.for_fold(config.graph)  # session neighbours for /rank
+        self.model = TransitionModel.for_fold(config.graph)  # the learned prior for /rank
+        if self.model.enabled:
+            self.graph.record_verdicts()
         self.lanes = LaneKeeper(config, self.metrics, self.graph)  # what neighbors reads serve
         # Galaxies and routes: computed in a worker process from the served lanes.
         self.galaxies = GalaxyKeeper(
@@ -137,6 +141,9 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
             m.graph_nodes.set_function(lambda: self.graph.node_count)
             m.graph_edges.set_function(lambda: self.graph.edge_count)
             m.graph_sessions.set_function(lambda: len(self.graph.sessions))
+            m.model_tracks.set_function(lambda: len(self.model))
+            m.model_verdicts.set_function(lambda: self.model.verdicts)
+            m.model_pending.set_function(lambda: len(self.model.pending))
             m.cursor.set_function(lambda: self.graph.cursor)
             m.snapshot_age.set_function(self.snapshot_age)
             m.snapshotter.set_function(lambda: 1 if self.lease.held else 0)
@@ -289,7 +296,11 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
                 candidate_track_ids=takedowns.visible_ids(req.candidate_track_ids, self.blocks)
             )
         return rank_pool(
-            **req._asdict(), graph=self.graph, params=self.config.rank, sessions=self.sessions
+            **req._asdict(),
+            graph=self.graph,
+            params=self.config.rank,
+            sessions=self.sessions,
+            model=self.model,
         )
 
     # ------------------------------------------------------------------ takedowns

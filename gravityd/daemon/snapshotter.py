@@ -20,6 +20,7 @@ from gravityd.core.graph import GravityGraph
 from gravityd.core.scoreboard import Scoreboard, snapshot_records
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
+from gravityd.core.transitions import TransitionModel
 from gravityd.daemon.galaxies import SNAPSHOT_PART as GALAXIES_PART
 from gravityd.daemon.galaxies import GalaxyKeeper
 from gravityd.daemon.metrics import Metrics
@@ -55,6 +56,7 @@ class Snapshotter:
     graph: GravityGraph
     scoreboard: Scoreboard
     sessions: SessionIndex
+    model: TransitionModel
     blocks: Blocks
     galaxies: GalaxyKeeper
     lease: SnapshotLease
@@ -91,6 +93,7 @@ class Snapshotter:
         state = State.from_found(found, cfg.report)
         self.graph, self.blocks, self.scoreboard = state.graph, state.blocks, state.scoreboard
         self.sessions = state.sessions
+        self.model = state.model
         carried = found.header["parts"].get(GALAXIES_PART)
         if carried:  # served at once: no wait for the first computation
             try:
@@ -185,6 +188,7 @@ class Snapshotter:
                         extra=itertools.chain(
                             snapshot_records(self.scoreboard, cfg.snapshot_chunk),
                             self.sessions.records(),
+                            self.model.records(),
                             self._galaxy_records(),
                         ),
                         origin=self.event_log.identity.id if self.event_log.identity else None,

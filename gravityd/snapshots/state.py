@@ -27,6 +27,7 @@ from gravityd.core.scoreboard import (
 )
 from gravityd.core.session_index import SESSIONS_PART, SessionIndex
 from gravityd.core.takedowns import Blocks
+from gravityd.core.transitions import MODEL_PART, ModelParams, TransitionModel
 from gravityd.snapshots.files import Found
 
 log = logging.getLogger("gravityd.fold")
@@ -42,6 +43,11 @@ class State:
     blocks: Blocks = field(default_factory=Blocks)
     scoreboard: Scoreboard = field(default_factory=Scoreboard)
     sessions: SessionIndex = field(default_factory=SessionIndex)
+    model: TransitionModel = field(default_factory=TransitionModel)
+
+    def __post_init__(self) -> None:
+        if self.model.enabled:
+            self.graph.record_verdicts()  # the model learns from the fold's direct verdicts
 
     @property
     def cursor(self) -> int:
@@ -51,7 +57,11 @@ class State:
     def empty(cls, params: FoldParams | None, report: ReportParams | None) -> State:
         """The state before the log's first event."""
         return cls(
-            GravityGraph(params), Blocks(), Scoreboard(report), SessionIndex.for_fold(params)
+            GravityGraph(params),
+            Blocks(),
+            Scoreboard(report),
+            SessionIndex.for_fold(params),
+            TransitionModel.for_fold(params),
         )
 
     @classmethod
@@ -65,11 +75,16 @@ class State:
             log.error("snapshot scoreboard unreadable: it starts empty", extra={"error": str(exc)})
             scoreboard = from_snapshot_parts({}, graph.cursor, report)
         sessions = sessions_from_header(header, graph.params)
-        return cls(graph, Blocks.from_header(header), scoreboard, sessions)
+        model = model_from_header(header, graph.params)
+        return cls(graph, Blocks.from_header(header), scoreboard, sessions, model)
 
     def extra_records(self, chunk: int) -> Iterator[tuple[str, Any]]:
         """The records a snapshot writes after the graph's (gravityd.snapshots.files)."""
-        return itertools.chain(snapshot_records(self.scoreboard, chunk), self.sessions.records())
+        return itertools.chain(
+            snapshot_records(self.scoreboard, chunk),
+            self.sessions.records(),
+            self.model.records(),
+        )
 
 
 def sessions_from_header(header: dict[str, Any], params: FoldParams | None) -> SessionIndex:
@@ -84,6 +99,29 @@ def sessions_from_header(header: dict[str, Any], params: FoldParams | None) -> S
                 "snapshot session index unreadable: it starts empty", extra={"error": str(exc)}
             )
     return SessionIndex.for_fold(params)
+
+
+def model_from_header(header: dict[str, Any], params: FoldParams | None) -> TransitionModel:
+    """The transition model a loaded snapshot carries. One written before the model existed,
+    with other [graph] model_* settings, or unreadable, starts empty: it then learns from the
+    verdicts folded after the snapshot's cursor (the ranking falls back to neutral priors for
+    what it has not seen)."""
+    wanted = ModelParams.from_fold(params if params is not None else FoldParams())
+    payloads = header.get("parts", {}).get(MODEL_PART)
+    if payloads and wanted.dims:
+        try:
+            return TransitionModel.from_records(payloads, wanted)
+        except ValueError as exc:
+            log.warning(
+                "snapshot transition model not used: it starts empty", extra={"error": str(exc)}
+            )
+    return TransitionModel(wanted)
+
+
+def fold_model(graph: GravityGraph, model: TransitionModel) -> int:
+    """Teach the model the verdicts the graph just folded; returns training steps taken."""
+    verdicts = graph.take_verdicts()
+    return model.learn(verdicts) if verdicts else 0
 
 
 class FoldResult(NamedTuple):
@@ -121,6 +159,10 @@ def fold_rows(
     except Exception:
         log.exception("fold failed", extra={"first_id": rows[0][0]})
         errors += _graph_one_by_one(state.graph, rows)
+    try:
+        fold_model(state.graph, state.model)
+    except Exception:  # the model is a ranking aid: the fold goes on without it
+        log.exception("transition model fold failed", extra={"first_id": rows[0][0]})
     try:
         radio = state.scoreboard.fold(rows)
     except Exception:
