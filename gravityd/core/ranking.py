@@ -286,6 +286,8 @@ def rank_pool(
                 a_hat = conf * a_dir + (1.0 - conf) * prior
                 if beta > 0.0:
                     a_hat += beta * math.sqrt(a_hat * (1.0 - a_hat) / (mass + k + 1.0))
+                    if a_hat > 1.0:
+                        a_hat = 1.0
                 a = a_hat - a0
                 x = a * (up if a >= 0.0 else down)
                 x = 1.0 if x > 1.0 else (-1.0 if x < -1.0 else x)

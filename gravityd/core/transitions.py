@@ -318,8 +318,8 @@ class TransitionModel:
             for p in payloads[1:]:
                 for a, b, y, w in p.get("pending", ()):
                     m.pending.append((str(a), str(b), float(y), float(w)))
-        except (IndexError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"transition model part unreadable: {exc!r}") from None
+        except (IndexError, KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"transition model part unreadable: {exc}") from None
         return m
 
     def signature(self) -> tuple[Any, ...]:
