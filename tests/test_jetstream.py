@@ -551,6 +551,62 @@ async def test_nats_stopped_entirely_then_back(nats_cluster: NatsCluster) -> Non
         await r.close()
 
 
+class RetrySeen(logging.Handler):
+    """Sets `event` when the backend logs that it asks JetStream again at open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("jetstream not ready at open"):
+            self.event.set()
+
+
+async def test_opening_while_the_cluster_restarts_waits_for_jetstream(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Nodes just started answer no JetStream request until they elect a meta leader, then
+    the stream's leader: an open meeting that asks again (logged, counted) and opens once
+    JetStream answers, instead of failing on the first timeout. One node of three is started
+    first, so there is no quorum, hence no leader, until the test starts the others."""
+    w = await opened(nats_cluster)
+    before = await w.append(valid(with_ids(radio_events(5, seed=17), "restart")))
+    await w.close()
+    nats_cluster.stop()
+    nats_cluster.start_node(0, ready=False)
+    registry = CollectorRegistry()
+    log = JetStreamLog(
+        parse_log_url(nats_cluster.url), params(js_open_timeout_s=120.0), registry=registry
+    )
+    seen = RetrySeen()
+    logger = logging.getLogger("gravityd.log.jetstream")
+    logger.addHandler(seen)
+    try:
+        opening = asyncio.create_task(log.open())
+        retried = asyncio.create_task(seen.event.wait())
+        await asyncio.wait({opening, retried}, return_when=asyncio.FIRST_COMPLETED, timeout=60)
+        retried.cancel()
+        assert not opening.done(), f"open gave up: {opening.exception()!r}"
+        assert seen.event.is_set(), "no retry logged while one node of three runs"
+        await asyncio.to_thread(nats_cluster.start)  # the other two: a quorum again
+        await asyncio.wait_for(opening, timeout=120)
+    finally:
+        logger.removeHandler(seen)
+    try:
+        assert log.last_id >= before[-1].id
+        retries = registry.get_sample_value(
+            "gravityd_js_open_retries_total", {"stage": "stream_info"}
+        )
+        assert retries is not None and retries >= 1
+        after = await log.append(valid(with_ids(radio_events(2, seed=18), "after")))
+        assert after[0].id > before[-1].id
+        ids = await stream_event_ids(nats_cluster)
+        assert sorted(ids) == sorted(x.event_id for x in before + after)
+    finally:
+        await log.close()
+
+
 async def test_unreachable_at_start_is_one_clear_line(tmp_path: Path) -> None:
     from .support import free_port
 
