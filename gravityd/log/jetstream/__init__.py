@@ -25,8 +25,9 @@ of verdict once per session transition, so the graph counts it once.
 **Modules.** `messages` (positions, the message format), `stream` (URL, connection, TLS,
 creating and checking the stream, its origin), `dedup` (the duplicate index and the follower
 of other writers), `writer` (group commits, commits in flight, republishing), `reader` (direct
-gets, the high-water mark, the headers-only consumer that wakes replicas), `metrics`, and `log`
-(JetStreamLog, which owns the connection and puts the parts together).
+gets, the high-water mark, the headers-only consumer that wakes replicas), `retry` (asking
+again at open while the cluster is not ready), `metrics`, and `log` (JetStreamLog, which owns
+the connection and puts the parts together).
 """
 
 from gravityd.log.jetstream.log import JetStreamLog, open_jetstream_log

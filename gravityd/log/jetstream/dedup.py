@@ -13,7 +13,7 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
@@ -32,6 +32,9 @@ from gravityd.log.jetstream.messages import (
 from gravityd.log.jetstream.metrics import JetStreamMetrics
 from gravityd.log.jetstream.stream import ERRORS, describe
 from gravityd.log.jetstream_params import JetStreamParams
+
+if TYPE_CHECKING:
+    from gravityd.log.jetstream.retry import OpenRetry
 
 
 class DedupIndex:
@@ -93,40 +96,57 @@ class OtherWriters:
         self._target = 0
         self._sub: Any = None
 
-    async def start(self, js: JetStreamContext, last_seq: int) -> None:
+    async def start(self, js: JetStreamContext, last_seq: int, retry: OpenRetry) -> None:
         """Read the duplicate window's ids of every writer, then follow the stream.
 
         open() returns once the window is read, so the first answer already knows every
-        event_id the stream got in it.
+        event_id the stream got in it. Its requests are asked again while the cluster is not
+        ready (`retry`, the open's budget): right after the nodes start, creating the consumer
+        may time out while the stream's leader is being elected.
         """
         p = self.params
         self._target = last_seq
         start_time = datetime.now(UTC) - timedelta(seconds=p.js_duplicate_window_s)
-        config = api.ConsumerConfig(
-            deliver_policy=api.DeliverPolicy.BY_START_TIME,
-            opt_start_time=start_time,
-            headers_only=False,
-        )
-        if last_seq == 0 or await self._last_message_older_than(js, last_seq, start_time):
-            config = api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last_seq + 1
-            )
-            self.ready.set()
         try:
-            self._sub = await js.subscribe(
-                p.js_subject,
-                stream=p.js_stream,
-                ordered_consumer=True,
-                config=config,
-                cb=self._on_message,
-                idle_heartbeat=5.0,
-                pending_bytes_limit=256 * 1024 * 1024,
+            from_window = last_seq > 0 and not await retry(
+                "last_message", lambda: self._last_message_older_than(js, last_seq, start_time)
+            )
+            if not from_window:
+                self.ready.set()  # nothing in the window: only what comes next
+            self._sub = await retry(
+                "consumer", lambda: self._subscribe(js, last_seq, start_time, from_window)
             )
             await asyncio.wait_for(self.ready.wait(), timeout=max(30.0, 10 * p.js_ack_timeout_s))
         except (*ERRORS, TimeoutError) as exc:
             raise LogError(
                 f"JetStream stream {p.js_stream}: cannot read the duplicate window: {describe(exc)}"
             ) from None
+
+    async def _subscribe(
+        self, js: JetStreamContext, last_seq: int, start_time: datetime, from_window: bool
+    ) -> Any:
+        """The ordered consumer, from the window's start or after `last_seq`. Its config is
+        built anew for each try: nats-py fills in the deliver subject, and a consumer created
+        after its request timed out must not deliver to the same inbox as the next one."""
+        if from_window:
+            config = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_TIME,
+                opt_start_time=start_time,
+                headers_only=False,
+            )
+        else:
+            config = api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last_seq + 1
+            )
+        return await js.subscribe(
+            self.params.js_subject,
+            stream=self.params.js_stream,
+            ordered_consumer=True,
+            config=config,
+            cb=self._on_message,
+            idle_heartbeat=5.0,
+            pending_bytes_limit=256 * 1024 * 1024,
+        )
 
     async def _last_message_older_than(
         self, js: JetStreamContext, seq: int, when: datetime

@@ -22,6 +22,7 @@ from gravityd.log.jetstream.dedup import DedupIndex, OtherWriters
 from gravityd.log.jetstream.messages import high_water_of
 from gravityd.log.jetstream.metrics import JetStreamMetrics
 from gravityd.log.jetstream.reader import StreamReader, Watch
+from gravityd.log.jetstream.retry import OpenRetry
 from gravityd.log.jetstream.stream import (
     ERRORS,
     connect_options,
@@ -114,15 +115,18 @@ class JetStreamLog:
             ) from None
         self._nc = nc
         self._js = self._nc.jetstream(timeout=p.js_ack_timeout_s)
+        # A cluster just started (or restarted) answers late until its leaders are elected:
+        # every request below is asked again while it is not ready, within js_open_timeout_s.
+        retry = OpenRetry(p, self.metrics)
         try:
-            info = await ensure_stream(self._js, p, self.writer)
+            info = await ensure_stream(self._js, p, self.writer, retry)
             self._publisher.max_bytes = min(p.js_message_max_bytes, self._nc.max_payload - 4096)
             self.origin = stream_origin(p.js_stream, info.created)
             self.last_id = high_water_of(info.state.last_seq)
             if self.writer:
-                await self._others.start(self._js, info.state.last_seq)
+                await self._others.start(self._js, info.state.last_seq, retry)
             else:
-                await self._watch.start(self._js, info.state.last_seq)
+                await self._watch.start(self._js, info.state.last_seq, retry)
             self.identity = LogIdentity(self.origin, frozenset(), self.last_id)
         except ERRORS as exc:  # a transient answer (no responders, a timeout): retry later
             await self._close_conn()
@@ -136,7 +140,12 @@ class JetStreamLog:
             self._publisher.start()
         log.info(
             "jetstream log opened",
-            extra={"stream": p.js_stream, "origin": self.origin, "last_id": self.last_id},
+            extra={
+                "stream": p.js_stream,
+                "origin": self.origin,
+                "last_id": self.last_id,
+                "retries": retry.retries,
+            },
         )
 
     def stream_config(self) -> api.StreamConfig:

@@ -6,7 +6,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class JetStreamMetrics:
-    """What the backend adds to /metrics: publishes, their latency, doubts, the dedup index."""
+    """What the backend adds to /metrics: publishes, their latency, doubts, the dedup index,
+    failures and the requests asked again at open."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
         r = registry or CollectorRegistry(auto_describe=True)
@@ -47,6 +48,13 @@ class JetStreamMetrics:
         self.errors = Counter(
             "gravityd_js_errors",
             "JetStream requests that failed, by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.open_retries = Counter(
+            "gravityd_js_open_retries",
+            "JetStream requests asked again while opening the log because the cluster was not"
+            " ready (a timeout, no responders, a leader being elected), by stage.",
             ["stage"],
             registry=r,
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 import nats.js.errors
@@ -19,6 +19,9 @@ from gravityd.log.jetstream.messages import SHIFT, SLOTS, decode_events, high_wa
 from gravityd.log.jetstream.metrics import JetStreamMetrics
 from gravityd.log.jetstream.stream import ERRORS, describe
 from gravityd.log.jetstream_params import JetStreamParams
+
+if TYPE_CHECKING:
+    from gravityd.log.jetstream.retry import OpenRetry
 
 
 class StreamReader:
@@ -122,25 +125,31 @@ class Watch:
         self.grow = grow
         self._sub: Any = None
 
-    async def start(self, js: JetStreamContext, last_seq: int) -> None:
+    async def start(self, js: JetStreamContext, last_seq: int, retry: OpenRetry) -> None:
+        """Watch from after `last_seq`; the consumer's creation is asked again while the
+        cluster is not ready (`retry`, the open's budget)."""
         p = self.params
         try:
-            self._sub = await js.subscribe(
-                p.js_subject,
-                stream=p.js_stream,
-                ordered_consumer=True,
-                headers_only=True,
-                config=api.ConsumerConfig(
-                    deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=last_seq + 1,
-                ),
-                cb=self._on_message,
-                idle_heartbeat=5.0,
-            )
+            self._sub = await retry("watch", lambda: self._subscribe(js, last_seq))
         except ERRORS as exc:
             raise LogError(
                 f"JetStream stream {p.js_stream}: cannot watch: {describe(exc)}"
             ) from None
+
+    async def _subscribe(self, js: JetStreamContext, last_seq: int) -> Any:
+        # A new config per try: nats-py fills in its deliver subject (see OtherWriters).
+        return await js.subscribe(
+            self.params.js_subject,
+            stream=self.params.js_stream,
+            ordered_consumer=True,
+            headers_only=True,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=last_seq + 1,
+            ),
+            cb=self._on_message,
+            idle_heartbeat=5.0,
+        )
 
     async def _on_message(self, msg: Msg) -> None:
         with contextlib.suppress(Exception):

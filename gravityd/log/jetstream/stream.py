@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import nats
@@ -18,6 +17,9 @@ from nats.js import JetStreamContext, api
 
 from gravityd.log import LogError, LogMissing, NotALog
 from gravityd.log.jetstream_params import JetStreamParams
+
+if TYPE_CHECKING:  # retry imports this module (describe)
+    from gravityd.log.jetstream.retry import OpenRetry
 
 log = logging.getLogger("gravityd.log.jetstream")
 
@@ -122,17 +124,20 @@ def stream_origin(stream: str, created: datetime | None) -> str:
     return f"{stream}@{_iso(created)}"
 
 
-async def ensure_stream(js: JetStreamContext, p: JetStreamParams, writer: bool) -> api.StreamInfo:
+async def ensure_stream(
+    js: JetStreamContext, p: JetStreamParams, writer: bool, retry: OpenRetry
+) -> api.StreamInfo:
     """The stream's info; a writer creates it if missing. LogMissing (a replica before any
-    writer), NotALog (settings it contradicts) or LogError, one line each."""
+    writer), NotALog (settings it contradicts) or LogError, one line each. Both requests are
+    asked again while the cluster is not ready (`retry`, the open's budget)."""
     try:
-        info = await js.stream_info(p.js_stream)
+        info = await retry("stream_info", lambda: js.stream_info(p.js_stream))
     except nats.js.errors.NotFoundError:
         if not writer:
             raise LogMissing(
                 f"JetStream stream {p.js_stream} does not exist yet (no writer has started)"
             ) from None
-        info = await _add_stream(js, p)
+        info = await _add_stream(js, p, retry)
         log.info("jetstream stream created", extra={"stream": p.js_stream})
         return info
     except ERRORS as exc:
@@ -143,29 +148,16 @@ async def ensure_stream(js: JetStreamContext, p: JetStreamParams, writer: bool) 
     return info
 
 
-async def _add_stream(js: JetStreamContext, p: JetStreamParams) -> api.StreamInfo:
-    """Create the stream. A cluster that has just started may not have placed its peers
-    yet ("no suitable peers for placement", err_code 10005) or may answer late: both are
-    retried for a few seconds; anything else is one line."""
-    deadline = time.monotonic() + max(10.0, 2 * p.js_ack_timeout_s)
-    while True:
-        try:
-            return await js.add_stream(stream_config(p))
-        except nats.js.errors.APIError as exc:
-            if exc.err_code != 10005 or time.monotonic() > deadline:
-                raise LogError(f"cannot create JetStream stream {p.js_stream}: {exc}") from None
-        except (TimeoutError, nats.errors.TimeoutError) as exc:
-            # A slow answer (a cluster busy starting): creating the same stream again is
-            # idempotent in JetStream, so ask again until the deadline.
-            if time.monotonic() > deadline:
-                raise LogError(
-                    f"cannot create JetStream stream {p.js_stream}: {describe(exc)}"
-                ) from None
-        except ERRORS as exc:
-            raise LogError(
-                f"cannot create JetStream stream {p.js_stream}: {describe(exc)}"
-            ) from None
-        await asyncio.sleep(0.2)  # the servers place peers among themselves: no signal
+async def _add_stream(js: JetStreamContext, p: JetStreamParams, retry: OpenRetry) -> api.StreamInfo:
+    """Create the stream. A cluster that has just started may not have placed its peers yet
+    ("no suitable peers for placement") or may answer late: both are asked again (creating the
+    same stream again is idempotent in JetStream); anything else is one line."""
+    try:
+        return await retry("add_stream", lambda: js.add_stream(stream_config(p)))
+    except nats.js.errors.APIError as exc:
+        raise LogError(f"cannot create JetStream stream {p.js_stream}: {exc}") from None
+    except ERRORS as exc:
+        raise LogError(f"cannot create JetStream stream {p.js_stream}: {describe(exc)}") from None
 
 
 def contradiction(have: api.StreamConfig, want: api.StreamConfig) -> str | None:
