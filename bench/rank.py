@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import random
@@ -60,6 +61,7 @@ from gravityd import gravity
 from gravityd.core import ranking
 from gravityd.core.graph import GravityGraph
 from gravityd.core.session_index import SessionIndex
+from gravityd.core.transitions import TransitionModel
 from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
 
 IN_PROCESS_P99_MS = 2.0
@@ -163,8 +165,11 @@ def main() -> None:
         t = time.perf_counter()
         events = gen_events(args.events, args.tracks, seed=11)
         gg = GravityGraph()
+        gg.record_verdicts()
+        model = TransitionModel.for_fold(gg.params)  # the learned prior, trained by the fold
         for i in range(0, len(events), 50_000):
             gg.fold(events[i : i + 50_000])
+            model.learn(gg.take_verdicts())
         fold_s = time.perf_counter() - t
         # the session index beside it, its bytes traced (what it adds to the graph's memory)
         tracemalloc.start()
@@ -177,7 +182,9 @@ def main() -> None:
         pools = make_pools(gg, args.bodies, args.pool, args.history, seed=5)
         # A snapshot of no log: `gravityd restore` adopts it for the daemon's new log below, as
         # an operator would (a plain start skips a snapshot past its log's end).
-        staged = write_snapshot(gg, work / "staging", extra=index.records())
+        staged = write_snapshot(
+            gg, work / "staging", extra=itertools.chain(index.records(), model.records())
+        )
         restored = subprocess.run(
             [sys.executable, "-m", "gravityd", "restore", str(staged), "--db",
              str(work / "bench.db"), "--snapshot-dir", str(snaps)],
@@ -204,6 +211,11 @@ def main() -> None:
             f" (per_track {index.per_track}, length {index.length})"
         )
         print(
+            f"transition model: {len(model):,} tracks, {model.verdicts:,} verdicts learnt,"
+            f" {model.nbytes() / 1e6:.1f} MB of vectors = {model.nbytes() / edges:.1f} bytes per"
+            f" edge (dims {model.params.dims})"
+        )
+        print(
             f"pools: {len(pools)} requests of {len(pools[0]['candidate_track_ids'])} candidate ids"
             f" (5 duplicates, 3 history tracks), {known:.0%} with an embedding score,"
             f" {args.history}-track history; body {sum(map(len, wire)) / len(wire) / 1e3:.1f} kB"
@@ -228,10 +240,12 @@ def main() -> None:
                 **kw,
             )
 
-        with_graph = pooled(gravity.rank_candidates, graph=loaded, sessions=index)
+        with_graph = pooled(gravity.rank_candidates, graph=loaded, sessions=index, model=model)
         from_folder = pooled(gravity.rank_candidates)
-        with_params = pooled(gravity.rank_candidates, graph=loaded, params=params, sessions=index)
-        core = pooled(ranking.rank_pool, graph=loaded, params=params, sessions=index)
+        with_params = pooled(
+            gravity.rank_candidates, graph=loaded, params=params, sessions=index, model=model
+        )
+        core = pooled(ranking.rank_pool, graph=loaded, params=params, sessions=index, model=model)
 
         t = time.perf_counter()
         from_folder(pools[0])
