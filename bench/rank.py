@@ -61,8 +61,8 @@ from gravityd import gravity
 from gravityd.core import ranking
 from gravityd.core.graph import GravityGraph
 from gravityd.core.session_index import SessionIndex
-from gravityd.core.transitions import TransitionModel
 from gravityd.snapshots.files import list_snapshots, load_snapshot, write_snapshot
+from gravityd.snapshots.state import train_model
 
 IN_PROCESS_P99_MS = 2.0
 HTTP_P99_MS = 5.0
@@ -165,12 +165,12 @@ def main() -> None:
         t = time.perf_counter()
         events = gen_events(args.events, args.tracks, seed=11)
         gg = GravityGraph()
-        gg.record_verdicts()
-        model = TransitionModel.for_fold(gg.params)  # the learned prior, trained by the fold
         for i in range(0, len(events), 50_000):
             gg.fold(events[i : i + 50_000])
-            model.learn(gg.take_verdicts())
         fold_s = time.perf_counter() - t
+        t = time.perf_counter()
+        model = train_model(gg)  # the learned prior, as a daemon's background training has it
+        model_s = time.perf_counter() - t
         # the session index beside it, its bytes traced (what it adds to the graph's memory)
         tracemalloc.start()
         index = SessionIndex.for_fold(gg.params)
@@ -211,7 +211,8 @@ def main() -> None:
             f" (per_track {index.per_track}, length {index.length})"
         )
         print(
-            f"transition model: {len(model):,} tracks, {model.verdicts:,} verdicts learnt,"
+            f"transition model: {len(model):,} tracks, {model.edges:,} edges, trained in"
+            f" {model_s:.1f} s,"
             f" {model.nbytes() / 1e6:.1f} MB of vectors = {model.nbytes() / edges:.1f} bytes per"
             f" edge (dims {model.params.dims})"
         )

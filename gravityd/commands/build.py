@@ -35,7 +35,7 @@ from gravityd.snapshots.files import (
     prune,
     write_snapshot,
 )
-from gravityd.snapshots.state import State, fold_rows
+from gravityd.snapshots.state import State, fold_rows, train_model
 
 log = logging.getLogger("gravityd.build")
 
@@ -93,6 +93,8 @@ def build(cfg: Config, batch: int = 50_000) -> BuildResult:
                     skipped,
                     start,
                 )
+            if cfg.graph.model_dims:
+                state.model = train_model(graph)  # the snapshot carries the model of its cursor
             path = write_snapshot(
                 graph,
                 cfg.snapshot_dir,

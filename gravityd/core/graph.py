@@ -128,9 +128,6 @@ class GravityGraph:
         # Tracks whose edges the fold changed: whoever keeps lanes (gravityd/core/lanes.py)
         # takes them after each fold and recomputes those tracks off the request path.
         self.touched: set[str] = set()
-        # Direct verdicts (a, b, 1 kept / 0 skipped, unscaled weight) for the learned transition
-        # model (gravityd/core/transitions.py), kept only once `record_verdicts` asked for them.
-        self.verdicts: list[tuple[str, str, float, float]] | None = None
 
     # ----------------------------------------------------------------------- reading
 
@@ -235,16 +232,20 @@ class GravityGraph:
         self.touched = set()
         return touched
 
-    def record_verdicts(self) -> None:
-        """From now on the fold keeps its direct verdicts for `take_verdicts`."""
-        if self.verdicts is None:
-            self.verdicts = []
-
-    def take_verdicts(self) -> list[tuple[str, str, float, float]]:
-        """The direct verdicts folded since the last call, in log order (the model learns them)."""
-        out = self.verdicts or []
-        if self.verdicts is not None:
-            self.verdicts = []
+    def direct_evidence(
+        self, tracks: Iterable[str], now: float | None = None
+    ) -> list[tuple[str, str, float, float]]:
+        """(a, b, kept, skipped) of the out-edges of these tracks with direct verdicts, decayed
+        to `now`: what the learned transition model trains on (read in slices by a daemon)."""
+        f = 1.0 if now is None else self.decay_factor(now)
+        succ = self._succ
+        out = []
+        for a in tracks:
+            nbrs = succ.get(a)
+            if nbrs:
+                for b, e in nbrs.items():
+                    if e["acc"] > 0.0 or e["neg"] > 0.0:
+                        out.append((a, b, e["acc"] * f, e["neg"] * f))
         return out
 
     def lane_counts(self, track_id: str) -> tuple[int, int]:
@@ -293,7 +294,6 @@ class GravityGraph:
         credit = self._credit
         new_edge = self._new_edge
         touched = self.touched
-        verdicts = self.verdicts
         count = 0
         try:
             for ev in events:
@@ -392,16 +392,7 @@ class GravityGraph:
                                     e["neg"] += x * s
                                     touched.add(a)
                                     touched.add(b)
-                                    if verdicts is not None:
-                                        verdicts.append((a, b, 0.0, x))
                             else:
-                                if verdicts is not None:
-                                    # the nearest visible step: the direct predecessor
-                                    i = j - 1
-                                    while i >= 0 and flags[i] & F_THROUGH:
-                                        i -= 1
-                                    if i >= 0 and steps[i] != steps[j]:
-                                        verdicts.append((steps[i], steps[j], 1.0, x))
                                 credit(steps, flags, j, x * s, t)
                 else:
                     flags[j] |= F_RADIO

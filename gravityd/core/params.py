@@ -70,17 +70,25 @@ class FoldParams:
     session_index_sessions: int = 100_000
     # The learned transition model (gravityd/core/transitions.py): out- and in-vector size per
     # track; 0 turns the model (and the ranking's learned prior) off.
-    model_dims: int = 16
-    # Verdicts per training step (the step is taken when this many have been folded).
-    model_batch: int = 256
-    # AdaGrad's step size.
-    model_learning_rate: float = 0.1
+    model_dims: int = 32
+    # Full-batch Adam steps per training.
+    model_epochs: int = 100
+    # Adam's step size.
+    model_learning_rate: float = 0.05
     # L2 penalty on the vectors.
     model_l2: float = 1e-4
-    # Random tracks joined to each kept verdict as "not chosen" (label 0).
-    model_negatives: int = 2
-    # Weight of each such random track relative to the kept verdict's.
+    # Random tracks joined to each edge with kept evidence as "not chosen" (label 0).
+    model_negatives: int = 10
+    # Weight of each such random track relative to the edge's kept evidence (capped at 1).
     model_negative_weight: float = 0.5
+    # Share of them drawn like the targets of kept edges (popular tracks more often), the rest
+    # uniformly from the tracks.
+    model_negative_popularity: float = 0.8
+    # Seed of the training's random numbers (initial vectors, random tracks).
+    model_seed: int = 0
+    # A daemon retrains the model in the background when the fold moved and this many seconds
+    # passed since the last training (0: never in a daemon; `gravityd build` trains it anyway).
+    model_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -125,8 +133,8 @@ class FoldParams:
             raise ValueError("session_index_sessions: must be >= 1")
         if not 0 <= self.model_dims <= 256:
             raise ValueError("model_dims: must be between 0 and 256")
-        if not 1 <= self.model_batch <= 100_000:
-            raise ValueError("model_batch: must be between 1 and 100000")
+        if not 1 <= self.model_epochs <= 10_000:
+            raise ValueError("model_epochs: must be between 1 and 10000")
         if not 0.0 < self.model_learning_rate <= 10.0:
             raise ValueError("model_learning_rate: must be > 0 and <= 10")
         if not 0.0 <= self.model_l2 <= 1.0:
@@ -135,5 +143,11 @@ class FoldParams:
             raise ValueError("model_negatives: must be between 0 and 100")
         if not 0.0 <= self.model_negative_weight <= 10.0:
             raise ValueError("model_negative_weight: must be between 0 and 10")
+        if not 0.0 <= self.model_negative_popularity <= 1.0:
+            raise ValueError("model_negative_popularity: must be between 0 and 1")
+        if self.model_seed < 0:
+            raise ValueError("model_seed: must be >= 0")
+        if self.model_interval_s < 0:
+            raise ValueError("model_interval_s: must be >= 0")
         if self.rebase_exponent > 512:
             raise ValueError("rebase_exponent: must be <= 512 (2**1024 overflows a float)")

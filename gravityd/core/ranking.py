@@ -134,7 +134,7 @@ class RankParams:
     rank_model_weight: float = 1.0
     # Weight of the most recent history track's out-vector beside the current track's 1.0 in the
     # prior's query (older ones decay by rank_history_decay; 0: the current track only).
-    rank_model_history: float = 0.0
+    rank_model_history: float = 0.5
     # Exploration (UCB): the acceptance estimate is raised by this times its standard deviation,
     # sqrt(a (1 - a) / (evidence + rank_confidence_half_evidence + 1)), so a candidate whose
     # prior is good but untried gets tried; 0 turns it off.

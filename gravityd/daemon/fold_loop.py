@@ -21,12 +21,11 @@ from gravityd.core.graph import GravityGraph
 from gravityd.core.scoreboard import ReportQuery, Scoreboard
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
-from gravityd.core.transitions import TransitionModel
 from gravityd.daemon.galaxies import GalaxyKeeper
 from gravityd.daemon.metrics import Metrics
+from gravityd.daemon.models import ModelKeeper
 from gravityd.daemon.reads import LaneKeeper
 from gravityd.log import EventLog, LogError
-from gravityd.snapshots.state import fold_model
 
 log = logging.getLogger("gravityd.service")
 
@@ -52,7 +51,7 @@ class FoldLoop:
     graph: GravityGraph
     scoreboard: Scoreboard
     sessions: SessionIndex
-    model: TransitionModel
+    models: ModelKeeper
     blocks: Blocks
     lanes: LaneKeeper
     galaxies: GalaxyKeeper
@@ -117,6 +116,9 @@ class FoldLoop:
                 self.galaxies.run(lambda: self.read_cursor), name="gravityd-galaxies"
             )
         )
+        self._tasks.append(
+            asyncio.create_task(self.models.run(lambda: self.read_cursor), name="gravityd-model")
+        )
         log.info(
             "graph ready",
             extra={
@@ -157,7 +159,6 @@ class FoldLoop:
                     log.exception("fold failed", extra={"first_id": part[0][0]})
                     n = self._fold_one_by_one(part)
                 self._fold_sessions(part, reflected)
-                self._fold_model()
                 self.lanes.mark(self.graph, self.graph.take_touched(), reflected)
                 self.metrics.fold_events.inc(n)
                 self._fold_radio(part)
@@ -174,15 +175,6 @@ class FoldLoop:
         except Exception:
             self.metrics.fold_errors.inc()
             log.exception("session index fold failed", extra={"first_id": part[0][0]})
-
-    def _fold_model(self) -> None:
-        """Teach the transition model the verdicts the graph just folded; its failure never
-        stops the fold (the model only gives /rank its priors)."""
-        try:
-            fold_model(self.graph, self.model)
-        except Exception:
-            self.metrics.fold_errors.inc()
-            log.exception("transition model fold failed")
 
     # ------------------------------------------------------------------ the radio's scoreboard
 

@@ -144,15 +144,19 @@ class Metrics:
             "Tracks with vectors in the learned transition model.",
             registry=r,
         )
-        self.model_verdicts = Gauge(
-            "gravityd_model_verdicts",
-            "Verdicts the learned transition model has learnt (it steps every model_batch).",
+        self.model_cursor = Gauge(
+            "gravityd_model_cursor",
+            "Cursor the learned transition model was trained at (compare gravityd_cursor).",
             registry=r,
         )
-        self.model_pending = Gauge(
-            "gravityd_model_pending",
-            "Verdicts folded but not learnt yet (fewer than model_batch).",
+        self.model_seconds = Histogram(
+            "gravityd_model_seconds",
+            "Duration of one transition model training (in the worker process).",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300),
             registry=r,
+        )
+        self.model_errors = Counter(
+            "gravityd_model_errors", "Transition model trainings that failed.", registry=r
         )
         self.cursor = Gauge("gravityd_cursor", "Id of the last event folded.", registry=r)
         self.log_last_id = Gauge(

@@ -28,10 +28,10 @@ from gravityd.core.ranking import RankRequest, rank_pool
 from gravityd.core.scoreboard import Scoreboard
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
-from gravityd.core.transitions import TransitionModel
 from gravityd.daemon.fold_loop import FoldLoop, settle_memory
 from gravityd.daemon.galaxies import GalaxyKeeper, ServedLanes
 from gravityd.daemon.metrics import Metrics
+from gravityd.daemon.models import ModelKeeper
 from gravityd.daemon.reads import LaneKeeper
 from gravityd.daemon.snapshotter import NotSnapshotter, Snapshotter
 from gravityd.daemon.tracks import TrackReads
@@ -92,9 +92,6 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
         self.graph = GravityGraph(config.graph)
         self.scoreboard = Scoreboard(config.report)  # fed the same rows as the graph
         self.sessions = SessionIndex.for_fold(config.graph)  # session neighbours for /rank
-        self.model = TransitionModel.for_fold(config.graph)  # the learned prior for /rank
-        if self.model.enabled:
-            self.graph.record_verdicts()
         self.lanes = LaneKeeper(config, self.metrics, self.graph)  # what neighbors reads serve
         # Galaxies and routes: computed in a worker process from the served lanes.
         self.galaxies = GalaxyKeeper(
@@ -111,6 +108,14 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
         self._ready_event = asyncio.Event()
         self._ready_target = 0
         self._fold_lock = asyncio.Lock()
+        # The learned transition model (the ranking's prior): retrained in a worker process.
+        self.models = ModelKeeper(
+            config.graph,
+            lambda: self.graph,
+            self._fold_lock,
+            on_trained=lambda took, _: self.metrics.model_seconds.observe(took),
+            on_failed=self.metrics.model_errors.inc,
+        )
         self._fold_task: asyncio.Task | None = None
         self._tasks: list[asyncio.Task] = []
         self._snapshot_lock = asyncio.Lock()
@@ -141,9 +146,8 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
             m.graph_nodes.set_function(lambda: self.graph.node_count)
             m.graph_edges.set_function(lambda: self.graph.edge_count)
             m.graph_sessions.set_function(lambda: len(self.graph.sessions))
-            m.model_tracks.set_function(lambda: len(self.model))
-            m.model_verdicts.set_function(lambda: self.model.verdicts)
-            m.model_pending.set_function(lambda: len(self.model.pending))
+            m.model_tracks.set_function(lambda: len(self.models.current))
+            m.model_cursor.set_function(lambda: self.models.current.cursor)
             m.cursor.set_function(lambda: self.graph.cursor)
             m.snapshot_age.set_function(self.snapshot_age)
             m.snapshotter.set_function(lambda: 1 if self.lease.held else 0)
@@ -300,7 +304,7 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
             graph=self.graph,
             params=self.config.rank,
             sessions=self.sessions,
-            model=self.model,
+            model=self.models.current,
         )
 
     # ------------------------------------------------------------------ takedowns
@@ -412,6 +416,7 @@ class Gravityd(FoldLoop, Snapshotter, TrackReads):
                 await self._fold_task
         await self.event_log.close()
         self.galaxies.close()
+        self.models.close()
         self.lease.release()
         log.info(
             "stopped",

@@ -20,10 +20,10 @@ from gravityd.core.graph import GravityGraph
 from gravityd.core.scoreboard import Scoreboard, snapshot_records
 from gravityd.core.session_index import SessionIndex
 from gravityd.core.takedowns import Blocks
-from gravityd.core.transitions import TransitionModel
 from gravityd.daemon.galaxies import SNAPSHOT_PART as GALAXIES_PART
 from gravityd.daemon.galaxies import GalaxyKeeper
 from gravityd.daemon.metrics import Metrics
+from gravityd.daemon.models import ModelKeeper
 from gravityd.log import EventLog, GraphPublisher, LogError, Retention
 from gravityd.log.open import RemoteSnapshots
 from gravityd.snapshots.files import (
@@ -56,7 +56,7 @@ class Snapshotter:
     graph: GravityGraph
     scoreboard: Scoreboard
     sessions: SessionIndex
-    model: TransitionModel
+    models: ModelKeeper
     blocks: Blocks
     galaxies: GalaxyKeeper
     lease: SnapshotLease
@@ -93,7 +93,7 @@ class Snapshotter:
         state = State.from_found(found, cfg.report)
         self.graph, self.blocks, self.scoreboard = state.graph, state.blocks, state.scoreboard
         self.sessions = state.sessions
-        self.model = state.model
+        self.models.adopt(state.model)
         carried = found.header["parts"].get(GALAXIES_PART)
         if carried:  # served at once: no wait for the first computation
             try:
@@ -177,6 +177,15 @@ class Snapshotter:
                     self.metrics.galaxies_errors.inc()
                     log.error("galaxies failed", extra={"error": f"{type(exc).__name__}: {exc}"})
                     self.galaxies.close()
+            if self.ready and not self._closing:  # and the model (not at shutdown: seconds)
+                try:
+                    await self.models.refresh()
+                except Exception as exc:
+                    self.metrics.model_errors.inc()
+                    log.error(
+                        "model training failed", extra={"error": f"{type(exc).__name__}: {exc}"}
+                    )
+                    self.models.close()
             started = time.perf_counter()
             try:
                 async with self._fold_lock:
@@ -188,7 +197,7 @@ class Snapshotter:
                         extra=itertools.chain(
                             snapshot_records(self.scoreboard, cfg.snapshot_chunk),
                             self.sessions.records(),
-                            self.model.records(),
+                            self.models.current.records(),
                             self._galaxy_records(),
                         ),
                         origin=self.event_log.identity.id if self.event_log.identity else None,

@@ -44,6 +44,7 @@ from gravityd.lab.simulate import (
     run_session,
     session_events,
 )
+from gravityd.snapshots.state import train_model
 
 BASE_TIME = 1_700_000_000.0  # a fixed clock: the run is the same whatever the day
 
@@ -94,15 +95,16 @@ def run_world(
     *,
     new_tracks: int = 0,
     release: int = 0,
+    train_every: int = 25,
     progress: Callable[[int], None] | None = None,
 ) -> LocalLoop:
     """Run the three radios over `sessions` sessions of world `seed`; the gravity radio ranks
-    with `rank_pool` on the graph folded from its own sessions so far."""
+    with `rank_pool` on the graph folded from its own sessions so far, and the transition
+    model retrained every `train_every` sessions (0: never)."""
     world = World(seed)
     graph = GravityGraph(fold_params)
     index = SessionIndex.for_fold(fold_params)
     model = TransitionModel.for_fold(fold_params)
-    graph.record_verdicts()
     ids = world.ids
     res = LocalLoop(seed, {"embedding": [], "gravity": [], "oracle": []})
     emb, orc = embedding_order(world), oracle_order(world)
@@ -139,7 +141,8 @@ def run_world(
         next_id += len(events)
         graph.fold(events)
         index.fold(events)
-        model.learn(graph.take_verdicts())
+        if train_every and (i + 1) % train_every == 0:
+            model = train_model(graph)  # as a daemon's background training would
         if new_tracks and i >= release:
             for t in held:
                 if t in res.first_out_lane:
@@ -187,6 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="sessions before the K new tracks are released",
+    )
+    ap.add_argument(
+        "--train-every",
+        type=int,
+        default=25,
+        metavar="N",
+        help="retrain the transition model every N sessions (a daemon retrains "
+        "every model_interval_s; 0: never)",
     )
     ap.add_argument("--config", metavar="F", help="TOML config ([graph], [rank])")
     ap.add_argument(

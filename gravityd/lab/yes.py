@@ -27,7 +27,6 @@ from gravityd.commands.client import Client
 from gravityd.core.events import FoldEvent
 from gravityd.core.graph import FoldParams, GravityGraph
 from gravityd.core.session_index import SessionIndex
-from gravityd.core.transitions import TransitionModel
 
 YES_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/gravityd/eval/yes.com")
 REPLAY_NAMESPACE = uuid.UUID("0b8e3c52-5f0e-4a53-8d3c-6b1d1f6c2a77")  # the posted events' ids
@@ -161,23 +160,17 @@ def replay(
     params: FoldParams,
     progress: Callable[[int, int], None] | None = None,
     sessions: SessionIndex | None = None,
-    model: TransitionModel | None = None,
 ) -> tuple[GravityGraph, int, float]:
     """Fold the playlists into a fresh graph; returns (graph, events folded, fold seconds).
 
-    `progress(playlists replayed, playlists in all)` after each folded batch; `sessions` and
-    `model`, when given, learn from the same events (their time is counted in the fold
-    seconds)."""
+    `progress(playlists replayed, playlists in all)` after each folded batch; `sessions`, when
+    given, is fed the same events (its time is counted in the fold seconds)."""
     graph = GravityGraph(params)
-    if model is not None:
-        graph.record_verdicts()
 
     def fold(batch: list[FoldEvent]) -> int:
         n = graph.fold(batch)
         if sessions is not None:
             sessions.fold(batch)
-        if model is not None:
-            model.learn(graph.take_verdicts())
         return n
 
     n_events = 0

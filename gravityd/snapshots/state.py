@@ -27,7 +27,13 @@ from gravityd.core.scoreboard import (
 )
 from gravityd.core.session_index import SESSIONS_PART, SessionIndex
 from gravityd.core.takedowns import Blocks
-from gravityd.core.transitions import MODEL_PART, ModelParams, TransitionModel
+from gravityd.core.transitions import (
+    MODEL_PART,
+    ModelParams,
+    TransitionModel,
+    edge_arrays,
+    fit_transitions,
+)
 from gravityd.snapshots.files import Found
 
 log = logging.getLogger("gravityd.fold")
@@ -44,10 +50,6 @@ class State:
     scoreboard: Scoreboard = field(default_factory=Scoreboard)
     sessions: SessionIndex = field(default_factory=SessionIndex)
     model: TransitionModel = field(default_factory=TransitionModel)
-
-    def __post_init__(self) -> None:
-        if self.model.enabled:
-            self.graph.record_verdicts()  # the model learns from the fold's direct verdicts
 
     @property
     def cursor(self) -> int:
@@ -103,9 +105,8 @@ def sessions_from_header(header: dict[str, Any], params: FoldParams | None) -> S
 
 def model_from_header(header: dict[str, Any], params: FoldParams | None) -> TransitionModel:
     """The transition model a loaded snapshot carries. One written before the model existed,
-    with other [graph] model_* settings, or unreadable, starts empty: it then learns from the
-    verdicts folded after the snapshot's cursor (the ranking falls back to neutral priors for
-    what it has not seen)."""
+    with other [graph] model_* settings, or unreadable, is not used: the ranking has neutral
+    priors until the first training (a daemon's first comes at once once it is ready)."""
     wanted = ModelParams.from_fold(params if params is not None else FoldParams())
     payloads = header.get("parts", {}).get(MODEL_PART)
     if payloads and wanted.dims:
@@ -118,10 +119,15 @@ def model_from_header(header: dict[str, Any], params: FoldParams | None) -> Tran
     return TransitionModel(wanted)
 
 
-def fold_model(graph: GravityGraph, model: TransitionModel) -> int:
-    """Teach the model the verdicts the graph just folded; returns training steps taken."""
-    verdicts = graph.take_verdicts()
-    return model.learn(verdicts) if verdicts else 0
+def train_model(graph: GravityGraph) -> TransitionModel:
+    """The transition model of this graph as of its cursor, its evidence decayed to the graph's
+    own clock (not the wall's): a pure function of the folded log, so a replay to the same
+    cursor trains the same model (a daemon does it in the background: daemon/models.py)."""
+    params = ModelParams.from_fold(graph.params)
+    if not params.dims:
+        return TransitionModel(params)
+    rows = graph.direct_evidence(graph.tracks(), graph.clock or None)
+    return fit_transitions(edge_arrays(rows), params, graph.cursor)
 
 
 class FoldResult(NamedTuple):
@@ -159,10 +165,6 @@ def fold_rows(
     except Exception:
         log.exception("fold failed", extra={"first_id": rows[0][0]})
         errors += _graph_one_by_one(state.graph, rows)
-    try:
-        fold_model(state.graph, state.model)
-    except Exception:  # the model is a ranking aid: the fold goes on without it
-        log.exception("transition model fold failed", extra={"first_id": rows[0][0]})
     try:
         radio = state.scoreboard.fold(rows)
     except Exception:
