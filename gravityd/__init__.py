@@ -3,4 +3,4 @@
 Turns listening events into a weighted, directed track-to-track graph and serves it.
 """
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
