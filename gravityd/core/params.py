@@ -88,7 +88,7 @@ class FoldParams:
     model_seed: int = 0
     # A daemon retrains the model in the background when the fold moved and this many seconds
     # passed since the last training (0: never in a daemon; `gravityd build` trains it anyway).
-    model_interval_s: float = 60.0
+    model_interval_s: float = 300.0
 
     def __post_init__(self) -> None:
         check_fields(self)
