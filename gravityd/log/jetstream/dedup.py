@@ -30,7 +30,8 @@ from gravityd.log.jetstream.messages import (
     position,
 )
 from gravityd.log.jetstream.metrics import JetStreamMetrics
-from gravityd.log.jetstream.stream import ERRORS, describe
+from gravityd.log.jetstream.retry import describe
+from gravityd.log.jetstream.stream import ERRORS
 from gravityd.log.jetstream_params import JetStreamParams
 
 if TYPE_CHECKING:

@@ -22,11 +22,10 @@ from gravityd.log.jetstream.dedup import DedupIndex, OtherWriters
 from gravityd.log.jetstream.messages import high_water_of
 from gravityd.log.jetstream.metrics import JetStreamMetrics
 from gravityd.log.jetstream.reader import StreamReader, Watch
-from gravityd.log.jetstream.retry import OpenRetry
+from gravityd.log.jetstream.retry import OpenRetry, describe
 from gravityd.log.jetstream.stream import (
     ERRORS,
     connect_options,
-    describe,
     ensure_stream,
     parse_log_url,
     stream_config,

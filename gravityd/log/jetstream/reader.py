@@ -17,7 +17,8 @@ from gravityd.core.events import FoldEvent
 from gravityd.log import BadRows, LogError
 from gravityd.log.jetstream.messages import SHIFT, SLOTS, decode_events, high_water_of
 from gravityd.log.jetstream.metrics import JetStreamMetrics
-from gravityd.log.jetstream.stream import ERRORS, describe
+from gravityd.log.jetstream.retry import describe
+from gravityd.log.jetstream.stream import ERRORS
 from gravityd.log.jetstream_params import JetStreamParams
 
 if TYPE_CHECKING:

@@ -22,7 +22,6 @@ import nats.errors
 import nats.js.errors
 
 from gravityd.log.jetstream.metrics import JetStreamMetrics
-from gravityd.log.jetstream.stream import describe
 from gravityd.log.jetstream_params import JetStreamParams
 
 log = logging.getLogger("gravityd.log.jetstream")
@@ -112,3 +111,9 @@ class OpenRetry:
                 await self.sleep(pause)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
                 attempt += 1
+
+
+def describe(exc: BaseException) -> str:
+    """How a NATS error reads in a log line and in a LogError: its type and its one-line text."""
+    text = str(exc).strip().replace("\n", " ")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

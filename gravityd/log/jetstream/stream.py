@@ -7,7 +7,7 @@ import asyncio
 import logging
 import ssl
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import nats
@@ -16,10 +16,8 @@ import nats.js.errors
 from nats.js import JetStreamContext, api
 
 from gravityd.log import LogError, LogMissing, NotALog
+from gravityd.log.jetstream.retry import OpenRetry, describe
 from gravityd.log.jetstream_params import JetStreamParams
-
-if TYPE_CHECKING:  # retry imports this module (describe)
-    from gravityd.log.jetstream.retry import OpenRetry
 
 log = logging.getLogger("gravityd.log.jetstream")
 
@@ -195,8 +193,3 @@ def _enum(value: Any) -> Any:
 
 def _iso(when: datetime | None) -> str:
     return when.isoformat() if when is not None else "unknown"
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
