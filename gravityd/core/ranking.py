@@ -17,6 +17,12 @@ For each candidate c (after dropping duplicates, the current track and every tra
   acceptance ``a = pos / m`` mapped onto [-1, 1] with ``rank_neutral_acceptance`` (a0) as 0:
   ``g = (a - a0) / (1 - a0)`` above a0, ``(a - a0) / a0`` below; the seed's vote ``x = conf * g``.
   Transitions listeners skip away from (a < a0) get a negative vote.
+- **The learned prior** (the current track only; ``gravityd/core/transitions.py``): the
+  acceptance on current->c is a posterior mean, ``conf * a + (1 - conf) * p`` with ``p = a0 +
+  rank_model_weight * (P - a0)``, P the model's probability that c is kept after the current
+  track (its query mixes in the history's out-vectors at ``rank_model_history``); p = a0 where
+  the model has no vector, which is exactly the vote above. With ``rank_explore`` b > 0 the
+  estimate is raised by ``b * sqrt(a (1 - a) / (mass + k + 1))`` (UCB) before it is mapped.
 - **Direct evidence first**: on current->c, direct verdicts (c kept or skipped right after the
   current track, ``acc`` and ``neg``) weigh fully and multi-step credit (c kept a few tracks later,
   ``pos - acc``) counts at ``rank_cooccurrence_weight``: a skip is weighed against what listeners
@@ -33,11 +39,11 @@ For each candidate c (after dropping duplicates, the current track and every tra
   skips, and the closed loop learnt half as fast; the offline eval is unchanged by it.)
 - **Session neighbours** ``V`` in [0, 1]: the votes of the indexed sessions most like this one
   (``gravityd/core/session_index.py``; the formula once, in docs/model.md, "Ranking"), divided by
-  the pool's highest.
+  the pool's highest, times ``1 - conf0`` (gated like the history: the index never saw a skip).
 - **Score** ``= emb' + rank_gravity_weight * G + rank_session_weight * V``. With no evidence
-  (G = 0, V = 0) the order is exactly the embedding order; neutral evidence (a = a0) changes
-  nothing; the graph can move a candidate by at most ``rank_gravity_weight``, and only as far
-  as its evidence allows.
+  and no prior (G = 0, V = 0) the order is exactly the embedding order; neutral evidence
+  (a = a0) changes nothing; the graph can move a candidate by at most ``rank_gravity_weight``,
+  and only as far as its evidence allows.
 - **Order**: score descending, then the raw embedding score descending, then candidates with a known
   embedding score first, then ``track_id`` ascending: deterministic whatever the input order.
 
