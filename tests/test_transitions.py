@@ -277,6 +277,7 @@ async def test_the_daemon_trains_in_the_background_snapshots_and_reloads_it(
         return c
 
     svc = Gravityd(cfg())
+    svc.models.inline_rows = 0  # the worker process, as on a real catalogue
     client = await aiohttp_client(create_app(svc))
     body = []
     for ev in world_rows(120):  # the toy world over the API, in log order, stamped now

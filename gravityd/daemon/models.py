@@ -32,6 +32,8 @@ from gravityd.core.transitions import ModelParams, TransitionModel, edge_arrays,
 log = logging.getLogger("gravityd.model")
 
 GATHER_SLICE = 256  # tracks read per slice while gathering edges: a fraction of a millisecond
+# Fewer edges than this train in a thread: milliseconds, not worth a process (a new log, tests).
+INLINE_ROWS = 1000
 
 
 def _lowest_priority() -> None:
@@ -56,8 +58,10 @@ class ModelKeeper:
         *,
         on_trained: Callable[[float, TransitionModel], None] | None = None,
         on_failed: Callable[[], None] | None = None,
+        inline_rows: int = INLINE_ROWS,
     ) -> None:
         self.params = ModelParams.from_fold(params)
+        self.inline_rows = inline_rows
         self.interval = params.model_interval_s
         self.graph = graph  # looked up at each training: a snapshot load replaces the graph
         self.fold_lock = fold_lock
@@ -118,9 +122,12 @@ class ModelKeeper:
                         return False
                     rows = await self._gather(graph)
                 started = time.perf_counter()
-                model = await asyncio.get_running_loop().run_in_executor(
-                    self._executor(), _train, rows, self.params, cursor
-                )
+                if len(rows) < self.inline_rows:
+                    model = await asyncio.to_thread(_train, rows, self.params, cursor)
+                else:
+                    model = await asyncio.get_running_loop().run_in_executor(
+                        self._executor(), _train, rows, self.params, cursor
+                    )
                 took = time.perf_counter() - started
             finally:
                 self.training = False
