@@ -17,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +25,7 @@ from typing import Any, Protocol
 
 from gravityd.core.galaxies import EMPTY, Galaxies, GalaxyParams, compute_galaxies
 from gravityd.core.routes import Route, RouteBounds, RouteGraph, best_route
+from gravityd.daemon.workers import worker_pool
 
 log = logging.getLogger("gravityd.galaxies")
 
@@ -53,12 +52,6 @@ class ServedLanes:
     ) -> None:
         self.tracks = tracks
         self.lanes_of = lanes_of
-
-
-def _lowest_priority() -> None:
-    """The worker yields the CPU to the daemon: Louvain may take seconds of a core, and on a
-    small machine it would otherwise compete with request handling (docs/galaxies.md)."""
-    os.nice(19)
 
 
 def _compute(
@@ -197,12 +190,7 @@ class GalaxyKeeper:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn: a fork would copy the whole graph's pages for a process that needs a list.
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_lowest_priority,
-            )
+            self._pool = worker_pool()
         return self._pool
 
     # ------------------------------------------------------------------ reads, O(limit)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -28,16 +26,13 @@ from concurrent.futures import ProcessPoolExecutor
 from gravityd.core.graph import GravityGraph
 from gravityd.core.params import FoldParams
 from gravityd.core.transitions import ModelParams, TransitionModel, edge_arrays, fit_transitions
+from gravityd.daemon.workers import worker_pool
 
 log = logging.getLogger("gravityd.model")
 
 GATHER_SLICE = 256  # tracks read per slice while gathering edges: a fraction of a millisecond
 # Fewer edges than this train in a thread: milliseconds, not worth a process (a new log, tests).
 INLINE_ROWS = 1000
-
-
-def _lowest_priority() -> None:
-    os.nice(19)
 
 
 def _train(
@@ -157,11 +152,7 @@ class ModelKeeper:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_lowest_priority,
-            )
+            self._pool = worker_pool()
         return self._pool
 
     def close(self) -> None:
