@@ -8,8 +8,11 @@ import requests
 
 from .sessions import event, recent, tid
 
-# No snapshot at shutdown: the tests stop many daemons, and none needs one.
-FAST = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0"}
+# No snapshot at shutdown: the tests stop many daemons, and none needs one. No background
+# training of the learned prior: these tests compare rankings across roles at one cursor, and a
+# model retrained in the background is as of whatever cursor its timer fell on (the model of a
+# cursor is the same everywhere: tests/test_transitions.py). A snapshot still trains it.
+FAST = {"GRAVITYD_SNAPSHOT_ON_SHUTDOWN": "0", "GRAVITYD_MODEL_INTERVAL_S": "0"}
 
 
 def post(url: str, events: list[dict[str, Any]]) -> dict[str, Any]:
