@@ -129,10 +129,6 @@ class RankParams:
     # A neighbour's vote for a track it played *before* its match counts this much (0..1; 1:
     # both sides alike, as STAN; 0: successors only).
     rank_session_before: float = 1.0
-    # The session vote's weight is divided by 1 + (skip mass on the current track's out-edges) /
-    # this: neighbours see kept tracks only, so where listeners skip, the direct verdicts lead
-    # (0 turns the gate off).
-    rank_session_skip_gate: float = 0.0
     # The learned transition model (gravityd/core/transitions.py) as the prior of the acceptance
     # on current->c: it stands in for rank_confidence_half_evidence of pseudo-evidence, so an edge
     # without evidence gets the model's guess and a well-known edge its own record. This scales
@@ -179,8 +175,6 @@ class RankParams:
                 raise ValueError(f"{name}: must be > 0")
         if self.rank_session_recency < 0.0:
             raise ValueError("rank_session_recency: must be >= 0")
-        if self.rank_session_skip_gate < 0.0:
-            raise ValueError("rank_session_skip_gate: must be >= 0")
         if not 0.0 <= self.rank_session_before <= 1.0:
             raise ValueError("rank_session_before: must be between 0 and 1")
         if self.rank_session_idf < 0.0:
@@ -387,14 +381,6 @@ def rank_pool(
             top = max(votes.values())
             votes = {c: v / top for c, v in votes.items()} if top > 0.0 else {}
     vw = p.rank_session_weight
-    if votes and p.rank_session_skip_gate > 0.0 and graph is not None:
-        # The index holds kept tracks only: blind to skips. Where listeners have been skipping
-        # away from the current track, its direct verdicts know what they reject, and the
-        # session vote steps back: weight / (1 + skip mass / rank_session_skip_gate).
-        nbrs = graph.out_edges(current_track_id)
-        if nbrs:
-            skips = sum(e["neg"] for e in nbrs.values()) * f
-            vw = vw / (1.0 + skips / p.rank_session_skip_gate)
 
     # ---- embedding part.
     get = embeddings_scores.get if embeddings_scores else None

@@ -36,7 +36,6 @@ from scipy import sparse
 from gravityd.core.params import FoldParams
 
 __all__ = [
-    "EMPTY_MODEL",
     "MODEL_PART",
     "EdgeArrays",
     "ModelParams",
@@ -144,10 +143,6 @@ class TransitionModel:
         """The empty model the [graph] settings describe (before the first training)."""
         return cls(ModelParams.from_fold(params if params is not None else FoldParams()))
 
-    @property
-    def enabled(self) -> bool:
-        return self.params.dims > 0
-
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -251,9 +246,6 @@ class TransitionModel:
     def nbytes(self) -> int:
         """Bytes of the arrays (the dict and the id strings are the graph's own strings)."""
         return self.out.nbytes + self.inn.nbytes + self.bias.nbytes
-
-
-EMPTY_MODEL = TransitionModel(ModelParams(dims=0))
 
 
 def fit_transitions(edges: EdgeArrays, params: ModelParams, cursor: int = 0) -> TransitionModel:

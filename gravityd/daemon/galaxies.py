@@ -19,13 +19,12 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gravityd.core.galaxies import EMPTY, Galaxies, GalaxyParams, compute_galaxies
 from gravityd.core.routes import Route, RouteBounds, RouteGraph, best_route
-from gravityd.daemon.workers import worker_pool
+from gravityd.daemon.workers import Worker
 
 log = logging.getLogger("gravityd.galaxies")
 
@@ -95,7 +94,7 @@ class GalaxyKeeper:
         self.clock = clock
         self.computing = False
         self.last_started = float("-inf")  # monotonic
-        self._pool: ProcessPoolExecutor | None = None
+        self._worker = Worker()
         self._lock = asyncio.Lock()
         self._ranked: tuple[Galaxies, list[str]] | None = None
         self.route_graph: RouteGraph | None = None  # the lanes compiled with the galaxies
@@ -150,8 +149,7 @@ class GalaxyKeeper:
                     return False
                 started = time.perf_counter()
                 p = self.params
-                rec, arrays = await asyncio.get_running_loop().run_in_executor(
-                    self._executor(),
+                rec, arrays = await self._worker.run(
                     _compute,
                     lanes,
                     p.galaxies_resolution,
@@ -187,11 +185,6 @@ class GalaxyKeeper:
                     out.append((t, list(lanes)))
             await asyncio.sleep(0)
         return out
-
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = worker_pool()
-        return self._pool
 
     # ------------------------------------------------------------------ reads, O(limit)
 
@@ -284,9 +277,7 @@ class GalaxyKeeper:
             yield out
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._worker.close()
 
 
 def _iso(ts: float) -> str:

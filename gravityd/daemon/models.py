@@ -21,12 +21,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 
 from gravityd.core.graph import GravityGraph
 from gravityd.core.params import FoldParams
 from gravityd.core.transitions import ModelParams, TransitionModel, edge_arrays, fit_transitions
-from gravityd.daemon.workers import worker_pool
+from gravityd.daemon.workers import Worker
 
 log = logging.getLogger("gravityd.model")
 
@@ -65,7 +64,7 @@ class ModelKeeper:
         self.on_failed = on_failed
         self.training = False
         self.last_started = float("-inf")  # monotonic
-        self._pool: ProcessPoolExecutor | None = None
+        self._worker = Worker()
         self._lock = asyncio.Lock()
 
     @property
@@ -120,9 +119,7 @@ class ModelKeeper:
                 if len(rows) < self.inline_rows:
                     model = await asyncio.to_thread(_train, rows, self.params, cursor)
                 else:
-                    model = await asyncio.get_running_loop().run_in_executor(
-                        self._executor(), _train, rows, self.params, cursor
-                    )
+                    model = await self._worker.run(_train, rows, self.params, cursor)
                 took = time.perf_counter() - started
             finally:
                 self.training = False
@@ -150,12 +147,5 @@ class ModelKeeper:
             await asyncio.sleep(0)
         return out
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = worker_pool()
-        return self._pool
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        self._worker.close()

@@ -9,11 +9,16 @@ process that started it, and exits when it is not.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PARENT_CHECK_S = 1.0
 
@@ -38,3 +43,21 @@ def worker_pool() -> ProcessPoolExecutor:
         initializer=_init_worker,
         initargs=(os.getpid(),),
     )
+
+
+class Worker:
+    """One worker, spawned at its first call and kept; `close` lets it go (after a failure the
+    next call spawns a fresh one)."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._pool is None:
+            self._pool = worker_pool()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
